@@ -1,0 +1,91 @@
+//! The path from a probe to userspace: filters, the ring buffer, wake-up policy and the per-probe
+//! drop counters that turn a full ring into `Lost` events instead of silence.
+
+use aya_ebpf::{
+    bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id},
+    macros::map,
+    maps::{PerCpuArray, RingBuf},
+};
+use hmmtrace_common::{offsets::Settings, EventHeader, EventKind, ProbeId, Record, PROBE_COUNT};
+
+/// Default ring size; userspace resizes it (`--ring-size`) before load.
+const DEFAULT_RING_BYTES: u32 = 1 << 22;
+
+#[map]
+static EVENTS: RingBuf = RingBuf::with_byte_size(DEFAULT_RING_BYTES, 0);
+
+/// Records dropped because `EVENTS` was full, indexed by `ProbeId`. Per-CPU so counting a drop
+/// needs no atomic; userspace sums the CPUs.
+#[map]
+static DROPS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROBE_COUNT, 0);
+
+/// Written by userspace before load (read-only global).
+#[unsafe(no_mangle)]
+static SETTINGS: Settings = Settings::DEFAULT;
+
+#[inline(always)]
+pub(crate) fn settings() -> Settings {
+    // Volatile: the value is patched into .rodata at load time, so the compiler must not fold
+    // the default above into the code.
+    unsafe { core::ptr::read_volatile(&SETTINGS) }
+}
+
+/// Whether the current task passes the userspace filters.
+#[inline(always)]
+pub(crate) fn wanted() -> bool {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let filter = settings().filter_tgid;
+    filter == 0 || filter == tgid
+}
+
+/// A header for the current task. `ts_ns` is the entry time of the traced call.
+#[inline(always)]
+pub(crate) fn header(
+    kind: EventKind,
+    ts_ns: u64,
+    duration_ns: Option<u64>,
+    unknown: u32,
+) -> EventHeader {
+    let pid_tgid = bpf_get_current_pid_tgid();
+    EventHeader {
+        ts_ns,
+        duration_ns: duration_ns.unwrap_or(0),
+        tgid: (pid_tgid >> 32) as u32,
+        pid: pid_tgid as u32,
+        cpu: unsafe { bpf_get_smp_processor_id() },
+        kind: kind as u16,
+        flags: if duration_ns.is_some() {
+            hmmtrace_common::FLAG_HAS_DURATION
+        } else {
+            0
+        },
+        unknown,
+        _pad: 0,
+        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+    }
+}
+
+/// Writes one record, or counts it as dropped for `probe` when the ring is full.
+#[inline(always)]
+pub(crate) fn submit<P: 'static>(probe: ProbeId, record: Record<P>) {
+    match EVENTS.reserve::<Record<P>>(0) {
+        Some(mut entry) => {
+            entry.write(record);
+            // Wake the reader only when enough has piled up: a wake-up per record costs an
+            // irq_work each, far more than the record itself.
+            let avail = EVENTS.query(aya_ebpf::bindings::BPF_RB_AVAIL_DATA as u64);
+            let flags = if avail >= settings().wakeup_bytes {
+                BPF_RB_FORCE_WAKEUP
+            } else {
+                BPF_RB_NO_WAKEUP
+            };
+            entry.submit(flags as u64);
+        }
+        None => {
+            if let Some(count) = DROPS.get_ptr_mut(probe as u32) {
+                unsafe { *count += 1 };
+            }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+//! hmmtrace's eBPF programs, one module per kernel path, and the pieces they share: the ring
+//! buffer, the per-probe drop counters and the settings userspace writes before load.
+//!
+//! Built for `bpfel-unknown-none` by `hmmtrace/build.rs` (aya-build) and embedded in the
+//! `hmmtrace` binary.
+#![no_std]
+#![no_main]
+
+mod emit;
+mod system_migration;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    // The verifier rejects any program that could reach this; it exists only to satisfy no_std.
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";
