@@ -1,0 +1,153 @@
+//! The engine's simulated clock and what each operation costs on it.
+//!
+//! Every duration the engine reports is the sum of the costs below for the work the operation
+//! actually did (pages collected, copied, cleared, faulted), stretched by a seeded jitter so that
+//! histograms have a shape. None of it is measured: the engine exists to reproduce HMM's event
+//! *stream*; for real latencies, record a kernel.
+
+use rand::{Rng as _, SeedableRng as _};
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+
+/// Nanosecond costs. Defaults are round figures of the order a PCIe GPU driver sees; a scenario's
+/// `[cost]` table overrides any of them.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct CostModel {
+    /// `migrate_vma_setup`: fixed part (notifier, page walk setup).
+    pub setup_base_ns: u64,
+    /// `migrate_vma_setup`: per page collected and unmapped.
+    pub setup_per_page_ns: u64,
+    /// Driver copy between setup and `migrate_vma_pages` (DMA), per page.
+    pub copy_per_page_ns: u64,
+    /// `migrate_vma_pages`: fixed part.
+    pub pages_base_ns: u64,
+    /// `migrate_vma_pages`: per page moved.
+    pub pages_per_page_ns: u64,
+    /// `migrate_vma_finalize`: fixed part.
+    pub finalize_base_ns: u64,
+    /// `migrate_vma_finalize`: per page remapped.
+    pub finalize_per_page_ns: u64,
+    /// `migrate_to_ram`: the callback's own overhead around its migration.
+    pub fault_base_ns: u64,
+    /// `page_free` path: per device page.
+    pub page_free_ns: u64,
+    /// `__mmu_notifier_invalidate_range_start`: fixed part beyond its callbacks.
+    pub invalidate_base_ns: u64,
+    /// A driver's interval `invalidate` callback: fixed part.
+    pub callback_base_ns: u64,
+    /// A driver's interval `invalidate` callback: per mirrored page it clears.
+    pub callback_per_page_ns: u64,
+    /// `hmm_range_fault`: fixed part.
+    pub range_fault_base_ns: u64,
+    /// `hmm_range_fault`: per page walked.
+    pub range_fault_per_page_ns: u64,
+    /// A CPU page fault that allocates or copies (COW) a system page.
+    pub cpu_fault_ns: u64,
+    /// Relative jitter: each cost is multiplied by `1 + jitter * u`, u uniform in [0, 1).
+    pub jitter: f64,
+    /// Probability that an operation lands in the slow tail (lock contention, preemption).
+    pub tail_probability: f64,
+    /// Multiplier for an operation in the tail.
+    pub tail_factor: f64,
+}
+
+impl Default for CostModel {
+    fn default() -> Self {
+        CostModel {
+            setup_base_ns: 2_000,
+            setup_per_page_ns: 150,
+            copy_per_page_ns: 1_000,
+            pages_base_ns: 500,
+            pages_per_page_ns: 120,
+            finalize_base_ns: 800,
+            finalize_per_page_ns: 100,
+            fault_base_ns: 3_000,
+            page_free_ns: 150,
+            invalidate_base_ns: 300,
+            callback_base_ns: 250,
+            callback_per_page_ns: 20,
+            range_fault_base_ns: 1_000,
+            range_fault_per_page_ns: 80,
+            cpu_fault_ns: 600,
+            jitter: 0.25,
+            tail_probability: 0.005,
+            tail_factor: 8.0,
+        }
+    }
+}
+
+impl CostModel {
+    /// Checks the values make sense; the error names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..=10.0).contains(&self.jitter) {
+            return Err(format!(
+                "cost.jitter must be within 0..=10, not {}",
+                self.jitter
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.tail_probability) {
+            return Err(format!(
+                "cost.tail_probability must be within 0..=1, not {}",
+                self.tail_probability
+            ));
+        }
+        if !(1.0..=1000.0).contains(&self.tail_factor) {
+            return Err(format!(
+                "cost.tail_factor must be within 1..=1000, not {}",
+                self.tail_factor
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The simulated clock plus the seeded randomness that stretches costs.
+pub struct Clock {
+    now_ns: u64,
+    rng: ChaCha8Rng,
+    pub model: CostModel,
+}
+
+impl Clock {
+    pub fn new(model: CostModel, seed: u64) -> Clock {
+        Clock {
+            now_ns: 0,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            model,
+        }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.now_ns
+    }
+
+    /// Advances the clock by `base` ns stretched by jitter and tail; returns the time spent.
+    pub fn spend(&mut self, base: u64) -> u64 {
+        if base == 0 {
+            return 0;
+        }
+        let m = &self.model;
+        let mut factor = 1.0 + m.jitter * self.rng.random::<f64>();
+        if m.tail_probability > 0.0 && self.rng.random::<f64>() < m.tail_probability {
+            factor *= m.tail_factor;
+        }
+        let spent = ((base as f64) * factor).round().max(1.0) as u64;
+        self.now_ns += spent;
+        spent
+    }
+
+    /// Idle time between operations (not attributed to any event).
+    pub fn idle(&mut self, ns: u64) {
+        self.now_ns += ns;
+    }
+
+    /// A deterministic choice in `0..n`.
+    pub fn pick(&mut self, n: u32) -> u32 {
+        if n <= 1 {
+            0
+        } else {
+            self.rng.random_range(0..n)
+        }
+    }
+}

@@ -1,0 +1,525 @@
+//! Address spaces: VMAs, PTEs and pages with their reverse maps; mmap, munmap, mprotect, fork
+//! with copy-on-write, exit, and CPU accesses (which fault device-private pages back to RAM).
+
+use std::collections::{BTreeMap, HashMap};
+
+use hmmtrace_common::{
+    PageFree, MMU_NOTIFY_CLEAR, MMU_NOTIFY_PROTECTION_PAGE, MMU_NOTIFY_PROTECTION_VMA,
+    MMU_NOTIFY_UNMAP,
+};
+
+use super::{DevId, Engine, EngineError, Result, Tgid};
+use crate::event::{Body, Comm};
+
+/// Index into `Engine::pages`.
+pub(crate) type PageId = u32;
+
+/// Where a page's memory lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Frame {
+    System,
+    /// `pfn` is the offset from the device's `base_pfn`.
+    Device {
+        dev: DevId,
+        pfn: u64,
+    },
+}
+
+/// A `struct page`: its memory, who maps it (the rmap) and extra references (GUP pins).
+pub(crate) struct Page {
+    pub frame: Frame,
+    pub maps: Vec<(Tgid, u64)>,
+    pub pins: u32,
+    pub live: bool,
+    /// LRU stamp, for device pages.
+    pub stamp: u64,
+}
+
+/// A page table entry that is not `pte_none`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pte {
+    /// A present PTE: a system page, or a device-coherent page.
+    Present { page: PageId, write: bool },
+    /// A device-private swap entry (`make_*_device_private_entry`).
+    DevicePrivate { page: PageId, write: bool },
+    /// A device-exclusive entry (`make_device_exclusive_range`); the CPU must restore it first.
+    Exclusive { page: PageId, write: bool },
+}
+
+impl Pte {
+    pub fn page(self) -> PageId {
+        match self {
+            Pte::Present { page, .. }
+            | Pte::DevicePrivate { page, .. }
+            | Pte::Exclusive { page, .. } => page,
+        }
+    }
+}
+
+/// Protection of a VMA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Prot {
+    pub read: bool,
+    pub write: bool,
+}
+
+impl Prot {
+    pub const RW: Prot = Prot {
+        read: true,
+        write: true,
+    };
+    pub const R: Prot = Prot {
+        read: true,
+        write: false,
+    };
+    pub const NONE: Prot = Prot {
+        read: false,
+        write: false,
+    };
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Vma {
+    pub end: u64,
+    pub prot: Prot,
+}
+
+pub(crate) struct Process {
+    pub comm: Comm,
+    /// Start vpn → VMA. Anonymous private mappings only: what HMM workloads migrate.
+    pub vmas: BTreeMap<u64, Vma>,
+    pub ptes: HashMap<u64, Pte>,
+    pub next_vpn: u64,
+}
+
+impl Process {
+    pub fn vma(&self, vpn: u64) -> Option<(u64, Vma)> {
+        self.vmas
+            .range(..=vpn)
+            .next_back()
+            .filter(|(_, v)| vpn < v.end)
+            .map(|(s, v)| (*s, *v))
+    }
+}
+
+impl Engine {
+    /// Creates a process (an empty address space).
+    pub fn spawn(&mut self, comm: &str) -> Tgid {
+        let tgid = self.next_tgid;
+        self.next_tgid += 1;
+        self.procs.insert(
+            tgid,
+            Process {
+                comm: Comm::new(comm),
+                vmas: BTreeMap::new(),
+                ptes: HashMap::new(),
+                next_vpn: 0x10000,
+            },
+        );
+        tgid
+    }
+
+    pub(crate) fn proc_ref(&self, tgid: Tgid) -> Result<&Process> {
+        self.procs
+            .get(&tgid)
+            .ok_or(EngineError::NoSuchProcess(tgid))
+    }
+
+    pub(crate) fn proc_mut(&mut self, tgid: Tgid) -> Result<&mut Process> {
+        self.procs
+            .get_mut(&tgid)
+            .ok_or(EngineError::NoSuchProcess(tgid))
+    }
+
+    /// `mmap(NULL, npages * PAGE_SIZE, prot, MAP_PRIVATE | MAP_ANONYMOUS)`: returns the address.
+    /// Nothing is populated, as in the kernel.
+    pub fn mmap(&mut self, tgid: Tgid, npages: u64, prot: Prot) -> Result<u64> {
+        let p = self.proc_mut(tgid)?;
+        let start = p.next_vpn;
+        // A guard gap so adjacent mappings never merge.
+        p.next_vpn += npages + 16;
+        p.vmas.insert(
+            start,
+            Vma {
+                end: start + npages,
+                prot,
+            },
+        );
+        Ok(start * self.page_size)
+    }
+
+    pub(crate) fn vpn(&self, addr: u64) -> u64 {
+        addr / self.page_size
+    }
+
+    /// Whether `[vpn, vpn + npages)` lies inside one VMA.
+    pub(crate) fn check_range(&self, tgid: Tgid, vpn: u64, npages: u64) -> Result<Vma> {
+        let p = self.proc_ref(tgid)?;
+        match p.vma(vpn) {
+            Some((_, vma)) if vpn + npages <= vma.end && npages > 0 => Ok(vma),
+            _ => Err(EngineError::BadRange {
+                tgid,
+                addr: vpn * self.page_size,
+                npages,
+            }),
+        }
+    }
+
+    /// `munmap`: one `MMU_NOTIFY_UNMAP` over the range (`unmap_vmas`), then every PTE is zapped
+    /// and pages whose last mapping this was are freed (device pages through `page_free`).
+    pub fn munmap(&mut self, tgid: Tgid, addr: u64, npages: u64) -> Result<()> {
+        self.current = tgid;
+        let (start, end) = (self.vpn(addr), self.vpn(addr) + npages);
+        self.proc_ref(tgid)?;
+        self.invalidate(tgid, start, end, MMU_NOTIFY_UNMAP, 0);
+        self.zap(tgid, start, end);
+        let p = self.proc_mut(tgid)?;
+        // Split the VMAs that straddle the range, drop what is inside.
+        let affected: Vec<(u64, Vma)> = p
+            .vmas
+            .range(..end)
+            .filter(|(s, v)| v.end > start && **s < end)
+            .map(|(s, v)| (*s, *v))
+            .collect();
+        for (s, v) in affected {
+            p.vmas.remove(&s);
+            if s < start {
+                p.vmas.insert(
+                    s,
+                    Vma {
+                        end: start,
+                        prot: v.prot,
+                    },
+                );
+            }
+            if v.end > end {
+                p.vmas.insert(
+                    end,
+                    Vma {
+                        end: v.end,
+                        prot: v.prot,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the PTEs in `[start, end)` and drops their page references.
+    pub(crate) fn zap(&mut self, tgid: Tgid, start: u64, end: u64) {
+        let Some(p) = self.procs.get_mut(&tgid) else {
+            return;
+        };
+        let vpns: Vec<u64> = if (end - start) as usize > p.ptes.len() {
+            p.ptes
+                .keys()
+                .copied()
+                .filter(|v| (start..end).contains(v))
+                .collect()
+        } else {
+            (start..end).filter(|v| p.ptes.contains_key(v)).collect()
+        };
+        let mut vpns = vpns;
+        vpns.sort_unstable();
+        for vpn in vpns {
+            if let Some(pte) = self.procs.get_mut(&tgid).and_then(|p| p.ptes.remove(&vpn)) {
+                self.unmap_page(pte.page(), tgid, vpn);
+            }
+        }
+    }
+
+    /// `mprotect`: one `MMU_NOTIFY_PROTECTION_VMA` per VMA with page tables (change_pud_range),
+    /// then write permission is removed from the PTEs when the new protection forbids it.
+    pub fn mprotect(&mut self, tgid: Tgid, addr: u64, npages: u64, prot: Prot) -> Result<()> {
+        self.current = tgid;
+        let (start, end) = (self.vpn(addr), self.vpn(addr) + npages);
+        let vma = self.check_range(tgid, start, npages)?;
+        let has_ptes = {
+            let p = self.proc_ref(tgid)?;
+            (start..end).any(|v| p.ptes.contains_key(&v))
+        };
+        if has_ptes {
+            self.invalidate(tgid, start, end, MMU_NOTIFY_PROTECTION_VMA, 0);
+        }
+        let p = self.proc_mut(tgid)?;
+        let (vstart, _) = p.vma(start).expect("checked above");
+        // Split so that exactly [start, end) gets the new protection.
+        p.vmas.remove(&vstart);
+        if vstart < start {
+            p.vmas.insert(
+                vstart,
+                Vma {
+                    end: start,
+                    prot: vma.prot,
+                },
+            );
+        }
+        p.vmas.insert(start, Vma { end, prot });
+        if vma.end > end {
+            p.vmas.insert(
+                end,
+                Vma {
+                    end: vma.end,
+                    prot: vma.prot,
+                },
+            );
+        }
+        if !prot.write {
+            for vpn in start..end {
+                if let Some(pte) = p.ptes.get_mut(&vpn) {
+                    match pte {
+                        Pte::Present { write, .. }
+                        | Pte::DevicePrivate { write, .. }
+                        | Pte::Exclusive { write, .. } => *write = false,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `fork`: the child gets a copy of every VMA; private writable mappings become
+    /// copy-on-write in both, with `MMU_NOTIFY_PROTECTION_PAGE` over each such VMA of the
+    /// parent (`copy_page_range`). Device-private entries are shared read-only
+    /// (`copy_nonpresent_pte`); device-exclusive entries are restored first.
+    pub fn fork(&mut self, parent: Tgid, comm: &str) -> Result<Tgid> {
+        self.current = parent;
+        let vmas: Vec<(u64, Vma)> = self
+            .proc_ref(parent)?
+            .vmas
+            .iter()
+            .map(|(s, v)| (*s, *v))
+            .collect();
+        let child = self.spawn(comm);
+        for (start, vma) in vmas {
+            let cow = vma.prot.write;
+            let ptes: Vec<(u64, Pte)> = {
+                let p = self.proc_ref(parent)?;
+                let mut v: Vec<(u64, Pte)> = (start..vma.end)
+                    .filter_map(|vpn| p.ptes.get(&vpn).map(|pte| (vpn, *pte)))
+                    .collect();
+                v.sort_unstable_by_key(|(vpn, _)| *vpn);
+                v
+            };
+            if cow && !ptes.is_empty() {
+                self.invalidate(parent, start, vma.end, MMU_NOTIFY_PROTECTION_PAGE, 0);
+            }
+            for (vpn, pte) in ptes {
+                let shared = match pte {
+                    Pte::Present { page, .. } | Pte::Exclusive { page, .. } => {
+                        Pte::Present { page, write: false }
+                    }
+                    Pte::DevicePrivate { page, .. } => Pte::DevicePrivate { page, write: false },
+                };
+                let parent_pte = if cow { shared } else { pte };
+                self.procs
+                    .get_mut(&parent)
+                    .unwrap()
+                    .ptes
+                    .insert(vpn, parent_pte);
+                self.procs.get_mut(&child).unwrap().ptes.insert(vpn, shared);
+                self.pages[pte.page() as usize].maps.push((child, vpn));
+            }
+            let c = self.procs.get_mut(&child).unwrap();
+            c.vmas.insert(start, vma);
+            c.next_vpn = c.next_vpn.max(vma.end + 16);
+        }
+        Ok(child)
+    }
+
+    /// Process exit: `mmu_notifier_release` calls every interval notifier with
+    /// `MMU_NOTIFY_RELEASE`, then `exit_mmap` unmaps everything (`MMU_NOTIFY_UNMAP` over the whole
+    /// address space) and the notifiers go away with the mm.
+    pub fn exit(&mut self, tgid: Tgid) -> Result<()> {
+        self.current = tgid;
+        self.proc_ref(tgid)?;
+        self.release(tgid);
+        self.invalidate(tgid, 0, u64::MAX, MMU_NOTIFY_UNMAP, 0);
+        self.zap(tgid, 0, u64::MAX);
+        self.notifiers.retain(|n| n.tgid != tgid);
+        for d in &mut self.devices {
+            d.mirror.remove(&tgid);
+        }
+        self.procs.remove(&tgid);
+        Ok(())
+    }
+
+    /// CPU reads or writes of `npages` pages: demand faults, COW breaks, restores of exclusive
+    /// entries, and `migrate_to_ram` for device-private entries.
+    pub fn cpu_access(&mut self, tgid: Tgid, addr: u64, npages: u64, write: bool) -> Result<()> {
+        let start = self.vpn(addr);
+        for vpn in start..start + npages {
+            self.cpu_fault(tgid, vpn, write)?;
+        }
+        Ok(())
+    }
+
+    /// One CPU access to one page (`handle_mm_fault` where the PTE does not allow it).
+    pub(crate) fn cpu_fault(&mut self, tgid: Tgid, vpn: u64, write: bool) -> Result<()> {
+        self.current = tgid;
+        let p = self.proc_ref(tgid)?;
+        let Some((_, vma)) = p.vma(vpn) else {
+            return Err(EngineError::Segv {
+                tgid,
+                addr: vpn * self.page_size,
+            });
+        };
+        if !vma.prot.read || (write && !vma.prot.write) {
+            return Err(EngineError::Segv {
+                tgid,
+                addr: vpn * self.page_size,
+            });
+        }
+        match p.ptes.get(&vpn).copied() {
+            None => {
+                let page = self.alloc_system_page();
+                self.clock.spend(self.clock.model.cpu_fault_ns);
+                self.map_page(
+                    tgid,
+                    vpn,
+                    Pte::Present {
+                        page,
+                        write: vma.prot.write,
+                    },
+                );
+            }
+            Some(Pte::DevicePrivate { page, .. }) => {
+                let dev = match self.pages[page as usize].frame {
+                    Frame::Device { dev, .. } => dev,
+                    Frame::System => unreachable!("device-private entry to a system page"),
+                };
+                self.migrate_to_ram_fault(dev, tgid, vpn, page)?;
+                if write {
+                    return self.cpu_fault(tgid, vpn, true);
+                }
+            }
+            Some(Pte::Exclusive { .. }) => {
+                self.restore_exclusive(tgid, vpn);
+                return self.cpu_fault(tgid, vpn, write);
+            }
+            Some(Pte::Present { page, write: w }) => {
+                if write && !w {
+                    self.wp_fault(tgid, vpn, page);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A write to a write-protected present page of a writable VMA (`do_wp_page`): reuse it when
+    /// this is its only mapping, else copy it (`wp_page_copy`, `MMU_NOTIFY_CLEAR` over the page).
+    pub(crate) fn wp_fault(&mut self, tgid: Tgid, vpn: u64, page: PageId) {
+        if self.pages[page as usize].maps.len() <= 1 && self.pages[page as usize].pins == 0 {
+            self.procs
+                .get_mut(&tgid)
+                .unwrap()
+                .ptes
+                .insert(vpn, Pte::Present { page, write: true });
+            return;
+        }
+        self.invalidate(tgid, vpn, vpn + 1, MMU_NOTIFY_CLEAR, 0);
+        let new = self.alloc_system_page();
+        self.clock.spend(self.clock.model.cpu_fault_ns);
+        self.procs.get_mut(&tgid).unwrap().ptes.insert(
+            vpn,
+            Pte::Present {
+                page: new,
+                write: true,
+            },
+        );
+        self.pages[new as usize].maps.push((tgid, vpn));
+        self.unmap_page(page, tgid, vpn);
+    }
+
+    /// GUP pin (`pin_user_pages`): faults the pages in and holds an extra reference, which makes
+    /// `migrate_vma` skip them.
+    pub fn pin(&mut self, tgid: Tgid, addr: u64, npages: u64) -> Result<()> {
+        let start = self.vpn(addr);
+        for vpn in start..start + npages {
+            self.cpu_fault(tgid, vpn, false)?;
+            let page = self.proc_ref(tgid)?.ptes[&vpn].page();
+            self.pages[page as usize].pins += 1;
+        }
+        Ok(())
+    }
+
+    /// `unpin_user_pages`.
+    pub fn unpin(&mut self, tgid: Tgid, addr: u64, npages: u64) -> Result<()> {
+        let start = self.vpn(addr);
+        for vpn in start..start + npages {
+            let page = self.proc_ref(tgid)?.ptes.get(&vpn).map(|p| p.page());
+            if let Some(page) = page {
+                let p = &mut self.pages[page as usize];
+                p.pins = p.pins.saturating_sub(1);
+                self.maybe_free(page);
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn alloc_page(&mut self, frame: Frame) -> PageId {
+        let page = Page {
+            frame,
+            maps: Vec::new(),
+            pins: 0,
+            live: true,
+            stamp: 0,
+        };
+        match self.free_page_ids.pop() {
+            Some(id) => {
+                self.pages[id as usize] = page;
+                id
+            }
+            None => {
+                self.pages.push(page);
+                (self.pages.len() - 1) as PageId
+            }
+        }
+    }
+
+    pub(crate) fn alloc_system_page(&mut self) -> PageId {
+        self.alloc_page(Frame::System)
+    }
+
+    /// Installs `pte` at `vpn` and adds the mapping to the page's rmap.
+    pub(crate) fn map_page(&mut self, tgid: Tgid, vpn: u64, pte: Pte) {
+        self.pages[pte.page() as usize].maps.push((tgid, vpn));
+        self.procs.get_mut(&tgid).unwrap().ptes.insert(vpn, pte);
+    }
+
+    /// Drops one mapping of `page` and frees it when that was the last reference.
+    pub(crate) fn unmap_page(&mut self, page: PageId, tgid: Tgid, vpn: u64) {
+        let maps = &mut self.pages[page as usize].maps;
+        if let Some(i) = maps.iter().position(|m| *m == (tgid, vpn)) {
+            maps.swap_remove(i);
+        }
+        self.maybe_free(page);
+    }
+
+    /// Frees a page with no mapping and no pin. A device page goes back to its device's pool
+    /// through `free_zone_device_folio` → `pgmap->ops->page_free`, which is a `PageFree` event.
+    pub(crate) fn maybe_free(&mut self, page: PageId) {
+        let p = &self.pages[page as usize];
+        if !p.live || !p.maps.is_empty() || p.pins > 0 {
+            return;
+        }
+        let frame = p.frame;
+        self.pages[page as usize].live = false;
+        self.free_page_ids.push(page);
+        if let Frame::Device { dev, pfn } = frame {
+            let t0 = self.clock.now();
+            let spent = self.clock.spend(self.clock.model.page_free_ns);
+            let d = &mut self.devices[dev];
+            d.free.push(pfn);
+            d.by_pfn.remove(&pfn);
+            let body = Body::PageFree(PageFree {
+                pfn: d.base_pfn + pfn,
+                pgmap_owner: d.owner,
+                pgmap_ops: d.owner,
+                order: 0,
+                memory_type: d.kind.memory_type(),
+            });
+            self.emit(t0, Some(spent), body);
+        }
+    }
+}

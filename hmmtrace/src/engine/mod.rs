@@ -1,0 +1,295 @@
+//! The reference userspace HMM engine: a model of the kernel's HMM semantics that yields the same
+//! `Event` stream the kernel probes would for the same workload. It is the `demo` source (no root,
+//! no GPU) and the oracle kernel captures are checked against.
+//!
+//! What it models, after `mm/migrate_device.c`, `mm/hmm.c`, `mm/mmu_notifier.c` and
+//! `lib/test_hmm.c` of Linux 6.12:
+//! - address spaces: VMAs and PTEs that hold a system page, a device-private entry or a
+//!   device-exclusive entry; fork with copy-on-write, munmap, mprotect, exit ([`mm`]);
+//! - devices with a finite pool of device-private (or device-coherent) pages and a pgmap owner;
+//!   the driver's `page_free` runs when a device page's last reference drops;
+//! - `migrate_vma_setup/pages/finalize` with collect, pin check, unmap and copy, and eviction
+//!   through `migrate_device_range` when a device runs out of pages ([`migrate`]);
+//! - CPU faults on device-private entries, serviced by the owning device's `migrate_to_ram`;
+//! - mmu interval notifiers with sequence numbers, their invalidations, and `hmm_range_fault`
+//!   with `-EBUSY` retries when an invalidation races with it ([`mirror`]).
+//!
+//! Migration entries exist only inside one `migrate_vma` call here: the engine is single
+//! threaded, and races are explicit scenario inputs (`busy`, `racing`), not timing accidents.
+//! Deterministic for a seed; durations come from [`cost`].
+
+pub mod cost;
+mod migrate;
+mod mirror;
+mod mm;
+
+use std::collections::{HashMap, VecDeque};
+
+use hmmtrace_common::{MEMORY_DEVICE_COHERENT, MEMORY_DEVICE_PRIVATE};
+
+use crate::event::{Body, Comm, Event};
+use cost::Clock;
+pub use cost::CostModel;
+pub use migrate::MigrateOutcome;
+pub use mirror::Race;
+pub use mm::Prot;
+use mm::{Page, PageId, Process};
+
+/// A process id in the engine (it is also the thread id: processes are single threaded).
+pub type Tgid = u32;
+
+/// Index of a device in the engine.
+pub type DevId = usize;
+
+/// `dev_pagemap.type` of a device's memory.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    /// `MEMORY_DEVICE_PRIVATE`: not CPU addressable; CPU access faults to `migrate_to_ram`.
+    Private,
+    /// `MEMORY_DEVICE_COHERENT`: CPU addressable; mapped with ordinary PTEs.
+    Coherent,
+}
+
+impl DeviceKind {
+    pub fn memory_type(self) -> u32 {
+        match self {
+            DeviceKind::Private => MEMORY_DEVICE_PRIVATE,
+            DeviceKind::Coherent => MEMORY_DEVICE_COHERENT,
+        }
+    }
+}
+
+/// An HMM device: a pool of device pages, its pgmap owner, and a mirror of the CPU page tables
+/// of the processes that opened it (test_hmm's `dmirror` page table).
+pub(crate) struct Device {
+    pub name: String,
+    pub kind: DeviceKind,
+    /// The pgmap owner cookie. Engine devices use small numbers, documented in the capture
+    /// header's device table; they are not kernel pointers.
+    pub owner: u64,
+    /// First pfn of the device's memory.
+    pub base_pfn: u64,
+    pub capacity: u64,
+    /// Free device pfns, offsets from `base_pfn`.
+    pub free: Vec<u64>,
+    /// Pages in use, oldest use first; entries whose stamp no longer matches are stale.
+    pub lru: VecDeque<(PageId, u64)>,
+    /// Pages evicted together, aligned (like test_hmm's chunks).
+    pub evict_chunk: u64,
+    /// Mirrored virtual pages per process: what `hmm_range_fault` filled in and invalidations clear.
+    pub mirror: HashMap<Tgid, std::collections::HashSet<u64>>,
+    /// Device pfn offset → page, for `migrate_device_range`.
+    pub by_pfn: HashMap<u64, PageId>,
+}
+
+/// An `mmu_interval_notifier` a device registered on a process (all of its address space, as
+/// test_hmm does).
+pub(crate) struct Notifier {
+    pub dev: DevId,
+    pub tgid: Tgid,
+    /// `invalidate_seq`: bumped by every invalidation the callback does not skip.
+    pub seq: u64,
+}
+
+/// Why an operation could not run: the scenario asked for something the kernel would refuse.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineError {
+    NoSuchProcess(Tgid),
+    /// Access outside any VMA, or a write to a read-only one (SIGSEGV in the kernel).
+    Segv {
+        tgid: Tgid,
+        addr: u64,
+    },
+    /// The device never opened this process (no notifier), so it cannot mirror it.
+    NotOpened {
+        device: String,
+        tgid: Tgid,
+    },
+    /// The range is not inside one VMA (`migrate_vma_setup` returns -EINVAL).
+    BadRange {
+        tgid: Tgid,
+        addr: u64,
+        npages: u64,
+    },
+    /// `hmm_range_fault` kept returning -EBUSY past the driver's timeout.
+    Busy,
+}
+
+impl std::fmt::Display for EngineError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            EngineError::NoSuchProcess(t) => write!(f, "process {t} does not exist (exited?)"),
+            EngineError::Segv { tgid, addr } => {
+                write!(f, "process {tgid}: access at {addr:#x} is outside its mappings or not permitted (SIGSEGV)")
+            }
+            EngineError::NotOpened { device, tgid } => {
+                write!(
+                    f,
+                    "device {device} has not opened process {tgid}: add an `open` step first"
+                )
+            }
+            EngineError::BadRange { tgid, addr, npages } => {
+                write!(f, "process {tgid}: {npages} pages at {addr:#x} are not inside one mapping (-EINVAL)")
+            }
+            EngineError::Busy => write!(f, "hmm_range_fault kept returning -EBUSY (timeout)"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {}
+
+pub type Result<T> = std::result::Result<T, EngineError>;
+
+/// The engine. Operations append the events they cause to an internal queue; take them with
+/// [`Engine::drain`].
+pub struct Engine {
+    pub(crate) clock: Clock,
+    pub(crate) page_size: u64,
+    pub(crate) ncpus: u32,
+    pub(crate) procs: HashMap<Tgid, Process>,
+    pub(crate) next_tgid: Tgid,
+    pub(crate) devices: Vec<Device>,
+    pub(crate) notifiers: Vec<Notifier>,
+    pub(crate) pages: Vec<Page>,
+    pub(crate) free_page_ids: Vec<PageId>,
+    pub(crate) next_stamp: u64,
+    /// The task whose context an operation runs in (for event headers).
+    pub(crate) current: Tgid,
+    events: Vec<Event>,
+}
+
+/// What was migrated and what was not, in total, since the engine started (for tests).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    pub system_pages: u64,
+    pub device_pages: u64,
+}
+
+impl Engine {
+    pub fn new(cost: CostModel, seed: u64) -> Engine {
+        Engine {
+            clock: Clock::new(cost, seed),
+            page_size: 4096,
+            ncpus: 2,
+            procs: HashMap::new(),
+            next_tgid: 1000,
+            devices: Vec::new(),
+            notifiers: Vec::new(),
+            pages: Vec::new(),
+            free_page_ids: Vec::new(),
+            next_stamp: 1,
+            current: 0,
+            events: Vec::new(),
+        }
+    }
+
+    pub fn page_size(&self) -> u64 {
+        self.page_size
+    }
+
+    pub fn now_ns(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// Lets simulated time pass with nothing happening.
+    pub fn idle(&mut self, ns: u64) {
+        self.clock.idle(ns);
+    }
+
+    /// Takes the events produced so far, in the order the kernel would submit them (exit order).
+    pub fn drain(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
+    /// Adds a device with `pages` pages of memory. Its pgmap owner is `index + 1`.
+    pub fn add_device(
+        &mut self,
+        name: &str,
+        kind: DeviceKind,
+        pages: u64,
+        evict_chunk: u64,
+    ) -> DevId {
+        let id = self.devices.len();
+        // Device pfns sit far above any system pfn, as ZONE_DEVICE ranges do.
+        let base_pfn = 0x1_0000_0000 + (id as u64) * 0x1000_0000;
+        self.devices.push(Device {
+            name: name.to_string(),
+            kind,
+            owner: id as u64 + 1,
+            base_pfn,
+            capacity: pages,
+            free: (0..pages).rev().collect(),
+            lru: VecDeque::new(),
+            evict_chunk: evict_chunk.max(1),
+            mirror: HashMap::new(),
+            by_pfn: HashMap::new(),
+        });
+        id
+    }
+
+    /// Names and owners of the devices, for the capture header's device table.
+    pub fn device_table(&self) -> Vec<(u64, String, DeviceKind)> {
+        self.devices
+            .iter()
+            .map(|d| (d.owner, d.name.clone(), d.kind))
+            .collect()
+    }
+
+    pub fn device_free_pages(&self, dev: DevId) -> u64 {
+        self.devices[dev].free.len() as u64
+    }
+
+    /// Pages the device currently mirrors for `tgid`.
+    pub fn mirrored_pages(&self, dev: DevId, tgid: Tgid) -> usize {
+        self.devices[dev].mirror.get(&tgid).map_or(0, |s| s.len())
+    }
+
+    /// The current `invalidate_seq` of the device's notifier on `tgid`.
+    pub fn notifier_seq(&self, dev: DevId, tgid: Tgid) -> Option<u64> {
+        self.notifiers
+            .iter()
+            .find(|n| n.dev == dev && n.tgid == tgid)
+            .map(|n| n.seq)
+    }
+
+    /// Pages currently allocated (system and device): for leak checks in tests.
+    pub fn live_pages(&self) -> Totals {
+        let mut t = Totals::default();
+        for p in self.pages.iter().filter(|p| p.live) {
+            match p.frame {
+                mm::Frame::System => t.system_pages += 1,
+                mm::Frame::Device { .. } => t.device_pages += 1,
+            }
+        }
+        t
+    }
+
+    /// Appends an event for the current task.
+    pub(crate) fn emit(&mut self, ts_ns: u64, duration_ns: Option<u64>, body: Body) {
+        let tgid = self.current;
+        let comm = self
+            .procs
+            .get(&tgid)
+            .map(|p| p.comm)
+            .unwrap_or_else(|| Comm::new("kworker"));
+        self.events.push(Event {
+            ts_ns,
+            duration_ns,
+            cpu: tgid % self.ncpus,
+            tgid,
+            pid: tgid,
+            comm,
+            unknown: 0,
+            body,
+        });
+    }
+
+    pub(crate) fn stamp(&mut self) -> u64 {
+        self.next_stamp += 1;
+        self.next_stamp
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,299 @@
+//! The one decoded `Event` type: every source (kernel probes, the reference engine, a capture
+//! being replayed) yields it and every sink (capture writer, reports, the TUI) consumes it.
+//!
+//! Payloads are the wire structs of `hmmtrace-common` themselves, so a field is defined, and
+//! documented, in exactly one place.
+
+use std::fmt;
+
+pub use hmmtrace_common::{
+    DeviceFault, EventKind, Invalidation, Lost, Migration, PageFree, RangeFault, SystemMigration,
+};
+use hmmtrace_common::{EventHeader, Record, COMM_LEN, FLAG_HAS_DURATION};
+
+/// A task's `comm`, NUL-padded as the kernel keeps it.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default, PartialOrd, Ord)]
+pub struct Comm(pub [u8; COMM_LEN]);
+
+impl Comm {
+    /// Truncates to `COMM_LEN - 1` bytes, like the kernel's `set_task_comm`.
+    pub fn new(name: &str) -> Comm {
+        let mut b = [0u8; COMM_LEN];
+        let n = name.len().min(COMM_LEN - 1);
+        b[..n].copy_from_slice(&name.as_bytes()[..n]);
+        Comm(b)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        let end = self.0.iter().position(|&c| c == 0).unwrap_or(COMM_LEN);
+        &self.0[..end]
+    }
+}
+
+impl fmt::Display for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+impl fmt::Debug for Comm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+/// The kind-specific part of an event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Body {
+    Migration(Migration),
+    DeviceFault(DeviceFault),
+    PageFree(PageFree),
+    Invalidation(Invalidation),
+    RangeFault(RangeFault),
+    SystemMigration(SystemMigration),
+    Lost(Lost),
+}
+
+impl Body {
+    pub fn kind(&self) -> EventKind {
+        match self {
+            Body::Migration(_) => EventKind::Migration,
+            Body::DeviceFault(_) => EventKind::DeviceFault,
+            Body::PageFree(_) => EventKind::PageFree,
+            Body::Invalidation(_) => EventKind::Invalidation,
+            Body::RangeFault(_) => EventKind::RangeFault,
+            Body::SystemMigration(_) => EventKind::SystemMigration,
+            Body::Lost(_) => EventKind::Lost,
+        }
+    }
+
+    /// The device (pgmap owner cookie) the event concerns, where it has one.
+    pub fn device(&self) -> Option<u64> {
+        let owner = match self {
+            Body::Migration(m) => m.pgmap_owner,
+            Body::DeviceFault(f) => f.pgmap_owner,
+            Body::PageFree(p) => p.pgmap_owner,
+            Body::Invalidation(i) => i.owner,
+            Body::RangeFault(r) => r.dev_private_owner,
+            Body::SystemMigration(_) | Body::Lost(_) => 0,
+        };
+        (owner != 0).then_some(owner)
+    }
+}
+
+/// One thing HMM did, from any source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Event {
+    /// Entry time of the traced call in ns (CLOCK_MONOTONIC for the kernel; the engine's
+    /// simulated clock for the engine). The capture header names the clock.
+    pub ts_ns: u64,
+    /// Entry-to-exit time in ns, for events that pair an entry with an exit.
+    pub duration_ns: Option<u64>,
+    pub cpu: u32,
+    pub tgid: u32,
+    pub pid: u32,
+    pub comm: Comm,
+    /// Payload fields the source could not know (the payload's `FIELD_*` bits).
+    pub unknown: u32,
+    pub body: Body,
+}
+
+impl Event {
+    pub fn kind(&self) -> EventKind {
+        self.body.kind()
+    }
+
+    /// Decodes one ring-buffer record. `None` for a record of unknown kind or wrong length,
+    /// which a caller must count, not ignore.
+    pub fn from_wire(bytes: &[u8]) -> Option<Event> {
+        let header: EventHeader = read(bytes)?;
+        let kind = EventKind::from_u16(header.kind)?;
+        if bytes.len() != hmmtrace_common::record_size(kind) {
+            return None;
+        }
+        let body = match kind {
+            EventKind::Migration => Body::Migration(payload(bytes)?),
+            EventKind::DeviceFault => Body::DeviceFault(payload(bytes)?),
+            EventKind::PageFree => Body::PageFree(payload(bytes)?),
+            EventKind::Invalidation => Body::Invalidation(payload(bytes)?),
+            EventKind::RangeFault => Body::RangeFault(payload(bytes)?),
+            EventKind::SystemMigration => Body::SystemMigration(payload(bytes)?),
+            EventKind::Lost => Body::Lost(payload(bytes)?),
+        };
+        Some(Event {
+            ts_ns: header.ts_ns,
+            duration_ns: (header.flags & FLAG_HAS_DURATION != 0).then_some(header.duration_ns),
+            cpu: header.cpu,
+            tgid: header.tgid,
+            pid: header.pid,
+            comm: Comm(header.comm),
+            unknown: header.unknown,
+            body,
+        })
+    }
+
+    /// Encodes the event as the kernel side would write it.
+    pub fn to_wire(&self) -> Vec<u8> {
+        let header = EventHeader {
+            ts_ns: self.ts_ns,
+            duration_ns: self.duration_ns.unwrap_or(0),
+            tgid: self.tgid,
+            pid: self.pid,
+            cpu: self.cpu,
+            kind: self.kind() as u16,
+            flags: if self.duration_ns.is_some() {
+                FLAG_HAS_DURATION
+            } else {
+                0
+            },
+            unknown: self.unknown,
+            _pad: 0,
+            comm: self.comm.0,
+        };
+        match self.body {
+            Body::Migration(p) => bytes_of(&Record { header, payload: p }),
+            Body::DeviceFault(p) => bytes_of(&Record { header, payload: p }),
+            Body::PageFree(p) => bytes_of(&Record { header, payload: p }),
+            Body::Invalidation(p) => bytes_of(&Record { header, payload: p }),
+            Body::RangeFault(p) => bytes_of(&Record { header, payload: p }),
+            Body::SystemMigration(p) => bytes_of(&Record { header, payload: p }),
+            Body::Lost(p) => bytes_of(&Record { header, payload: p }),
+        }
+    }
+}
+
+/// Reads a `T` from the start of `bytes`. Only used with the wire structs, which are
+/// `repr(C)` integers with explicit padding, so any bit pattern is a valid value.
+fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
+    if bytes.len() < std::mem::size_of::<T>() {
+        return None;
+    }
+    // SAFETY: length checked above; read_unaligned copes with the ring's 8-byte alignment or
+    // none; T is one of the plain-integer wire structs (see above).
+    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+fn payload<P: Copy>(bytes: &[u8]) -> Option<P> {
+    read(&bytes[std::mem::size_of::<EventHeader>()..])
+}
+
+fn bytes_of<T: Copy>(value: &T) -> Vec<u8> {
+    // SAFETY: the wire structs have no implicit padding (their sizes are pinned in
+    // hmmtrace-common), so every byte is initialised.
+    unsafe {
+        std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
+    }
+    .to_vec()
+}
+
+/// Consumes events. Every sink implements this and nothing else about where events come from.
+pub trait Sink {
+    fn event(&mut self, event: &Event) -> anyhow::Result<()>;
+}
+
+impl<F: FnMut(&Event) -> anyhow::Result<()>> Sink for F {
+    fn event(&mut self, event: &Event) -> anyhow::Result<()> {
+        self(event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_round_trip_every_kind() {
+        let bodies = [
+            Body::Migration(Migration {
+                start: 0x1000,
+                end: 0x9000,
+                npages: 8,
+                cpages: 7,
+                migrated: 6,
+                select: 1,
+                direction: 1,
+                api: 1,
+                ..Default::default()
+            }),
+            Body::DeviceFault(DeviceFault {
+                address: 0x7f00_0000,
+                result: 0x2,
+                ..Default::default()
+            }),
+            Body::PageFree(PageFree {
+                pfn: 12345,
+                order: 0,
+                memory_type: 1,
+                ..Default::default()
+            }),
+            Body::Invalidation(Invalidation {
+                start: 1,
+                end: 2,
+                owner: 3,
+                event: 6,
+                range_flags: 1,
+                path: 1,
+                _pad: 0,
+            }),
+            Body::RangeFault(RangeFault {
+                start: 1,
+                end: 2,
+                npages: 1,
+                retries: 3,
+                result: -16,
+                ..Default::default()
+            }),
+            Body::SystemMigration(SystemMigration {
+                succeeded: 9,
+                reason: 3,
+                ..Default::default()
+            }),
+            Body::Lost(Lost {
+                count: 7,
+                probe: 2,
+                _pad: 0,
+            }),
+        ];
+        for body in bodies {
+            let e = Event {
+                ts_ns: 42,
+                duration_ns: Some(7),
+                cpu: 1,
+                tgid: 10,
+                pid: 11,
+                comm: Comm::new("hmm-tests"),
+                unknown: 0,
+                body,
+            };
+            let wire = e.to_wire();
+            assert_eq!(wire.len(), hmmtrace_common::record_size(e.kind()));
+            assert_eq!(Event::from_wire(&wire), Some(e));
+        }
+    }
+
+    #[test]
+    fn rejects_short_and_unknown_records() {
+        let e = Event {
+            ts_ns: 1,
+            duration_ns: None,
+            cpu: 0,
+            tgid: 1,
+            pid: 1,
+            comm: Comm::new("x"),
+            unknown: 0,
+            body: Body::Lost(Lost::default()),
+        };
+        let mut wire = e.to_wire();
+        assert!(Event::from_wire(&wire[..wire.len() - 1]).is_none());
+        wire[28] = 99; // EventHeader::kind
+        assert!(Event::from_wire(&wire).is_none());
+    }
+
+    #[test]
+    fn comm_truncates_like_the_kernel() {
+        assert_eq!(
+            Comm::new("a-very-long-process-name").to_string(),
+            "a-very-long-pro"
+        );
+    }
+}
