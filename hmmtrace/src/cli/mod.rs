@@ -1,0 +1,104 @@
+//! Subcommands and their arguments. Each subcommand wires a source to its sinks; none of them
+//! holds logic that a library module could own.
+
+mod demo;
+mod report;
+mod sim;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+/// Marks an error caused by the user's input (a bad file, a bad argument): exit code 2.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// Wraps an error as bad input, keeping its message.
+pub fn bad_input(e: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(BadInput(format!("{e:#}")))
+}
+
+#[derive(Parser)]
+#[command(
+    name = "hmmtrace",
+    version,
+    about = "Shows what the kernel's Heterogeneous Memory Management (HMM) does while GPU workloads run",
+    long_about = "Shows what the kernel's Heterogeneous Memory Management (HMM) does while GPU and \
+accelerator workloads run: device migrations, CPU faults on device pages, device page frees and \
+mirror invalidations, with their latencies.\n\nWithout an HMM kernel, `demo` and `sim` run the \
+built-in reference HMM engine, which produces the same events from scenario files.",
+    after_help = "Examples:\n  hmmtrace demo                          watch the engine stream gpu-stream for 10 s\n  \
+hmmtrace sim --list                    list the built-in scenarios\n  \
+hmmtrace sim --scenario migrate -o m.hmt   run one scenario into a capture file\n  \
+hmmtrace report m.hmt --format json    latency percentiles of a capture"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Watch the reference HMM engine run a scenario live, written to a capture file, with a
+    /// refreshing latency summary. Needs no root and no GPU.
+    #[command(
+        after_help = "Examples:\n  hmmtrace demo\n  hmmtrace demo --scenario migrate_fault --duration 5s -o demo.hmt"
+    )]
+    Demo(demo::Args),
+    /// Run a scenario on the reference engine once (as fast as it goes), optionally into a
+    /// capture file, and print its report.
+    #[command(
+        after_help = "Examples:\n  hmmtrace sim --list\n  hmmtrace sim --scenario gpu-stream --seed 7 -o stream.hmt\n  hmmtrace sim --scenario ./my-workload.toml --format json"
+    )]
+    Sim(sim::Args),
+    /// Summarise a capture file: per event kind, count, rate, and latency percentiles.
+    #[command(
+        after_help = "Examples:\n  hmmtrace report stream.hmt\n  hmmtrace report stream.hmt --format json"
+    )]
+    Report(report::Args),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Demo(a) => demo::run(a),
+        Command::Sim(a) => sim::run(a),
+        Command::Report(a) => report::run(a),
+    }
+}
+
+/// Parses durations like `10s`, `500ms`, `2m`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
+        Some(i) => (&s[..i], &s[i..]),
+        None => (s, "s"),
+    };
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a duration (try 10s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s, m or h)")),
+    };
+    if !(0.0..=1e7).contains(&secs) {
+        return Err(format!("'{s}' is out of range"));
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
