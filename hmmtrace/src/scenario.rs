@@ -325,8 +325,9 @@ impl Scenario {
         }
         for step in &self.steps {
             run.step(step, 0, sink).map_err(|e| {
+                // Context, not a new error: callers can still downcast what the sink returned.
                 let (line, column) = line_col(&self.text, step.at);
-                anyhow::anyhow!("{}:{}:{}: step failed: {e:#}", self.file, line, column)
+                e.context(format!("{}:{}:{}: step failed", self.file, line, column))
             })?;
         }
         run.stats.sim_ns = run.engine.now_ns();

@@ -107,6 +107,12 @@ impl<W: Write> Writer<W> {
         Ok((self.events, self.bytes))
     }
 
+    /// Flushes the last block and returns the output (for writers into memory).
+    pub fn into_inner(mut self) -> anyhow::Result<W> {
+        self.flush_block()?;
+        Ok(self.out)
+    }
+
     pub fn events(&self) -> u64 {
         self.events
     }

@@ -59,8 +59,8 @@ impl Engine {
         if subs.is_empty() {
             return;
         }
-        let saved = self.current;
-        self.current = tgid;
+        // The record belongs to the task doing the invalidation (`current`), which need not own
+        // the mm: a child's fault unmaps its parent's mapping of a shared page.
         let t0 = self.clock.now();
         self.clock.spend(self.clock.model.invalidate_base_ns);
         for i in subs {
@@ -77,7 +77,6 @@ impl Engine {
             _pad: 0,
         });
         self.emit(t0, Some(self.clock.now() - t0), body);
-        self.current = saved;
     }
 
     /// `mmu_notifier_release` at exit: every interval notifier's callback with

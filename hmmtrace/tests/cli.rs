@@ -1,0 +1,125 @@
+//! The `hmmtrace` binary as a user runs it: exit codes, messages, files.
+
+use std::process::Command;
+
+fn hmmtrace() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_hmmtrace"))
+}
+
+fn run(cmd: &mut Command) -> (i32, String, String) {
+    let o = cmd.output().unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+#[test]
+fn sim_writes_a_capture_that_report_reads_back_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.hmt");
+    let (code, sim_out, err) = run(hmmtrace()
+        .args(["sim", "-s", "migrate_fault", "--format", "json", "-o"])
+        .arg(&path));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("wrote 152 events"), "{err}");
+    let (code, rep_out, err) = run(hmmtrace()
+        .arg("report")
+        .arg(&path)
+        .args(["--format", "json"]));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        sim_out, rep_out,
+        "the report of the capture equals the report of the run"
+    );
+    use std::os::unix::fs::PermissionsExt as _;
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+}
+
+#[test]
+fn bad_inputs_exit_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "name = \"x\"\n[[process]]\nname = 3\n").unwrap();
+    let (code, _, err) = run(hmmtrace().args(["sim", "-s"]).arg(&bad));
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("bad.toml:3:") && !err.contains("panicked"),
+        "{err}"
+    );
+
+    let junk = dir.path().join("junk.hmt");
+    std::fs::write(&junk, b"definitely not a capture").unwrap();
+    let (code, _, err) = run(hmmtrace().arg("report").arg(&junk));
+    assert_eq!(code, 2);
+    assert!(err.contains("not an hmmtrace capture"), "{err}");
+
+    let (code, _, err) = run(hmmtrace().args(["report", "/nonexistent/x.hmt"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("cannot open capture file"), "{err}");
+
+    let (code, _, err) = run(hmmtrace().args(["demo", "--duration", "ten"]));
+    assert_eq!(code, 2);
+    assert!(err.contains("not a duration"), "{err}");
+}
+
+#[test]
+fn truncated_capture_reports_what_it_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("g.hmt");
+    let (code, _, err) = run(hmmtrace()
+        .args(["sim", "-s", "gpu-stream", "-o"])
+        .arg(&path));
+    assert_eq!(code, 0, "{err}");
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 1000]).unwrap();
+    let (code, out, err) = run(hmmtrace().arg("report").arg(&path));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("dropped") && err.contains("recovered"),
+        "{err}"
+    );
+    assert!(out.contains("migration"), "{out}");
+}
+
+#[test]
+fn demo_runs_headless_and_leaves_a_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("demo.hmt");
+    let (code, out, err) = run(hmmtrace()
+        .args([
+            "demo",
+            "-s",
+            "migrate_fault",
+            "--duration",
+            "1s",
+            "--rate",
+            "5000",
+            "-o",
+        ])
+        .arg(&path));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("device_fault") && out.contains("p99"), "{out}");
+    // Paced to 5000 events/s for 1 s: the engine ran the scenario many times over.
+    let (code, rep, _) = run(hmmtrace()
+        .arg("report")
+        .arg(&path)
+        .args(["--format", "json"]));
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&rep).unwrap();
+    let events = v["events"].as_u64().unwrap();
+    assert!(events > 1000 && events < 10_000, "{events}");
+}
+
+#[test]
+fn help_explains_with_examples() {
+    let (code, out, _) = run(hmmtrace().arg("--help"));
+    assert_eq!(code, 0);
+    assert!(out.contains("Examples:") && out.contains("hmmtrace demo"));
+    let (_, out, _) = run(hmmtrace().args(["sim", "--list"]));
+    assert!(out.lines().count() >= 12 && out.contains("gpu-stream"));
+}

@@ -1,0 +1,87 @@
+//! Report figures checked against an independent computation over the same events.
+
+use hmmtrace::event::{Body, Comm, Event, EventKind, Migration};
+use hmmtrace::report::Summary;
+
+fn event(ts: u64, d: u64) -> Event {
+    Event {
+        ts_ns: ts,
+        duration_ns: Some(d),
+        cpu: 0,
+        tgid: 1,
+        pid: 1,
+        comm: Comm::new("t"),
+        unknown: 0,
+        body: Body::Migration(Migration::default()),
+    }
+}
+
+/// Nearest-rank percentile of sorted values.
+fn nearest_rank(sorted: &[u64], q: f64) -> u64 {
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+#[test]
+fn percentiles_match_a_sort_within_histogram_precision() {
+    let s = hmmtrace::scenario::Scenario::load("gpu-stream").unwrap();
+    let mut sum = Summary::default();
+    let mut durations: std::collections::BTreeMap<EventKind, Vec<u64>> = Default::default();
+    s.run(5, &mut |e| {
+        sum.add(e);
+        durations
+            .entry(e.kind())
+            .or_default()
+            .push(e.duration_ns.unwrap());
+        Ok(())
+    })
+    .unwrap();
+    for (kind, mut v) in durations {
+        v.sort_unstable();
+        let h = &sum.kinds[&kind].latency;
+        assert_eq!(h.len(), v.len() as u64);
+        for q in [0.5, 0.9, 0.99, 0.999, 1.0] {
+            let want = nearest_rank(&v, q) as f64;
+            let got = h.value_at_quantile(q) as f64;
+            // 3 significant digits: a recorded value is within 0.1% of its bucket's value.
+            assert!(
+                (got - want).abs() <= want * 0.001 + 1.0,
+                "{kind:?} q={q}: {got} vs {want}"
+            );
+        }
+        let (min, want) = (h.min() as f64, v[0] as f64);
+        assert!(
+            (min - want).abs() <= want * 0.001 + 1.0,
+            "{kind:?} min: {min} vs {want}"
+        );
+        assert_eq!(sum.kinds[&kind].count, v.len() as u64);
+    }
+}
+
+#[test]
+fn rate_is_count_over_span() {
+    let mut s = Summary::default();
+    for i in 0..=10u64 {
+        s.add(&event(i * 100_000_000, 10)); // one every 100 ms, for 1 s
+    }
+    assert_eq!(s.span_ns(), 1_000_000_010);
+    let r = s.rate(EventKind::Migration);
+    assert!((r - 11.0 / 1.00000001).abs() < 1e-6, "{r}");
+}
+
+#[test]
+fn lost_records_are_counted_per_probe() {
+    let mut s = Summary::default();
+    let mut e = event(1, 1);
+    e.duration_ns = None;
+    e.body = Body::Lost(hmmtrace::event::Lost {
+        count: 5,
+        probe: hmmtrace_common::ProbeId::PageFree as u32,
+        _pad: 0,
+    });
+    s.add(&e);
+    s.add(&e);
+    assert_eq!(s.total_lost(), 10);
+    assert_eq!(s.lost["page_free"], 10);
+    assert!(hmmtrace::report::text::render(&s, "t").contains("LOST EVENTS: 10"));
+}

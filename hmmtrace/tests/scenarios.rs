@@ -1,0 +1,204 @@
+//! Built-in scenarios: golden per-kind counts (worked out from the kernel's rules, noted per
+//! scenario), and scenario-file errors with positions.
+
+use hmmtrace::event::EventKind;
+use hmmtrace::report::Summary;
+use hmmtrace::scenario::{Scenario, BUILTIN};
+
+fn summary(name: &str, seed: u64) -> Summary {
+    let s = Scenario::load(name).unwrap();
+    let mut sum = Summary::default();
+    s.run(seed, &mut |e| {
+        sum.add(e);
+        Ok(())
+    })
+    .unwrap();
+    sum
+}
+
+/// (count, pages) per kind: migration, device_fault, page_free, invalidation, range_fault.
+/// Invalidations count both records of each one: `range_start` and the one notifier's callback.
+const GOLDEN: &[(&str, [(u64, u64); 5])] = &[
+    // 1 migration of 64 pages; munmap frees 64 device pages; MIGRATE + UNMAP; 1 mirror read.
+    ("migrate", [(1, 64), (0, 0), (64, 64), (4, 0), (1, 64)]),
+    // 1 + 16 single-page fault migrations + 1 re-migration of the 16; 16 frees from the faults
+    // and 64 at munmap; MIGRATE for each of the 18 migrations + UNMAP = 19 invalidations.
+    (
+        "migrate_fault",
+        [(18, 96), (16, 16), (80, 80), (38, 0), (0, 0)],
+    ),
+    (
+        "migrate_release",
+        [(1, 64), (0, 0), (64, 64), (4, 0), (0, 0)],
+    ),
+    // 32 pages - 2 racing - 4 pinned = 26 (8 of them holes); holes add a second MIGRATE.
+    (
+        "migrate_pinned",
+        [(1, 26), (0, 0), (26, 26), (6, 0), (0, 0)],
+    ),
+    ("mirror_read", [(0, 0), (0, 0), (0, 0), (2, 0), (4, 256)]),
+    // PROTECTION_VMA + UNMAP; mirror_write and mirror_read of 128 pages.
+    ("mirror_write", [(0, 0), (0, 0), (0, 0), (4, 0), (2, 256)]),
+    // 2 -EBUSY zaps fold into one record, the read_retry zap forces a second call; 3 CLEAR + UNMAP.
+    ("mirror_busy", [(0, 0), (0, 0), (0, 0), (8, 0), (2, 128)]),
+    // UNMAP of half; at exit the RELEASE callback (no range_start) and UNMAP of everything.
+    (
+        "munmap_mirrored",
+        [(0, 0), (0, 0), (0, 0), (5, 0), (1, 128)],
+    ),
+    // Child faults: CLEAR of the parent's mapping; parent faults: MIGRATE, then a COW CLEAR.
+    ("fork_cow", [(17, 48), (16, 16), (32, 32), (54, 0), (0, 0)]),
+    // 32 EXCLUSIVE owned by the device, 8 restores (EXCLUSIVE, no owner), UNMAP.
+    ("exclusive", [(0, 0), (0, 0), (0, 0), (82, 0), (0, 0)]),
+    // dmirror1's read faults 16 pages off dmirror0 (its own MIGRATE invalidations make the
+    // walk return -EBUSY once); then 16 + 32 pages move to dmirror1 and 32 back to RAM.
+    (
+        "multiple_devices",
+        [(19, 80), (16, 16), (32, 32), (57, 0), (1, 16)],
+    ),
+    // 256 chunk migrations, 1024 CPU faults (4 per chunk), the rest evictions of 64-page chunks;
+    // every one of the 65536 device pages allocated is freed once.
+    (
+        "gpu-stream",
+        [
+            (2225, 127040),
+            (1024, 1024),
+            (65536, 65536),
+            (123522, 0),
+            (256, 65536),
+        ],
+    ),
+];
+
+#[test]
+fn every_builtin_has_golden_counts() {
+    let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+    let golden: Vec<&str> = GOLDEN.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, golden);
+}
+
+#[test]
+fn golden_counts_of_every_builtin() {
+    let kinds = [
+        EventKind::Migration,
+        EventKind::DeviceFault,
+        EventKind::PageFree,
+        EventKind::Invalidation,
+        EventKind::RangeFault,
+    ];
+    for (name, want) in GOLDEN {
+        let s = summary(name, 1);
+        let got: Vec<(u64, u64)> = kinds
+            .iter()
+            .map(|k| s.kinds.get(k).map_or((0, 0), |k| (k.count, k.pages)))
+            .collect();
+        assert_eq!(&got[..], &want[..], "scenario {name}");
+        assert_eq!(s.total_lost(), 0);
+    }
+}
+
+#[test]
+fn counts_do_not_depend_on_the_seed() {
+    for (name, _) in BUILTIN.iter().filter(|(n, _)| *n != "gpu-stream") {
+        let (a, b) = (summary(name, 1), summary(name, 99));
+        for (k, sa) in &a.kinds {
+            assert_eq!(sa.count, b.kinds[k].count, "{name} {k:?}");
+        }
+    }
+}
+
+#[test]
+fn gpu_stream_pages_balance() {
+    use hmmtrace::event::Body;
+    let s = Scenario::load("gpu-stream").unwrap();
+    let (mut to_device, mut to_ram, mut freed, mut evictions) = (0u64, 0u64, 0u64, 0u64);
+    s.run(1, &mut |e| {
+        match e.body {
+            Body::Migration(m) if m.direction == hmmtrace_common::DIRECTION_TO_DEVICE => {
+                to_device += m.migrated
+            }
+            Body::Migration(m) => {
+                to_ram += m.migrated;
+                evictions += (m.api == hmmtrace_common::API_MIGRATE_DEVICE) as u64;
+            }
+            Body::PageFree(_) => freed += 1,
+            _ => {}
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(to_device, 256 * 256, "every chunk fits after eviction");
+    // Device pages come back (evictions, faults) or die at munmap; each is freed exactly once.
+    assert_eq!(freed, to_device);
+    assert!(to_ram < to_device);
+    // What the device cannot hold (4096 pages) and the CPU did not fault back (1024) was
+    // evicted, 64 pages at a time.
+    assert!(
+        evictions * 64 >= to_device - 1024 - 4096,
+        "{evictions} evictions"
+    );
+    assert!(evictions * 64 <= to_device - 1024, "{evictions} evictions");
+}
+
+fn err(text: &str) -> String {
+    Scenario::parse("bad.toml", text).unwrap_err().to_string()
+}
+
+#[test]
+fn syntax_errors_name_file_line_and_column() {
+    let e = err("name = \"x\"\n[[process]]\nname = \"p\"\n[[step]]\nop = \n");
+    assert!(e.starts_with("bad.toml:5:"), "{e}");
+}
+
+#[test]
+fn unknown_fields_ops_and_devices_are_rejected_with_their_line() {
+    let base = "name = \"x\"\n[[process]]\nname = \"p\"\n";
+    let e = err(&format!("{base}[[step]]\nop = \"teleport\"\n"));
+    assert!(
+        e.starts_with("bad.toml:4:") && e.contains("unknown op 'teleport'"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{base}[[step]]\nop = \"migrate\"\nregion = \"r\"\ndevice = \"gpu9\"\n"
+    ));
+    assert!(
+        e.starts_with("bad.toml:4:") && e.contains("no [[device]] named 'gpu9'"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{base}[[step]]\nop = \"mmap\"\nregion = \"r\"\npages = 4\nspeed = 3\n"
+    ));
+    assert!(
+        e.contains("bad.toml:8:") && e.contains("unknown field `speed`"),
+        "{e}"
+    );
+    let e = err("name = \"x\"\n");
+    assert!(e.contains("at least one [[process]]"), "{e}");
+    let e = err(&format!("{base}[cost]\njitter = -1.0\n"));
+    assert!(e.contains("cost.jitter"), "{e}");
+}
+
+#[test]
+fn runtime_errors_point_at_the_failing_step() {
+    let text =
+        "name = \"x\"\n[[process]]\nname = \"p\"\n[[step]]\nop = \"write\"\nregion = \"nope\"\n";
+    let s = Scenario::parse("bad.toml", text).unwrap();
+    let e = format!("{:#}", s.run(1, &mut |_| Ok(())).unwrap_err());
+    assert!(
+        e.starts_with("bad.toml:4:") && e.contains("has no region 'nope'"),
+        "{e}"
+    );
+    let text = "name = \"x\"\n[[process]]\nname = \"p\"\n[[step]]\nop = \"mmap\"\nregion = \"r\"\npages = 2\nprot = \"r\"\n[[step]]\nop = \"write\"\nregion = \"r\"\n";
+    let s = Scenario::parse("bad.toml", text).unwrap();
+    let e = format!("{:#}", s.run(1, &mut |_| Ok(())).unwrap_err());
+    assert!(e.starts_with("bad.toml:9:") && e.contains("SIGSEGV"), "{e}");
+}
+
+#[test]
+fn unknown_scenario_lists_the_builtins() {
+    let e = Scenario::load("no-such-scenario").unwrap_err().to_string();
+    assert!(
+        e.contains("gpu-stream") && e.contains("migrate_fault"),
+        "{e}"
+    );
+}

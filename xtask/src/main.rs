@@ -1,0 +1,110 @@
+//! Developer tasks: `setup` (toolchain bootstrap), `test` (the whole suite), `demo`, `bench`.
+//!
+//! Slow artefacts (bpf-linker) are built into a cache outside the repository, keyed by their
+//! inputs, so a second run is fast and a fresh machine still builds them from nothing.
+
+mod bench;
+mod setup;
+
+use std::process::{Command, ExitCode};
+
+use anyhow::{bail, Context as _};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "hmmtrace's developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what building the eBPF programs needs: the nightly toolchain's rust-src, and
+    /// bpf-linker built against the nightly's own LLVM. Idempotent.
+    Setup,
+    /// Set up, then run every test (cargo nextest); as root, the kernel tests too.
+    Test {
+        /// Extra arguments for `cargo nextest run`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then run `hmmtrace demo` (release build) with these arguments.
+    Demo {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, then measure capture size and engine speed.
+    Bench {
+        /// A short pass that checks the benchmarks run (for CI).
+        #[arg(long)]
+        quick: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.task {
+        Task::Setup => setup::run().map(|_| ()),
+        Task::Test { args } => test(&args),
+        Task::Demo { args } => demo(&args),
+        Task::Bench { quick } => setup::run().and_then(|_| bench::run(quick)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs `cmd`, failing with its description when it does not succeed.
+pub fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn test(args: &[String]) -> anyhow::Result<()> {
+    setup::run()?;
+    let mut cmd = Command::new("cargo");
+    // The default members: every crate but hmmtrace-ebpf, which only builds for BPF.
+    cmd.args(["nextest", "run", "--no-fail-fast"]);
+    if is_root() {
+        // Tests that load eBPF programs are #[ignore]d by default because they need root.
+        cmd.args(["--run-ignored", "all"]);
+    } else {
+        eprintln!(
+            "xtask: not root, so the kernel tests (marked #[ignore = \"needs root...\"]) will be \
+             listed as skipped; run `cargo xtask test` as root to include them"
+        );
+    }
+    cmd.args(args);
+    run_cmd(&mut cmd)
+}
+
+fn demo(args: &[String]) -> anyhow::Result<()> {
+    setup::run()?;
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "run",
+        "--quiet",
+        "--release",
+        "--package",
+        "hmmtrace",
+        "--",
+        "demo",
+    ]);
+    cmd.args(args);
+    run_cmd(&mut cmd)
+}
