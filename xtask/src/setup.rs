@@ -177,6 +177,7 @@ pub fn run() -> anyhow::Result<PathBuf> {
             root.display()
         ));
     }
+    ensure_bpftool()?;
     let bin = cache.join("bin");
     std::fs::create_dir_all(&bin)?;
     let link = bin.join("bpf-linker");
@@ -191,6 +192,31 @@ pub fn run() -> anyhow::Result<PathBuf> {
         ));
     }
     Ok(bin)
+}
+
+/// bpftool is how the kernel tests check, independently of hmmtrace, what is loaded. As root
+/// it is installed from Debian's packages when missing; otherwise its absence is reported.
+fn ensure_bpftool() -> anyhow::Result<()> {
+    if have("bpftool") {
+        say("bpftool: present");
+        return Ok(());
+    }
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 || !have("apt-get") {
+        say("bpftool: missing (apt-get install bpftool); the kernel tests need it and run only as root");
+        return Ok(());
+    }
+    say("bpftool: installing with apt-get");
+    let install = || {
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq", "bpftool"])
+            .status()
+    };
+    if !install().is_ok_and(|s| s.success()) {
+        run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
+        run_cmd(Command::new("apt-get").args(["install", "-y", "-qq", "bpftool"]))?;
+    }
+    Ok(())
 }
 
 /// The nightly's LLVM shared library, `libLLVM.so.<ver>-rust-<ver>` or `libLLVM-<ver>-rust-*.so`.

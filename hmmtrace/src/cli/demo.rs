@@ -78,7 +78,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             summary.add(&e);
             writer.write_event(&e)?;
             released += 1;
-            if released % 64 == 0 {
+            if released.is_multiple_of(64) {
                 // Pace to `rate` events per second of wall-clock time.
                 let due = Duration::from_secs_f64(released as f64 / a.rate as f64);
                 let elapsed = start.elapsed();

@@ -193,7 +193,7 @@ impl Engine {
                         .procs
                         .get(&t)
                         .and_then(|p| p.ptes.get(&v))
-                        .map_or(false, |p| {
+                        .is_some_and(|p| {
                             matches!(
                                 p,
                                 Pte::Present { write: true, .. }

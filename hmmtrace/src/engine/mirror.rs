@@ -132,7 +132,7 @@ impl Engine {
 
     /// Vpn range → byte range; an end past the address space is `ULONG_MAX`, as in the kernel.
     fn addr_range(&self, start: u64, end: u64) -> (u64, u64) {
-        let e = end.checked_mul(self.page_size).unwrap_or(u64::MAX);
+        let e = end.saturating_mul(self.page_size);
         (start * self.page_size, e)
     }
 

@@ -1,0 +1,159 @@
+//! A live tracing session: the loaded object, its attached programs, and the reader of its ring
+//! buffer and drop counters. Dropping the session detaches and unloads everything (aya closes
+//! the links, programs and maps with their file descriptors).
+
+use anyhow::{bail, Context as _};
+use aya::maps::{MapData, PerCpuArray, RingBuf};
+use aya::programs::TracePoint;
+use aya::{Ebpf, EbpfLoader};
+use hmmtrace_common::offsets::Settings;
+use hmmtrace_common::{Lost, ProbeId, PROBE_COUNT};
+
+use super::{tracefs, EBPF_OBJECT};
+use crate::event::{Body, Comm, Event};
+
+/// What to trace and how.
+#[derive(Clone, Debug)]
+pub struct SessionOptions {
+    /// Ring buffer size in bytes: a power of two, a multiple of the page size.
+    pub ring_bytes: u32,
+    /// Only this process (0: all).
+    pub tgid: u32,
+    /// Wake the reader once this many bytes wait (see `Settings::wakeup_bytes`).
+    pub wakeup_bytes: u64,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            ring_bytes: 4 << 20,
+            tgid: 0,
+            wakeup_bytes: Settings::DEFAULT.wakeup_bytes,
+        }
+    }
+}
+
+pub struct Session {
+    // Kept alive: dropping it detaches the programs.
+    _ebpf: Ebpf,
+    ring: RingBuf<MapData>,
+    drops: PerCpuArray<MapData, u64>,
+    /// Drop counts already reported, per probe.
+    reported: [u64; PROBE_COUNT as usize],
+    /// Records that did not decode (unknown kind or size): a bug, counted not hidden.
+    pub malformed: u64,
+}
+
+/// Why a session could not start without privileges: the message a user should see.
+pub const NEED_PRIVILEGE: &str =
+    "loading eBPF programs needs root, or CAP_BPF and CAP_PERFMON (e.g. sudo setcap cap_bpf,cap_perfmon+ep hmmtrace)";
+
+impl Session {
+    /// Loads the object, fills its globals and attaches the system-migration tracepoint.
+    pub fn start(opts: &SessionOptions) -> anyhow::Result<Session> {
+        if !opts.ring_bytes.is_power_of_two() || opts.ring_bytes < 4096 {
+            bail!(
+                "the ring buffer size must be a power of two of at least 4096 bytes, not {}",
+                opts.ring_bytes
+            );
+        }
+        let root = tracefs::root()?;
+        let offsets = tracefs::migrate_pages_offsets(&tracefs::read_format(
+            &root,
+            "migrate",
+            "mm_migrate_pages",
+        )?);
+        let settings = Settings {
+            wakeup_bytes: opts.wakeup_bytes,
+            filter_tgid: opts.tgid,
+            _pad: 0,
+        };
+        let mut ebpf = EbpfLoader::new()
+            .override_global("SETTINGS", &settings, true)
+            .override_global("MIGRATE_PAGES_OFFSETS", &offsets, true)
+            .map_max_entries("EVENTS", opts.ring_bytes)
+            .load(EBPF_OBJECT)
+            .map_err(|e| match &e {
+                aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
+                    if io_error.raw_os_error() == Some(libc::EPERM) =>
+                {
+                    anyhow::anyhow!("{NEED_PRIVILEGE}: {e}")
+                }
+                _ => anyhow::Error::new(e).context("cannot load hmmtrace's eBPF object"),
+            })?;
+        let tp: &mut TracePoint = ebpf
+            .program_mut("mm_migrate_pages")
+            .context("the eBPF object has no mm_migrate_pages program")?
+            .try_into()?;
+        tp.load()
+            .context("the kernel rejected the mm_migrate_pages program")?;
+        tp.attach("migrate", "mm_migrate_pages")
+            .context("cannot attach to tracepoint migrate:mm_migrate_pages")?;
+        let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
+        let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("no DROPS map")?)?;
+        Ok(Session {
+            _ebpf: ebpf,
+            ring,
+            drops,
+            reported: [0; PROBE_COUNT as usize],
+            malformed: 0,
+        })
+    }
+
+    /// Hands every record waiting in the ring to `f`, then a `Lost` event per probe whose drop
+    /// counter grew. Returns how many events were delivered.
+    pub fn drain(
+        &mut self,
+        f: &mut dyn FnMut(&Event) -> anyhow::Result<()>,
+    ) -> anyhow::Result<u64> {
+        let mut n = 0;
+        while let Some(item) = self.ring.next() {
+            match Event::from_wire(&item) {
+                Some(e) => {
+                    n += 1;
+                    f(&e)?;
+                }
+                None => self.malformed += 1,
+            }
+        }
+        for probe in ProbeId::ALL {
+            let total: u64 = self.drops.get(&(probe as u32), 0)?.iter().sum();
+            let new = total - self.reported[probe as usize];
+            if new > 0 {
+                self.reported[probe as usize] = total;
+                n += 1;
+                f(&lost_event(probe, new))?;
+            }
+        }
+        Ok(n)
+    }
+
+    /// The ring buffer's file descriptor, for waiting on it with epoll.
+    pub fn ring_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        use std::os::fd::AsFd as _;
+        self.ring.as_fd()
+    }
+}
+
+fn lost_event(probe: ProbeId, count: u64) -> Event {
+    // SAFETY: clock_gettime with a valid pointer; CLOCK_MONOTONIC is what bpf_ktime_get_ns reads.
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    Event {
+        ts_ns: ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+        duration_ns: None,
+        cpu: 0,
+        tgid: 0,
+        pid: 0,
+        comm: Comm::new("hmmtrace"),
+        unknown: 0,
+        body: Body::Lost(Lost {
+            count,
+            probe: probe as u32,
+            _pad: 0,
+        }),
+    }
+}

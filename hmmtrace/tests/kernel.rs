@@ -1,0 +1,150 @@
+//! The whole chain against the running kernel: the embedded object (nightly + bpf-linker +
+//! aya-build) loads, the system-migration tracepoint attaches, compaction produces events with
+//! sane fields, and nothing of hmmtrace's stays loaded afterwards. Needs root: `cargo xtask
+//! test` runs these when it is root (they are #[ignore]d otherwise, and listed as skipped).
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use hmmtrace::event::{Body, Event};
+use hmmtrace::kernel::{Session, SessionOptions};
+
+/// Ids of the BPF programs this process holds a file descriptor of (`prog_id:` in
+/// /proc/self/fdinfo), so that tests running beside this one do not count.
+fn our_program_ids() -> Vec<u64> {
+    let mut ids = Vec::new();
+    for fd in std::fs::read_dir("/proc/self/fdinfo").unwrap().flatten() {
+        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        if let Some(id) = info.lines().find_map(|l| l.strip_prefix("prog_id:")) {
+            ids.push(id.trim().parse().unwrap());
+        }
+    }
+    ids
+}
+
+/// Program ids and names the kernel has loaded, from bpftool, not from hmmtrace itself, so a
+/// leak could not hide behind our own bookkeeping.
+fn loaded_programs() -> Vec<(u64, String)> {
+    let o = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .expect("bpftool is installed (apt-get install bpftool)");
+    assert!(
+        o.status.success(),
+        "bpftool prog show failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let progs: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    progs
+        .iter()
+        .map(|p| {
+            (
+                p["id"].as_u64().unwrap(),
+                p["name"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
+fn system_migration_events_from_compaction() {
+    let me = std::process::id();
+    let mut session = Session::start(&SessionOptions::default()).expect("start a session");
+    let our_ids = our_program_ids();
+    let named: Vec<String> = loaded_programs()
+        .into_iter()
+        .filter(|(id, _)| our_ids.contains(id))
+        .map(|(_, name)| name)
+        .collect();
+    assert_eq!(
+        named,
+        ["mm_migrate_pages"],
+        "bpftool sees our program while the session lives"
+    );
+    let mut events: Vec<Event> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    // Compaction runs in the writer's context, so some events carry our pid. Keep asking until
+    // one arrives or the deadline passes (each write is a full compaction of every zone).
+    while !events.iter().any(|e| e.tgid == me) {
+        assert!(
+            Instant::now() < deadline,
+            "no migrate:mm_migrate_pages event from our compactions within 60 s"
+        );
+        std::fs::write("/proc/sys/vm/compact_memory", "1")
+            .expect("write /proc/sys/vm/compact_memory");
+        session
+            .drain(&mut |e| {
+                events.push(*e);
+                Ok(())
+            })
+            .unwrap();
+    }
+    assert_eq!(session.malformed, 0);
+    let ours: Vec<_> = events.iter().filter(|e| e.tgid == me).collect();
+    for e in &ours {
+        let Body::SystemMigration(m) = e.body else {
+            panic!("unexpected event {e:?}")
+        };
+        assert_eq!(e.unknown, 0, "every field's offset is known on this kernel");
+        assert_eq!(m.reason, hmmtrace_common::MR_COMPACTION, "{m:?}");
+        assert!(m.mode <= 2, "enum migrate_mode has three values: {m:?}");
+        // Counts of pages from one migrate_pages() call: far below the machine's page count.
+        assert!(m.succeeded < 1 << 32 && m.failed < 1 << 32, "{m:?}");
+        assert!(e.ts_ns > 0 && e.duration_ns.is_none());
+        // SAFETY: gettid has no preconditions.
+        assert_eq!(
+            e.pid as i32,
+            unsafe { libc::gettid() },
+            "the thread that wrote compact_memory"
+        );
+    }
+    drop(session);
+    assert!(our_program_ids().is_empty(), "no program fd left open");
+    let left: Vec<_> = loaded_programs()
+        .into_iter()
+        .filter(|(id, _)| our_ids.contains(id))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "bpftool still shows {left:?} after the session ended"
+    );
+}
+
+#[test]
+#[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
+fn a_tgid_filter_is_applied_in_the_kernel() {
+    // Filter on a process that does nothing: our compactions must not come through.
+    let idle = Command::new("sleep").arg("30").spawn().unwrap();
+    let mut session = Session::start(&SessionOptions {
+        tgid: idle.id(),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut seen = 0u64;
+    for _ in 0..3 {
+        std::fs::write("/proc/sys/vm/compact_memory", "1").unwrap();
+    }
+    session
+        .drain(&mut |e| {
+            assert_eq!(e.tgid, idle.id(), "{e:?}");
+            seen += 1;
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(seen, 0);
+    let mut idle = idle;
+    idle.kill().unwrap();
+    idle.wait().unwrap();
+}
+
+#[test]
+fn a_ring_size_that_is_not_a_power_of_two_is_refused() {
+    let e = Session::start(&SessionOptions {
+        ring_bytes: 5000,
+        ..Default::default()
+    })
+    .err()
+    .expect("refused");
+    assert!(e.to_string().contains("power of two"), "{e}");
+}
