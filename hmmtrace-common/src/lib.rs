@@ -328,7 +328,7 @@ pub struct SystemMigration {
     pub thp_failed: u64,
     /// `thp_split`.
     pub thp_split: u64,
-    /// `large_folio_split` (6.10+; older kernels lack it).
+    /// `large_folio_split` (6.12 has it, 6.1 does not).
     pub large_folio_split: u64,
     /// `mode`: `enum migrate_mode`.
     pub mode: u32,

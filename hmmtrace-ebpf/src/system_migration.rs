@@ -1,7 +1,7 @@
 //! System-RAM migration context: the `migrate:mm_migrate_pages` tracepoint, fired once at the end
 //! of every `migrate_pages()` (compaction, NUMA balancing, hotplug, mbind, ...).
 //!
-//! The record's field offsets differ between kernels (6.10 added `large_folio_split`), so they
+//! The record's field offsets differ between kernels (6.12 has `large_folio_split`, 6.1 not), so they
 //! come from the tracepoint's tracefs `format` file via the `MIGRATE_PAGES_OFFSETS` global.
 
 use aya_ebpf::{helpers::bpf_ktime_get_ns, macros::tracepoint, programs::TracePointContext};

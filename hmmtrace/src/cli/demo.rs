@@ -10,18 +10,13 @@ use std::time::{Duration, Instant};
 
 use hmmtrace::capture::{CaptureHeader, Reader, Writer};
 use hmmtrace::report::{self, Summary};
-use hmmtrace::scenario::Scenario;
 
-use super::{bad_input, parse_duration};
+use super::{bad_input, parse_duration, ScenarioArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A built-in scenario's name or a scenario file; it is run again and again (seed, seed+1, ...).
-    #[arg(long, short, default_value = "gpu-stream")]
-    scenario: String,
-    /// Seed of the first run (default: the scenario's own).
-    #[arg(long)]
-    seed: Option<u64>,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
     /// How long to run (e.g. 10s, 2m; Ctrl-C stops earlier).
     #[arg(long, short, default_value = "10s", value_parser = parse_duration)]
     duration: Duration,
@@ -51,8 +46,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             "--rate must be at least 1 event per second"
         )));
     }
-    let scenario = Scenario::load(&a.scenario).map_err(bad_input)?;
-    let seed0 = a.seed.unwrap_or(scenario.seed);
+    let (scenario, seed0) = a.scenario.load()?;
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, Arc::clone(&stop))?;

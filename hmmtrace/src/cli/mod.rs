@@ -80,6 +80,26 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Which scenario the engine runs, and with which seed: shared by `demo` and `sim`.
+#[derive(clap::Args)]
+pub struct ScenarioArgs {
+    /// A built-in scenario's name (see `hmmtrace sim --list`) or a scenario file (TOML).
+    #[arg(long, short, default_value = "gpu-stream")]
+    pub scenario: String,
+    /// Seed for the engine's jitter (default: the scenario's own).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl ScenarioArgs {
+    /// Loads the scenario (bad input is exit code 2) and picks the seed.
+    pub fn load(&self) -> anyhow::Result<(hmmtrace::scenario::Scenario, u64)> {
+        let scenario = hmmtrace::scenario::Scenario::load(&self.scenario).map_err(bad_input)?;
+        let seed = self.seed.unwrap_or(scenario.seed);
+        Ok((scenario, seed))
+    }
+}
+
 /// Parses durations like `10s`, `500ms`, `2m`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();

@@ -7,16 +7,12 @@ use hmmtrace::capture::{CaptureHeader, Writer};
 use hmmtrace::report::{self, Summary};
 use hmmtrace::scenario::{Scenario, BUILTIN};
 
-use super::{bad_input, Format};
+use super::{bad_input, Format, ScenarioArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A built-in scenario's name or a scenario file (TOML).
-    #[arg(long, short, default_value = "gpu-stream")]
-    scenario: String,
-    /// Seed for the engine's jitter (default: the scenario's own).
-    #[arg(long)]
-    seed: Option<u64>,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
     /// Write the events to this capture file.
     #[arg(long, short)]
     output: Option<PathBuf>,
@@ -35,8 +31,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let scenario = Scenario::load(&a.scenario).map_err(bad_input)?;
-    let seed = a.seed.unwrap_or(scenario.seed);
+    let (scenario, seed) = a.scenario.load()?;
     let mut summary = Summary::default();
     let mut writer = match &a.output {
         Some(path) => Some(Writer::create(

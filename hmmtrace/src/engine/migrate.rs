@@ -67,13 +67,7 @@ impl Engine {
     /// The owning device's `migrate_to_ram(vmf)` for a CPU fault on a device-private entry:
     /// a one-page `migrate_vma` with `MIGRATE_VMA_SELECT_DEVICE_PRIVATE` (as in
     /// `dmirror_devmem_fault`), inside the callback's own cost.
-    pub(crate) fn migrate_to_ram_fault(
-        &mut self,
-        dev: DevId,
-        tgid: Tgid,
-        vpn: u64,
-        _page: PageId,
-    ) -> Result<()> {
+    pub(crate) fn migrate_to_ram_fault(&mut self, dev: DevId, tgid: Tgid, vpn: u64) -> Result<()> {
         self.current = tgid;
         let t0 = self.clock.now();
         let half = self.clock.model.fault_base_ns / 2;
@@ -201,7 +195,6 @@ impl Engine {
                             )
                         });
                     self.invalidate(t, v, v + 1, MMU_NOTIFY_CLEAR, 0);
-                    self.current = tgid;
                     self.procs.get_mut(&t).unwrap().ptes.remove(&v);
                     c.mappings.push((t, v, w));
                 }

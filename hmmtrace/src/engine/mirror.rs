@@ -43,10 +43,23 @@ impl Engine {
         Ok(())
     }
 
-    fn has_notifier(&self, dev: DevId, tgid: Tgid) -> bool {
-        self.notifiers
+    /// Checks that the device mirrors `tgid` and that the range is inside one VMA; returns its
+    /// first vpn. Device operations run in `tgid`'s context (test_hmm's ioctls do).
+    fn mirrored_range(&mut self, dev: DevId, tgid: Tgid, addr: u64, npages: u64) -> Result<u64> {
+        self.current = tgid;
+        if !self
+            .notifiers
             .iter()
             .any(|n| n.dev == dev && n.tgid == tgid)
+        {
+            return Err(EngineError::NotOpened {
+                device: self.devices[dev].name.clone(),
+                tgid,
+            });
+        }
+        let start = self.vpn(addr);
+        self.check_range(tgid, start, npages)?;
+        Ok(start)
     }
 
     /// `mmu_notifier_invalidate_range_start` on `tgid`'s mm over vpns `[start, end)`. Only an mm
@@ -148,15 +161,7 @@ impl Engine {
         write: bool,
         race: Race,
     ) -> Result<()> {
-        self.current = tgid;
-        if !self.has_notifier(dev, tgid) {
-            return Err(EngineError::NotOpened {
-                device: self.devices[dev].name.clone(),
-                tgid,
-            });
-        }
-        let start = self.vpn(addr);
-        self.check_range(tgid, start, npages)?;
+        let start = self.mirrored_range(dev, tgid, addr, npages)?;
         let mut during = race.during;
         let mut after = race.after;
         let mut retries = 0u32;
@@ -254,15 +259,7 @@ impl Engine {
     /// in for write, then its PTE is replaced by a device-exclusive entry with an
     /// `MMU_NOTIFY_EXCLUSIVE` invalidation owned by the device; the device mirrors it.
     pub fn make_exclusive(&mut self, dev: DevId, tgid: Tgid, addr: u64, npages: u64) -> Result<()> {
-        self.current = tgid;
-        if !self.has_notifier(dev, tgid) {
-            return Err(EngineError::NotOpened {
-                device: self.devices[dev].name.clone(),
-                tgid,
-            });
-        }
-        let start = self.vpn(addr);
-        self.check_range(tgid, start, npages)?;
+        let start = self.mirrored_range(dev, tgid, addr, npages)?;
         let owner = self.devices[dev].owner;
         for vpn in start..start + npages {
             self.cpu_fault(tgid, vpn, true)?;

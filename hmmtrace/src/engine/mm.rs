@@ -388,7 +388,7 @@ impl Engine {
                     Frame::Device { dev, .. } => dev,
                     Frame::System => unreachable!("device-private entry to a system page"),
                 };
-                self.migrate_to_ram_fault(dev, tgid, vpn, page)?;
+                self.migrate_to_ram_fault(dev, tgid, vpn)?;
                 if write {
                     return self.cpu_fault(tgid, vpn, true);
                 }

@@ -27,6 +27,18 @@ fn migrations(ev: &[Event]) -> Vec<Migration> {
         .collect()
 }
 
+fn range_faults(ev: &[Event]) -> Vec<RangeFault> {
+    ev.iter()
+        .filter_map(|e| {
+            if let Body::RangeFault(r) = e.body {
+                Some(r)
+            } else {
+                None
+            }
+        })
+        .collect()
+}
+
 fn invalidations(ev: &[Event], path: u8) -> Vec<Invalidation> {
     ev.iter()
         .filter_map(|e| {
@@ -419,16 +431,7 @@ fn range_fault_retries_on_ebusy_and_on_read_retry() {
     )
     .unwrap();
     let ev = take(&mut e);
-    let rf: Vec<RangeFault> = ev
-        .iter()
-        .filter_map(|e| {
-            if let Body::RangeFault(r) = e.body {
-                Some(r)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let rf = range_faults(&ev);
     assert_eq!(
         rf.len(),
         2,
@@ -459,16 +462,7 @@ fn range_fault_leaves_own_device_pages_and_migrates_others() {
         4,
         "another device's pages are faulted to RAM"
     );
-    let rf: Vec<RangeFault> = ev
-        .iter()
-        .filter_map(|e| {
-            if let Body::RangeFault(r) = e.body {
-                Some(r)
-            } else {
-                None
-            }
-        })
-        .collect();
+    let rf = range_faults(&ev);
     assert_eq!(rf.len(), 1);
     assert_eq!(
         rf[0].retries, 1,
