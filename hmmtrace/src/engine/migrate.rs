@@ -140,7 +140,7 @@ impl Engine {
                     Frame::System => false,
                 },
                 // Not a device-private swap entry: not migratable.
-                Some(Pte::Exclusive { .. }) => false,
+                Some(Pte::Exclusive { .. } | Pte::Migration { .. }) => false,
             };
             // folio_trylock failed: best effort, skip the page.
             if !take || (pte.is_some() && racing.contains(&vpn)) {
@@ -153,14 +153,19 @@ impl Engine {
                 Some(
                     Pte::Present { write, .. }
                     | Pte::DevicePrivate { write, .. }
-                    | Pte::Exclusive { write, .. },
+                    | Pte::Exclusive { write, .. }
+                    | Pte::Migration { write, .. },
                 ) => write,
             };
             let page = pte.map(Pte::page);
             let mut mappings = Vec::new();
             if let Some(page) = page {
                 // The migration entry replaces this mm's PTE now.
-                self.procs.get_mut(&tgid).unwrap().ptes.remove(&vpn);
+                self.procs
+                    .get_mut(&tgid)
+                    .unwrap()
+                    .ptes
+                    .insert(vpn, Pte::Migration { page, write });
                 remove_map(&mut self.pages[page as usize].maps, (tgid, vpn));
                 mappings.push((tgid, vpn, write));
             }
@@ -195,7 +200,11 @@ impl Engine {
                             )
                         });
                     self.invalidate(t, v, v + 1, MMU_NOTIFY_CLEAR, 0);
-                    self.procs.get_mut(&t).unwrap().ptes.remove(&v);
+                    self.procs
+                        .get_mut(&t)
+                        .unwrap()
+                        .ptes
+                        .insert(v, Pte::Migration { page, write: w });
                     c.mappings.push((t, v, w));
                 }
             }
@@ -388,7 +397,11 @@ impl Engine {
                     Some(Pte::DevicePrivate { write: true, .. } | Pte::Present { write: true, .. })
                 );
                 self.invalidate(t, v, v + 1, MMU_NOTIFY_CLEAR, 0);
-                self.procs.get_mut(&t).unwrap().ptes.remove(&v);
+                self.procs
+                    .get_mut(&t)
+                    .unwrap()
+                    .ptes
+                    .insert(v, Pte::Migration { page, write: w });
                 mappings.push((t, v, w));
             }
             collected.push(Collected {

@@ -238,7 +238,7 @@ impl Engine {
                     super::mm::Frame::Device { dev: d, .. } if self.devices[d].owner == owner);
                 !mine
             }
-            Some(Pte::Exclusive { .. }) => true,
+            Some(Pte::Exclusive { .. } | Pte::Migration { .. }) => true,
         };
         if need_fault {
             self.cpu_fault(tgid, vpn, write)?;

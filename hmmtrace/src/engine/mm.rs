@@ -44,6 +44,10 @@ pub(crate) enum Pte {
     DevicePrivate { page: PageId, write: bool },
     /// A device-exclusive entry (`make_device_exclusive_range`); the CPU must restore it first.
     Exclusive { page: PageId, write: bool },
+    /// A migration entry: installed by `migrate_vma_collect`/`try_to_migrate` and replaced at
+    /// finalize. Operations are atomic here, so nothing else ever meets one; a CPU access
+    /// would wait for the migration (`migration_entry_wait`) and find the final PTE.
+    Migration { page: PageId, write: bool },
 }
 
 impl Pte {
@@ -51,7 +55,8 @@ impl Pte {
         match self {
             Pte::Present { page, .. }
             | Pte::DevicePrivate { page, .. }
-            | Pte::Exclusive { page, .. } => page,
+            | Pte::Exclusive { page, .. }
+            | Pte::Migration { page, .. } => page,
         }
     }
 }
@@ -270,7 +275,8 @@ impl Engine {
                     match pte {
                         Pte::Present { write, .. }
                         | Pte::DevicePrivate { write, .. }
-                        | Pte::Exclusive { write, .. } => *write = false,
+                        | Pte::Exclusive { write, .. }
+                        | Pte::Migration { write, .. } => *write = false,
                     }
                 }
             }
@@ -306,9 +312,9 @@ impl Engine {
             }
             for (vpn, pte) in ptes {
                 let shared = match pte {
-                    Pte::Present { page, .. } | Pte::Exclusive { page, .. } => {
-                        Pte::Present { page, write: false }
-                    }
+                    Pte::Present { page, .. }
+                    | Pte::Exclusive { page, .. }
+                    | Pte::Migration { page, .. } => Pte::Present { page, write: false },
                     Pte::DevicePrivate { page, .. } => Pte::DevicePrivate { page, write: false },
                 };
                 let parent_pte = if cow { shared } else { pte };
@@ -393,6 +399,8 @@ impl Engine {
                     return self.cpu_fault(tgid, vpn, true);
                 }
             }
+            // The migration that installed it has finished by the time any access runs.
+            Some(Pte::Migration { .. }) => {}
             Some(Pte::Exclusive { .. }) => {
                 self.restore_exclusive(tgid, vpn);
                 return self.cpu_fault(tgid, vpn, write);

@@ -52,6 +52,15 @@ fn invalidations(ev: &[Event], path: u8) -> Vec<Invalidation> {
         .collect()
 }
 
+/// Migration entries left in any page table: must be none once an operation returns.
+fn migration_entries(e: &Engine) -> usize {
+    e.procs
+        .values()
+        .flat_map(|p| p.ptes.values())
+        .filter(|p| matches!(p, mm::Pte::Migration { .. }))
+        .count()
+}
+
 fn count(ev: &[Event], kind: EventKind) -> usize {
     ev.iter().filter(|e| e.kind() == kind).count()
 }
@@ -173,6 +182,11 @@ fn pinned_and_racing_pages_are_not_migrated() {
             cpages: 11,
             migrated: 11
         }
+    );
+    assert_eq!(
+        migration_entries(&e),
+        0,
+        "finalize replaced every migration entry"
     );
     e.unpin(t, addr, 3).unwrap();
     let m = migrations(&take(&mut e));
