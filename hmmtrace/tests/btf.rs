@@ -99,11 +99,45 @@ fn nested_members_the_probes_need() {
         "exactly one of page.pgmap ({page:?}), folio.pgmap ({folio:?})"
     );
     let pgmap = page.or(folio).unwrap();
-    assert!(pgmap > 0 && pgmap < 64 && pgmap % 8 == 0, "{pgmap}");
+    assert!(
+        pgmap > 0 && pgmap < 64 && pgmap.is_multiple_of(8),
+        "{pgmap}"
+    );
     // vm_fault's address is inside an anonymous const struct.
     assert!(btf.member_offset("vm_fault", "address").is_some());
     assert_eq!(
         btf.member_offset("dev_pagemap", "owner").is_some(),
         btf.member_offset("dev_pagemap", "ops").is_some()
     );
+}
+
+#[test]
+#[ignore = "needs root (tracefs, kallsyms); cargo xtask test runs it as root"]
+fn the_plan_for_this_kernel_agrees_with_its_kallsyms_and_pmus() {
+    use hmmtrace::kernel::plan::{resolve, KernelFacts, Mechanism, MechanismChoice, Status};
+    let facts = KernelFacts::from_system().unwrap();
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    let has = |f: &str| {
+        kallsyms
+            .lines()
+            .any(|l| l.split_whitespace().nth(2) == Some(f))
+    };
+    let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    for row in resolve(&facts, MechanismChoice::Auto, &[]) {
+        if row.role.is_driver_callback() && row.status == Status::NotInKernel {
+            continue;
+        }
+        assert_eq!(
+            row.status == Status::NotInKernel,
+            !has(&row.symbol),
+            "{row:?}"
+        );
+        if row.status == Status::Planned {
+            assert_eq!(
+                row.mechanisms.contains(&Mechanism::Kprobe),
+                kprobes,
+                "{row:?}"
+            );
+        }
+    }
 }

@@ -236,7 +236,7 @@ impl Btf {
                 total += bits;
                 id = self.resolve(ty);
             }
-            (total % 8 == 0).then_some(total / 8)
+            total.is_multiple_of(8).then_some(total / 8)
         })
     }
 
@@ -269,6 +269,14 @@ impl Btf {
     /// Whether the kernel describes a function of this name (fentry attaches by BTF `FUNC`).
     pub fn has_function(&self, name: &str) -> bool {
         self.by_name.contains_key(&(KIND_FUNC, name.to_string()))
+    }
+
+    /// Names of every function the BTF describes.
+    pub fn functions(&self) -> impl Iterator<Item = &str> {
+        self.by_name
+            .keys()
+            .filter(|(k, _)| *k == KIND_FUNC)
+            .map(|(_, n)| n.as_str())
     }
 
     /// Number of types, for diagnostics.

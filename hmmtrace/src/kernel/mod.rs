@@ -8,6 +8,7 @@
 //! comes next.
 
 pub mod btf;
+pub mod plan;
 pub mod session;
 pub mod tracefs;
 

@@ -1,0 +1,450 @@
+//! The attach plan: for each logical probe, which kernel function carries it on *this* kernel
+//! and by which mechanism, decided from what the kernel says about itself ([`KernelFacts`]).
+//!
+//! The kernel renames these paths between versions (`free_devmap_managed_page` →
+//! `free_zone_device_page` → `free_zone_device_folio`) and drivers name their callbacks as they
+//! like, so every candidate lives in the tables below, in one place. Mechanisms are tried in
+//! the order fentry/fexit → kprobe/kretprobe; fentry needs the function in BTF and hookable by
+//! ftrace (code built without ftrace flags, like `lib/test_hmm.c`, is not), a kprobe needs
+//! `CONFIG_KPROBES`. Resolution is pure so it can be tested against recorded facts of several
+//! kernels; attaching (and falling back when the kernel denies a mechanism) is the session's job.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use anyhow::{bail, Context as _};
+use hmmtrace_common::ProbeId;
+
+/// What a program does with the function it is attached to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Role {
+    MigrateVmaSetup,
+    MigrateVmaPages,
+    MigrateVmaFinalize,
+    MigrateDeviceRange,
+    MigrateDevicePages,
+    MigrateDeviceFinalize,
+    /// A driver's `dev_pagemap_ops.migrate_to_ram(struct vm_fault *)`.
+    MigrateToRam,
+    /// The core free path of a ZONE_DEVICE page, which calls `pgmap->ops->page_free`.
+    FreeZoneDevice,
+    /// A driver's `dev_pagemap_ops.page_free(struct page *)` (or `folio_free`).
+    PageFree,
+    /// `__mmu_notifier_invalidate_range_start(struct mmu_notifier_range *)`.
+    InvalidateRangeStart,
+    /// A driver's `mmu_interval_notifier_ops.invalidate(mni, range, cur_seq)`.
+    IntervalInvalidate,
+    HmmRangeFault,
+}
+
+impl Role {
+    pub const ALL: [Role; 12] = [
+        Role::MigrateVmaSetup,
+        Role::MigrateVmaPages,
+        Role::MigrateVmaFinalize,
+        Role::MigrateDeviceRange,
+        Role::MigrateDevicePages,
+        Role::MigrateDeviceFinalize,
+        Role::MigrateToRam,
+        Role::FreeZoneDevice,
+        Role::PageFree,
+        Role::InvalidateRangeStart,
+        Role::IntervalInvalidate,
+        Role::HmmRangeFault,
+    ];
+
+    /// The name used on the command line (`--attach FUNC=ROLE`) and in the plan table.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Role::MigrateVmaSetup => "migrate_vma_setup",
+            Role::MigrateVmaPages => "migrate_vma_pages",
+            Role::MigrateVmaFinalize => "migrate_vma_finalize",
+            Role::MigrateDeviceRange => "migrate_device_range",
+            Role::MigrateDevicePages => "migrate_device_pages",
+            Role::MigrateDeviceFinalize => "migrate_device_finalize",
+            Role::MigrateToRam => "migrate_to_ram",
+            Role::FreeZoneDevice => "free_zone_device",
+            Role::PageFree => "page_free",
+            Role::InvalidateRangeStart => "invalidate_range_start",
+            Role::IntervalInvalidate => "interval_invalidate",
+            Role::HmmRangeFault => "hmm_range_fault",
+        }
+    }
+
+    /// The logical probe whose events this role contributes to.
+    pub const fn probe(self) -> ProbeId {
+        match self {
+            Role::MigrateVmaSetup
+            | Role::MigrateVmaPages
+            | Role::MigrateVmaFinalize
+            | Role::MigrateDeviceRange
+            | Role::MigrateDevicePages
+            | Role::MigrateDeviceFinalize => ProbeId::Migration,
+            Role::MigrateToRam => ProbeId::DeviceFault,
+            Role::FreeZoneDevice | Role::PageFree => ProbeId::PageFree,
+            Role::InvalidateRangeStart | Role::IntervalInvalidate => ProbeId::Invalidation,
+            Role::HmmRangeFault => ProbeId::RangeFault,
+        }
+    }
+
+    /// Driver callbacks are hooked once per driver that the kernel has; core functions once.
+    pub const fn is_driver_callback(self) -> bool {
+        matches!(
+            self,
+            Role::MigrateToRam | Role::PageFree | Role::IntervalInvalidate
+        )
+    }
+}
+
+/// Core kernel functions for each role, newest name first.
+pub const CORE: &[(Role, &[&str])] = &[
+    (Role::MigrateVmaSetup, &["migrate_vma_setup"]),
+    (Role::MigrateVmaPages, &["migrate_vma_pages"]),
+    (Role::MigrateVmaFinalize, &["migrate_vma_finalize"]),
+    // The migrate_device_* family exists since 6.1 (mm/migrate_device.c).
+    (Role::MigrateDeviceRange, &["migrate_device_range"]),
+    (Role::MigrateDevicePages, &["migrate_device_pages"]),
+    (Role::MigrateDeviceFinalize, &["migrate_device_finalize"]),
+    // 6.12 and 6.18: free_zone_device_folio; 6.1: free_zone_device_page;
+    // 5.x: free_devmap_managed_page (mm/memremap.c).
+    (
+        Role::FreeZoneDevice,
+        &[
+            "free_zone_device_folio",
+            "free_zone_device_page",
+            "free_devmap_managed_page",
+        ],
+    ),
+    (
+        Role::InvalidateRangeStart,
+        &["__mmu_notifier_invalidate_range_start"],
+    ),
+    (Role::HmmRangeFault, &["hmm_range_fault"]),
+];
+
+/// Known drivers' callbacks: (driver, function, role). Each name was checked against the
+/// kernel source that defines it: test_hmm, nouveau and amdkfd in Linux 6.12
+/// (`lib/test_hmm.c`, `drivers/gpu/drm/nouveau/nouveau_{dmem,svm}.c`,
+/// `drivers/gpu/drm/amd/amdkfd/kfd_{migrate,svm}.c`), and drm_pagemap (xe) in the
+/// `drivers/gpu/drm/drm_pagemap.c` that replaced `page_free` with `folio_free`.
+pub const DRIVER_CALLBACKS: &[(&str, &str, Role)] = &[
+    ("test_hmm", "dmirror_devmem_fault", Role::MigrateToRam),
+    ("test_hmm", "dmirror_devmem_free", Role::PageFree),
+    (
+        "test_hmm",
+        "dmirror_interval_invalidate",
+        Role::IntervalInvalidate,
+    ),
+    ("nouveau", "nouveau_dmem_migrate_to_ram", Role::MigrateToRam),
+    ("nouveau", "nouveau_dmem_page_free", Role::PageFree),
+    (
+        "nouveau",
+        "nouveau_svm_range_invalidate",
+        Role::IntervalInvalidate,
+    ),
+    ("amdgpu", "svm_migrate_to_ram", Role::MigrateToRam),
+    ("amdgpu", "svm_migrate_page_free", Role::PageFree),
+    (
+        "amdgpu",
+        "svm_range_cpu_invalidate_pagetables",
+        Role::IntervalInvalidate,
+    ),
+    (
+        "drm_pagemap",
+        "drm_pagemap_migrate_to_ram",
+        Role::MigrateToRam,
+    ),
+    ("drm_pagemap", "drm_pagemap_page_free", Role::PageFree),
+    ("drm_pagemap", "drm_pagemap_folio_free", Role::PageFree),
+];
+
+/// How a program is attached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mechanism {
+    /// fentry/fexit (BPF trampolines): cheapest, needs BTF and an ftrace-hookable function.
+    Fentry,
+    /// kprobe/kretprobe: works on any non-blacklisted function when CONFIG_KPROBES is set.
+    Kprobe,
+}
+
+impl fmt::Display for Mechanism {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Mechanism::Fentry => "fentry",
+            Mechanism::Kprobe => "kprobe",
+        })
+    }
+}
+
+/// `--mechanism auto|fentry|kprobe`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum MechanismChoice {
+    #[default]
+    Auto,
+    Only(Mechanism),
+}
+
+/// What the running kernel says about itself, as far as the plan needs it.
+#[derive(Clone, Debug, Default)]
+pub struct KernelFacts {
+    /// `uname -r`.
+    pub release: String,
+    /// Text symbols from `/proc/kallsyms`: name → module (empty for vmlinux).
+    pub functions: HashMap<String, String>,
+    /// Functions described by a BTF `FUNC` (vmlinux or module BTF).
+    pub btf_functions: HashSet<String>,
+    /// `available_filter_functions`: what ftrace (and so fentry) can hook; `None` when the
+    /// kernel would not say (the file is unreadable), in which case fentry is tried.
+    pub traceable: Option<HashSet<String>>,
+    /// Whether the kernel has kprobes (`/sys/bus/event_source/devices/kprobe`).
+    pub kprobes: bool,
+}
+
+impl KernelFacts {
+    /// Reads the running kernel's facts. Module BTF (split BTF under /sys/kernel/btf/<module>)
+    /// is not read yet, so functions of modules are planned as kprobe-only.
+    pub fn from_system() -> anyhow::Result<KernelFacts> {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .context("cannot read /proc/sys/kernel/osrelease")?
+            .trim()
+            .to_string();
+        let kallsyms =
+            std::fs::read_to_string("/proc/kallsyms").context("cannot read /proc/kallsyms")?;
+        let btf_functions = match super::btf::Btf::from_sysfs() {
+            Ok(btf) => btf.functions().map(str::to_string).collect(),
+            // Without BTF there is no fentry; the plan says so per row.
+            Err(_) => HashSet::new(),
+        };
+        let traceable = super::tracefs::root()
+            .ok()
+            .and_then(|root| std::fs::read_to_string(root.join("available_filter_functions")).ok())
+            .map(|t| KernelFacts::parse_filter_functions(&t));
+        Ok(KernelFacts {
+            release,
+            functions: KernelFacts::parse_kallsyms(&kallsyms),
+            btf_functions,
+            traceable,
+            kprobes: std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists(),
+        })
+    }
+
+    /// Parses `/proc/kallsyms` text: text symbols (`t`/`T`, and weak `w`/`W`) only.
+    pub fn parse_kallsyms(text: &str) -> HashMap<String, String> {
+        let mut out = HashMap::new();
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            let (Some(_addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            if !matches!(kind, "t" | "T" | "w" | "W") {
+                continue;
+            }
+            let module = it
+                .next()
+                .map(|m| m.trim_start_matches('[').trim_end_matches(']').to_string());
+            out.entry(name.to_string())
+                .or_insert_with(|| module.unwrap_or_default());
+        }
+        out
+    }
+
+    /// Parses `available_filter_functions` (`name` or `name [module]` per line).
+    pub fn parse_filter_functions(text: &str) -> HashSet<String> {
+        text.lines()
+            .filter_map(|l| l.split_whitespace().next())
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+/// An extra callback from `--attach FUNC=ROLE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ExtraAttach {
+    pub function: String,
+    pub role: Role,
+}
+
+impl std::str::FromStr for ExtraAttach {
+    type Err = anyhow::Error;
+
+    fn from_str(s: &str) -> anyhow::Result<ExtraAttach> {
+        let (function, role) = s
+            .split_once('=')
+            .context("expected FUNC=ROLE, e.g. my_drv_fault=migrate_to_ram")?;
+        let roles: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
+        let role = Role::ALL
+            .into_iter()
+            .find(|r| r.name() == role)
+            .with_context(|| format!("unknown role '{role}' (one of: {})", roles.join(", ")))?;
+        if function.is_empty()
+            || !function
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
+        {
+            bail!("'{function}' is not a kernel function name");
+        }
+        Ok(ExtraAttach {
+            function: function.to_string(),
+            role,
+        })
+    }
+}
+
+/// One row of the plan.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PlanEntry {
+    pub probe: ProbeId,
+    pub role: Role,
+    /// The function, or the first candidate when none exists.
+    pub symbol: String,
+    /// Module that defines it (empty: vmlinux).
+    pub module: String,
+    /// Mechanisms to try, in order; empty when none can work.
+    pub mechanisms: Vec<Mechanism>,
+    pub status: Status,
+}
+
+/// Where a plan row stands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Resolved; not attached yet.
+    Planned,
+    /// No candidate function exists in this kernel.
+    NotInKernel,
+    /// The function exists but no allowed mechanism can reach it; says why.
+    Unreachable(String),
+    /// Attached with this mechanism.
+    Attached(Mechanism),
+    /// Every mechanism tried was refused: (mechanism, errno) of each.
+    Denied(Vec<(Mechanism, i32)>),
+    /// Attached, but these struct fields have no offset in this kernel's BTF.
+    OffsetsUnknown(Vec<String>),
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Status::Planned => f.write_str("planned"),
+            Status::NotInKernel => f.write_str("not in this kernel"),
+            Status::Unreachable(why) => write!(f, "unreachable: {why}"),
+            Status::Attached(m) => write!(f, "attached ({m})"),
+            Status::Denied(tries) => {
+                f.write_str("denied:")?;
+                for (m, errno) in tries {
+                    write!(f, " {m} {}", std::io::Error::from_raw_os_error(*errno))?;
+                }
+                Ok(())
+            }
+            Status::OffsetsUnknown(fields) => {
+                write!(f, "field offsets unknown: {}", fields.join(", "))
+            }
+        }
+    }
+}
+
+/// Resolves every probe against `facts`: core functions, the known drivers' callbacks that the
+/// kernel has, and the user's extra ones.
+pub fn resolve(
+    facts: &KernelFacts,
+    choice: MechanismChoice,
+    extra: &[ExtraAttach],
+) -> Vec<PlanEntry> {
+    let mut plan = Vec::new();
+    for (role, candidates) in CORE {
+        match candidates
+            .iter()
+            .find(|c| facts.functions.contains_key(**c))
+        {
+            Some(symbol) => plan.push(entry(facts, choice, *role, symbol)),
+            None => plan.push(PlanEntry {
+                probe: role.probe(),
+                role: *role,
+                symbol: candidates[0].to_string(),
+                module: String::new(),
+                mechanisms: Vec::new(),
+                status: Status::NotInKernel,
+            }),
+        }
+    }
+    for (_driver, function, role) in DRIVER_CALLBACKS {
+        if facts.functions.contains_key(*function) {
+            plan.push(entry(facts, choice, *role, function));
+        }
+    }
+    for e in extra {
+        if plan
+            .iter()
+            .any(|p| p.symbol == e.function && p.role == e.role)
+        {
+            continue;
+        }
+        let mut row = entry(facts, choice, e.role, &e.function);
+        if !facts.functions.contains_key(&e.function) {
+            row.status = Status::NotInKernel;
+            row.mechanisms.clear();
+        }
+        plan.push(row);
+    }
+    // Every driver-callback role with no known driver in this kernel still gets a row, so the
+    // table says what is missing.
+    for role in Role::ALL.into_iter().filter(|r| r.is_driver_callback()) {
+        if !plan.iter().any(|p| p.role == role) {
+            plan.push(PlanEntry {
+                probe: role.probe(),
+                role,
+                symbol: "(no known driver loaded)".into(),
+                module: String::new(),
+                mechanisms: Vec::new(),
+                status: Status::NotInKernel,
+            });
+        }
+    }
+    plan
+}
+
+fn entry(facts: &KernelFacts, choice: MechanismChoice, role: Role, symbol: &str) -> PlanEntry {
+    let module = facts.functions.get(symbol).cloned().unwrap_or_default();
+    let in_btf = facts.btf_functions.contains(symbol);
+    let traceable = facts.traceable.as_ref().is_none_or(|t| t.contains(symbol));
+    let fentry_ok = in_btf && traceable;
+    let candidates: &[Mechanism] = match choice {
+        MechanismChoice::Auto => &[Mechanism::Fentry, Mechanism::Kprobe],
+        MechanismChoice::Only(Mechanism::Fentry) => &[Mechanism::Fentry],
+        MechanismChoice::Only(Mechanism::Kprobe) => &[Mechanism::Kprobe],
+    };
+    let mechanisms: Vec<Mechanism> = candidates
+        .iter()
+        .copied()
+        .filter(|m| match m {
+            Mechanism::Fentry => fentry_ok,
+            Mechanism::Kprobe => facts.kprobes,
+        })
+        .collect();
+    let status = if mechanisms.is_empty() {
+        let mut why = Vec::new();
+        if candidates.contains(&Mechanism::Fentry) {
+            why.push(if !in_btf {
+                "fentry: not in BTF"
+            } else {
+                "fentry: ftrace cannot hook it (built without ftrace flags?)"
+            });
+        }
+        if candidates.contains(&Mechanism::Kprobe) {
+            why.push("kprobe: kernel built without CONFIG_KPROBES");
+        }
+        Status::Unreachable(why.join("; "))
+    } else {
+        Status::Planned
+    };
+    PlanEntry {
+        probe: role.probe(),
+        role,
+        symbol: symbol.to_string(),
+        module,
+        mechanisms,
+        status,
+    }
+}
+
+#[cfg(test)]
+mod tests;
