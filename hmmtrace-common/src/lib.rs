@@ -440,4 +440,5 @@ mod pod {
     unsafe impl aya::Pod for super::EventHeader {}
     unsafe impl aya::Pod for super::offsets::TracepointOffsets {}
     unsafe impl aya::Pod for super::offsets::Settings {}
+    unsafe impl aya::Pod for super::offsets::MigrateVmaOffsets {}
 }

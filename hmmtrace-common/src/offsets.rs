@@ -57,3 +57,40 @@ impl Settings {
         _pad: 0,
     };
 }
+
+/// Byte offsets in `struct migrate_vma` (`include/linux/migrate.h`), from the kernel's BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MigrateVmaOffsets {
+    pub src: u32,
+    pub cpages: u32,
+    pub npages: u32,
+    pub start: u32,
+    pub end: u32,
+    pub pgmap_owner: u32,
+    pub flags: u32,
+    pub _pad: u32,
+}
+
+impl MigrateVmaOffsets {
+    pub const UNKNOWN: MigrateVmaOffsets = MigrateVmaOffsets {
+        src: UNKNOWN,
+        cpages: UNKNOWN,
+        npages: UNKNOWN,
+        start: UNKNOWN,
+        end: UNKNOWN,
+        pgmap_owner: UNKNOWN,
+        flags: UNKNOWN,
+        _pad: 0,
+    };
+}
+
+/// `MIGRATE_PFN_MIGRATE` (`include/linux/migrate.h`): set in a `src` entry that is migrating;
+/// cleared when the page could not be. The same bit from 5.x to 6.18.
+pub const MIGRATE_PFN_MIGRATE: u64 = 1 << 1;
+
+/// Most `src` entries the migration program inspects per migration (in chunks of
+/// [`SRC_CHUNK`]): a bounded loop for the verifier. Larger migrations mark `migrated` unknown.
+pub const MAX_SRC_ENTRIES: u64 = 4096;
+/// `src` entries read at once into the per-CPU scratch buffer.
+pub const SRC_CHUNK: usize = 64;

@@ -7,6 +7,7 @@
 #![no_main]
 
 mod emit;
+mod migration;
 mod system_migration;
 
 #[cfg(not(test))]

@@ -148,3 +148,48 @@ fn a_ring_size_that_is_not_a_power_of_two_is_refused() {
     .expect("refused");
     assert!(e.to_string().contains("power of two"), "{e}");
 }
+
+#[test]
+#[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
+fn every_kprobe_program_passes_the_verifier() {
+    // Loaded with this kernel's real offsets, so the verifier walks the field-reading code
+    // (read-only globals are constants to it: unknown offsets would prune those paths).
+    let verdicts =
+        hmmtrace::kernel::session::verify_kprobe_programs(&SessionOptions::default()).unwrap();
+    let names: Vec<&str> = verdicts.iter().map(|(n, _)| n.as_str()).collect();
+    for want in ["kprobe_migrate_vma_setup", "kretprobe_migrate_vma_finalize"] {
+        assert!(names.contains(&want), "{names:?}");
+    }
+    for (name, verdict) in &verdicts {
+        assert!(verdict.is_ok(), "{name}: {}", verdict.as_ref().unwrap_err());
+    }
+}
+
+#[test]
+#[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
+fn the_plan_reports_what_attached_and_why_not() {
+    use hmmtrace::kernel::plan::{Role, Status};
+    let session = Session::start(&SessionOptions::default()).unwrap();
+    let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    for row in &session.plan {
+        eprintln!("{:<24} {:<40} {}", row.role.name(), row.symbol, row.status);
+        let in_kernel = kallsyms
+            .lines()
+            .any(|l| l.split_whitespace().nth(2) == Some(row.symbol.as_str()));
+        match &row.status {
+            Status::NotInKernel => assert!(!in_kernel, "{row:?}"),
+            Status::Attached(_) | Status::OffsetsUnknown(_) => assert!(in_kernel),
+            // A refusal names a real errno for every mechanism tried.
+            Status::Denied(tries) => assert!(
+                !tries.is_empty() && tries.iter().all(|(_, e)| *e > 0),
+                "{row:?}"
+            ),
+            Status::Unreachable(why) => assert!(!why.is_empty()),
+            Status::NoProgram => assert!(!matches!(
+                row.role,
+                Role::MigrateVmaSetup | Role::MigrateVmaPages | Role::MigrateVmaFinalize
+            )),
+            Status::Planned => panic!("every planned row was tried: {row:?}"),
+        }
+    }
+}

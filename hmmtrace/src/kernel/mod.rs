@@ -7,6 +7,7 @@
 //! For now only the system-migration tracepoint is attached; the HMM paths' fentry/kprobe plan
 //! comes next.
 
+pub mod attach;
 pub mod btf;
 pub mod plan;
 pub mod session;

@@ -317,8 +317,11 @@ pub enum Status {
     Attached(Mechanism),
     /// Every mechanism tried was refused: (mechanism, errno) of each.
     Denied(Vec<(Mechanism, i32)>),
-    /// Attached, but these struct fields have no offset in this kernel's BTF.
+    /// Attached, but these struct fields have no offset in this kernel's BTF: the events mark
+    /// them unknown.
     OffsetsUnknown(Vec<String>),
+    /// This hmmtrace has no program for the role yet.
+    NoProgram,
 }
 
 impl fmt::Display for Status {
@@ -338,6 +341,7 @@ impl fmt::Display for Status {
             Status::OffsetsUnknown(fields) => {
                 write!(f, "field offsets unknown: {}", fields.join(", "))
             }
+            Status::NoProgram => f.write_str("no hmmtrace program for it yet"),
         }
     }
 }

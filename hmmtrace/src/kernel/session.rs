@@ -6,10 +6,11 @@ use anyhow::{bail, Context as _};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
-use hmmtrace_common::offsets::Settings;
+use hmmtrace_common::offsets::{MigrateVmaOffsets, Settings, UNKNOWN};
 use hmmtrace_common::{Lost, ProbeId, PROBE_COUNT};
 
-use super::{tracefs, EBPF_OBJECT};
+use super::plan::{self, ExtraAttach, MechanismChoice, PlanEntry, Status};
+use super::{attach, btf, tracefs, EBPF_OBJECT};
 use crate::event::{Body, Comm, Event};
 
 /// What to trace and how.
@@ -21,6 +22,10 @@ pub struct SessionOptions {
     pub tgid: u32,
     /// Wake the reader once this many bytes wait (see `Settings::wakeup_bytes`).
     pub wakeup_bytes: u64,
+    /// `--mechanism`.
+    pub mechanism: MechanismChoice,
+    /// `--attach FUNC=ROLE`.
+    pub extra: Vec<ExtraAttach>,
 }
 
 impl Default for SessionOptions {
@@ -29,6 +34,8 @@ impl Default for SessionOptions {
             ring_bytes: 4 << 20,
             tgid: 0,
             wakeup_bytes: Settings::DEFAULT.wakeup_bytes,
+            mechanism: MechanismChoice::Auto,
+            extra: Vec::new(),
         }
     }
 }
@@ -42,6 +49,8 @@ pub struct Session {
     reported: [u64; PROBE_COUNT as usize],
     /// Records that did not decode (unknown kind or size): a bug, counted not hidden.
     pub malformed: u64,
+    /// The attach plan, with each row's outcome.
+    pub plan: Vec<PlanEntry>,
 }
 
 /// Why a session could not start without privileges: the message a user should see.
@@ -57,30 +66,18 @@ impl Session {
                 opts.ring_bytes
             );
         }
-        let root = tracefs::root()?;
-        let offsets = tracefs::migrate_pages_offsets(&tracefs::read_format(
-            &root,
-            "migrate",
-            "mm_migrate_pages",
-        )?);
-        let settings = Settings {
-            wakeup_bytes: opts.wakeup_bytes,
-            filter_tgid: opts.tgid,
-            _pad: 0,
-        };
-        let mut ebpf = EbpfLoader::new()
-            .override_global("SETTINGS", &settings, true)
-            .override_global("MIGRATE_PAGES_OFFSETS", &offsets, true)
-            .map_max_entries("EVENTS", opts.ring_bytes)
-            .load(EBPF_OBJECT)
-            .map_err(|e| match &e {
-                aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
-                    if io_error.raw_os_error() == Some(libc::EPERM) =>
-                {
-                    anyhow::anyhow!("{NEED_PRIVILEGE}: {e}")
-                }
-                _ => anyhow::Error::new(e).context("cannot load hmmtrace's eBPF object"),
-            })?;
+        let (mut ebpf, mut plan, missing) = load(opts)?;
+        let aya_btf = aya::Btf::from_sys_fs().ok();
+        for row in &mut plan {
+            attach::attach_row(&mut ebpf, aya_btf.as_ref(), row);
+            let needs_vma = matches!(
+                row.role,
+                plan::Role::MigrateVmaSetup | plan::Role::MigrateVmaFinalize
+            );
+            if needs_vma && matches!(row.status, Status::Attached(_)) && !missing.is_empty() {
+                row.status = Status::OffsetsUnknown(missing.clone());
+            }
+        }
         let tp: &mut TracePoint = ebpf
             .program_mut("mm_migrate_pages")
             .context("the eBPF object has no mm_migrate_pages program")?
@@ -97,6 +94,7 @@ impl Session {
             drops,
             reported: [0; PROBE_COUNT as usize],
             malformed: 0,
+            plan,
         })
     }
 
@@ -133,6 +131,75 @@ impl Session {
         use std::os::fd::AsFd as _;
         self.ring.as_fd()
     }
+}
+
+/// `struct migrate_vma` offsets from BTF, and the fields it lacks.
+fn migrate_vma_offsets(btf: Option<&btf::Btf>) -> (MigrateVmaOffsets, Vec<String>) {
+    let mut missing = Vec::new();
+    let mut get = |field: &str| match btf.and_then(|b| b.member_offset("migrate_vma", field)) {
+        Some(o) => o,
+        None => {
+            missing.push(format!("migrate_vma.{field}"));
+            UNKNOWN
+        }
+    };
+    let o = MigrateVmaOffsets {
+        src: get("src"),
+        cpages: get("cpages"),
+        npages: get("npages"),
+        start: get("start"),
+        end: get("end"),
+        pgmap_owner: get("pgmap_owner"),
+        flags: get("flags"),
+        _pad: 0,
+    };
+    (o, missing)
+}
+
+/// Reads the kernel's facts, resolves the plan, and loads the object with its globals filled
+/// (nothing attached yet). Also returns the `struct migrate_vma` fields this kernel lacks.
+fn load(opts: &SessionOptions) -> anyhow::Result<(Ebpf, Vec<PlanEntry>, Vec<String>)> {
+    let root = tracefs::root()?;
+    let offsets = tracefs::migrate_pages_offsets(&tracefs::read_format(
+        &root,
+        "migrate",
+        "mm_migrate_pages",
+    )?);
+    let settings = Settings {
+        wakeup_bytes: opts.wakeup_bytes,
+        filter_tgid: opts.tgid,
+        _pad: 0,
+    };
+    let facts = plan::KernelFacts::from_system()?;
+    let plan = plan::resolve(&facts, opts.mechanism, &opts.extra);
+    // Without BTF nothing has offsets; the rows that need them say so.
+    let kernel_btf = btf::Btf::from_sysfs().ok();
+    let (migrate_vma, missing) = migrate_vma_offsets(kernel_btf.as_ref());
+    let ebpf = EbpfLoader::new()
+        .override_global("SETTINGS", &settings, true)
+        .override_global("MIGRATE_PAGES_OFFSETS", &offsets, true)
+        .override_global("MIGRATE_VMA_OFFSETS", &migrate_vma, true)
+        .map_max_entries("EVENTS", opts.ring_bytes)
+        .load(EBPF_OBJECT)
+        .map_err(|e| match &e {
+            aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
+                if io_error.raw_os_error() == Some(libc::EPERM) =>
+            {
+                anyhow::anyhow!("{NEED_PRIVILEGE}: {e}")
+            }
+            _ => anyhow::Error::new(e).context("cannot load hmmtrace's eBPF object"),
+        })?;
+    Ok((ebpf, plan, missing))
+}
+
+/// Loads the object as a session would and runs every kprobe-type program through the
+/// verifier without attaching it: for kernels, like this project's host, that lack kprobes but
+/// accept the programs. Returns each program's verdict.
+pub fn verify_kprobe_programs(
+    opts: &SessionOptions,
+) -> anyhow::Result<Vec<(String, Result<(), String>)>> {
+    let (mut ebpf, _, _) = load(opts)?;
+    Ok(attach::verify_kprobe_programs(&mut ebpf))
 }
 
 fn lost_event(probe: ProbeId, count: u64) -> Event {

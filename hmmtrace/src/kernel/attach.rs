@@ -1,0 +1,141 @@
+//! Attaching the programs the plan chose: one entry/exit pair per plan row, trying the row's
+//! mechanisms in order and recording each refusal (mechanism, errno) when none works.
+
+use aya::programs::{FEntry, FExit, KProbe, Program, ProgramError};
+use aya::{Btf, Ebpf};
+
+use super::plan::{Mechanism, PlanEntry, Role, Status};
+
+/// The (entry, exit) program names for a role and mechanism; `None` when this hmmtrace has no
+/// program for the role yet.
+pub fn programs(role: Role, mechanism: Mechanism) -> Option<(&'static str, &'static str)> {
+    let pair = match (role, mechanism) {
+        (Role::MigrateVmaSetup, Mechanism::Fentry) => {
+            ("fentry_migrate_vma_setup", "fexit_migrate_vma_setup")
+        }
+        (Role::MigrateVmaPages, Mechanism::Fentry) => {
+            ("fentry_migrate_vma_pages", "fexit_migrate_vma_pages")
+        }
+        (Role::MigrateVmaFinalize, Mechanism::Fentry) => {
+            ("fentry_migrate_vma_finalize", "fexit_migrate_vma_finalize")
+        }
+        (Role::MigrateVmaSetup, Mechanism::Kprobe) => {
+            ("kprobe_migrate_vma_setup", "kretprobe_migrate_vma_setup")
+        }
+        (Role::MigrateVmaPages, Mechanism::Kprobe) => {
+            ("kprobe_migrate_vma_pages", "kretprobe_migrate_vma_pages")
+        }
+        (Role::MigrateVmaFinalize, Mechanism::Kprobe) => (
+            "kprobe_migrate_vma_finalize",
+            "kretprobe_migrate_vma_finalize",
+        ),
+        _ => return None,
+    };
+    Some(pair)
+}
+
+/// The errno behind an aya program error (EINVAL when it carries none).
+pub fn errno(e: &ProgramError) -> i32 {
+    if let ProgramError::LoadError { io_error, .. } = e {
+        if let Some(n) = io_error.raw_os_error() {
+            return n;
+        }
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(err) = source {
+        if let Some(n) = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::raw_os_error)
+        {
+            return n;
+        }
+        source = err.source();
+    }
+    libc::EINVAL
+}
+
+fn attach_one(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    name: &str,
+    mechanism: Mechanism,
+    symbol: &str,
+    exit: bool,
+) -> Result<(), i32> {
+    let prog = ebpf.program_mut(name).ok_or(libc::ENOENT)?;
+    let result = match mechanism {
+        // The plan only offers fentry for functions in the kernel's BTF.
+        Mechanism::Fentry => {
+            let btf = btf.ok_or(libc::ENOENT)?;
+            if exit {
+                let p: &mut FExit = prog.try_into().map_err(|e| errno(&e))?;
+                p.load(symbol, btf).and_then(|()| p.attach().map(drop))
+            } else {
+                let p: &mut FEntry = prog.try_into().map_err(|e| errno(&e))?;
+                p.load(symbol, btf).and_then(|()| p.attach().map(drop))
+            }
+        }
+        Mechanism::Kprobe => {
+            let p: &mut KProbe = prog.try_into().map_err(|e| errno(&e))?;
+            p.load().and_then(|()| p.attach(symbol, 0).map(drop))
+        }
+    };
+    result.map_err(|e| errno(&e))
+}
+
+/// Unloads (and so detaches) a program, if it was loaded.
+fn unload(ebpf: &mut Ebpf, name: &str) {
+    match ebpf.program_mut(name) {
+        Some(Program::FEntry(p)) => drop(p.unload()),
+        Some(Program::FExit(p)) => drop(p.unload()),
+        Some(Program::KProbe(p)) => drop(p.unload()),
+        _ => {}
+    }
+}
+
+/// Attaches the row's entry and exit programs, updating its status.
+pub fn attach_row(ebpf: &mut Ebpf, btf: Option<&Btf>, row: &mut PlanEntry) {
+    if row.status != Status::Planned {
+        return;
+    }
+    let mut tries = Vec::new();
+    for &mechanism in &row.mechanisms {
+        let Some((entry, exit)) = programs(row.role, mechanism) else {
+            row.status = Status::NoProgram;
+            return;
+        };
+        let result = attach_one(ebpf, btf, entry, mechanism, &row.symbol, false)
+            .and_then(|()| attach_one(ebpf, btf, exit, mechanism, &row.symbol, true));
+        match result {
+            Ok(()) => {
+                row.status = Status::Attached(mechanism);
+                return;
+            }
+            Err(e) => {
+                // Detach a half-attached pair so the fallback starts clean.
+                unload(ebpf, entry);
+                unload(ebpf, exit);
+                tries.push((mechanism, e));
+            }
+        }
+    }
+    row.status = Status::Denied(tries);
+}
+
+/// Loads every kprobe-type program without attaching it: the verifier's verdict on each, for
+/// kernels (like this project's host) where they cannot attach but can load.
+pub fn verify_kprobe_programs(ebpf: &mut Ebpf) -> Vec<(String, Result<(), String>)> {
+    let names: Vec<String> = ebpf
+        .programs()
+        .filter(|(_, p)| matches!(p, aya::programs::Program::KProbe(_)))
+        .map(|(n, _)| n.to_string())
+        .collect();
+    names
+        .into_iter()
+        .map(|name| {
+            let p: &mut KProbe = ebpf.program_mut(&name).unwrap().try_into().unwrap();
+            let r = p.load().map_err(|e| format!("{e}"));
+            (name, r)
+        })
+        .collect()
+}
