@@ -193,3 +193,45 @@ fn the_plan_reports_what_attached_and_why_not() {
         }
     }
 }
+
+#[test]
+#[ignore = "needs root to load eBPF programs and to switch to an unprivileged user"]
+fn probes_command_as_root_and_unprivileged() {
+    let bin = env!("CARGO_BIN_EXE_hmmtrace");
+    let o = Command::new(bin).arg("probes").output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        out.contains("migrate:mm_migrate_pages") && out.contains("attached (tracepoint)"),
+        "{out}"
+    );
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("migration") && l.contains("migrate_vma_setup")),
+        "{out}"
+    );
+    // As nobody: one clear message, exit 3, nothing loaded.
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            bin,
+            "probes",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(3), "{err}");
+    assert!(
+        err.contains("CAP_BPF") && err.contains("CAP_PERFMON") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+}

@@ -2,6 +2,7 @@
 //! holds logic that a library module could own.
 
 mod demo;
+mod probes;
 mod report;
 mod sim;
 
@@ -65,6 +66,12 @@ enum Command {
         after_help = "Examples:\n  hmmtrace sim --list\n  hmmtrace sim --scenario gpu-stream --seed 7 -o stream.hmt\n  hmmtrace sim --scenario ./my-workload.toml --format json"
     )]
     Sim(sim::Args),
+    /// Show how hmmtrace attaches to this kernel: for each HMM probe, the function, the
+    /// mechanism and whether it attached (needs root, or CAP_BPF and CAP_PERFMON).
+    #[command(
+        after_help = "Examples:\n  sudo hmmtrace probes\n  sudo hmmtrace probes --mechanism kprobe\n  sudo hmmtrace probes --attach my_drv_devmem_fault=migrate_to_ram"
+    )]
+    Probes(probes::Args),
     /// Summarise a capture file: per event kind, count, rate, and latency percentiles.
     #[command(
         after_help = "Examples:\n  hmmtrace report stream.hmt\n  hmmtrace report stream.hmt --format json"
@@ -77,7 +84,30 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Sim(a) => sim::run(a),
         Command::Report(a) => report::run(a),
+        Command::Probes(a) => probes::run(a),
     }
+}
+
+/// Exit code for "not privileged enough to trace the kernel".
+pub const EXIT_NO_PRIVILEGE: u8 = 3;
+
+/// Checks for root or CAP_BPF + CAP_PERFMON before anything is loaded; on failure prints one
+/// clear message and returns the exit code to use.
+pub fn require_privileges() -> Option<ExitCode> {
+    // CAP_PERFMON = 38, CAP_BPF = 39 (include/uapi/linux/capability.h); CapEff is a hex mask.
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .unwrap_or(0);
+    let sys_admin = eff & (1 << 21) != 0;
+    let bpf_perfmon = eff & (1 << 39) != 0 && eff & (1 << 38) != 0;
+    if sys_admin || bpf_perfmon {
+        return None;
+    }
+    eprintln!("hmmtrace: {}", hmmtrace::kernel::session::NEED_PRIVILEGE);
+    Some(ExitCode::from(EXIT_NO_PRIVILEGE))
 }
 
 /// Which scenario the engine runs, and with which seed: shared by `demo` and `sim`.

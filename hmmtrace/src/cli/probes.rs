@@ -1,0 +1,89 @@
+//! `hmmtrace probes`: resolve the attach plan for this kernel, attach it, and print what
+//! attached, what the kernel lacks and what it refused.
+
+use std::process::ExitCode;
+
+use hmmtrace::kernel::plan::{ExtraAttach, Mechanism, MechanismChoice, Status};
+use hmmtrace::kernel::{Session, SessionOptions};
+
+use super::{bad_input, require_privileges};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum MechanismArg {
+    Auto,
+    Fentry,
+    Kprobe,
+}
+
+impl From<MechanismArg> for MechanismChoice {
+    fn from(m: MechanismArg) -> MechanismChoice {
+        match m {
+            MechanismArg::Auto => MechanismChoice::Auto,
+            MechanismArg::Fentry => MechanismChoice::Only(Mechanism::Fentry),
+            MechanismArg::Kprobe => MechanismChoice::Only(Mechanism::Kprobe),
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Attach mechanism: fentry/fexit first then kprobe/kretprobe (auto), or only one.
+    #[arg(long, value_enum, default_value = "auto")]
+    mechanism: MechanismArg,
+    /// Also hook a driver callback the built-in table does not know: FUNC=ROLE, where ROLE is
+    /// migrate_to_ram, page_free or interval_invalidate (or any core role). Repeatable.
+    #[arg(long = "attach", value_name = "FUNC=ROLE")]
+    extra: Vec<String>,
+}
+
+pub fn run(a: Args) -> anyhow::Result<ExitCode> {
+    let extra = a
+        .extra
+        .iter()
+        .map(|s| {
+            s.parse::<ExtraAttach>()
+                .map_err(|e| bad_input(e.context(format!("--attach {s}"))))
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    if let Some(code) = require_privileges() {
+        return Ok(code);
+    }
+    let session = Session::start(&SessionOptions {
+        mechanism: a.mechanism.into(),
+        extra,
+        ..Default::default()
+    })?;
+    println!(
+        "{:<17} {:<26} {:<40} {:<10} status",
+        "probe", "role", "symbol", "module"
+    );
+    let mut attached = 0;
+    for row in &session.plan {
+        let module = if row.module.is_empty() {
+            "vmlinux"
+        } else {
+            &row.module
+        };
+        println!(
+            "{:<17} {:<26} {:<40} {:<10} {}",
+            row.probe.name(),
+            row.role.name(),
+            row.symbol,
+            module,
+            row.status
+        );
+        attached += matches!(row.status, Status::Attached(_) | Status::OffsetsUnknown(_)) as usize;
+    }
+    // The system-migration tracepoint is attached by every session.
+    println!(
+        "{:<17} {:<26} {:<40} {:<10} attached (tracepoint)",
+        "system_migration", "-", "migrate:mm_migrate_pages", "vmlinux"
+    );
+    attached += 1;
+    eprintln!("{attached} attached; detached again on exit");
+    Ok(if attached > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
