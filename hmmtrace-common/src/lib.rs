@@ -191,6 +191,7 @@ pub struct DeviceFault {
 impl DeviceFault {
     pub const FIELD_PGMAP_OWNER: u32 = 1 << 0;
     pub const FIELD_PGMAP_OPS: u32 = 1 << 1;
+    pub const FIELD_ADDRESS: u32 = 1 << 2;
 }
 
 /// `enum memory_type` (`include/linux/memremap.h`) values of `dev_pagemap.type`.
@@ -219,6 +220,7 @@ impl PageFree {
     pub const FIELD_PGMAP_OWNER: u32 = 1 << 0;
     pub const FIELD_PGMAP_OPS: u32 = 1 << 1;
     pub const FIELD_ORDER: u32 = 1 << 2;
+    pub const FIELD_PFN: u32 = 1 << 3;
 }
 
 /// `enum mmu_notifier_event` (`include/linux/mmu_notifier.h`), as of 6.12. The kernel's own
@@ -281,6 +283,7 @@ pub struct Invalidation {
 impl Invalidation {
     pub const FIELD_OWNER: u32 = 1 << 0;
     pub const FIELD_EVENT: u32 = 1 << 1;
+    pub const FIELD_RANGE: u32 = 1 << 2;
 }
 
 /// `-EBUSY` as `hmm_range_fault` returns it.
@@ -308,6 +311,7 @@ pub struct RangeFault {
 
 impl RangeFault {
     pub const FIELD_DEV_PRIVATE_OWNER: u32 = 1 << 0;
+    pub const FIELD_RANGE: u32 = 1 << 1;
 }
 
 /// `enum migrate_reason` values the `migrate:mm_migrate_pages` tracepoint prints (6.12).
@@ -441,4 +445,5 @@ mod pod {
     unsafe impl aya::Pod for super::offsets::TracepointOffsets {}
     unsafe impl aya::Pod for super::offsets::Settings {}
     unsafe impl aya::Pod for super::offsets::MigrateVmaOffsets {}
+    unsafe impl aya::Pod for super::offsets::KernelOffsets {}
 }

@@ -94,3 +94,69 @@ pub const MIGRATE_PFN_MIGRATE: u64 = 1 << 1;
 pub const MAX_SRC_ENTRIES: u64 = 4096;
 /// `src` entries read at once into the per-CPU scratch buffer.
 pub const SRC_CHUNK: usize = 64;
+
+/// Offsets and constants for the fault, free, invalidation and range-fault paths, from BTF
+/// (`UNKNOWN` where the kernel lacks the member) and kallsyms.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `struct page.pgmap` (to 6.14) or `struct folio.pgmap` (6.18): a folio starts with its
+    /// head page, so either offset applies to the pointer the free path receives.
+    pub page_pgmap: u32,
+    /// `struct page.flags`.
+    pub page_flags: u32,
+    /// Bit of `PG_head` in `page.flags` (`enum pageflags`): a large folio.
+    pub pg_head_bit: u32,
+    /// `sizeof(struct page)`, to turn a `struct page *` into a pfn.
+    pub page_struct_size: u32,
+    /// `struct dev_pagemap.{ops, owner, type}`.
+    pub pgmap_ops: u32,
+    pub pgmap_owner: u32,
+    pub pgmap_type: u32,
+    /// `enum memory_type` values `MEMORY_DEVICE_PRIVATE` and `MEMORY_DEVICE_COHERENT`.
+    pub memory_device_private: u32,
+    pub memory_device_coherent: u32,
+    /// `struct vm_fault.{address, page}`.
+    pub vmf_address: u32,
+    pub vmf_page: u32,
+    /// `struct mmu_notifier_range.{start, end, event, flags, owner}`.
+    pub range_start: u32,
+    pub range_end: u32,
+    pub range_event: u32,
+    pub range_flags: u32,
+    pub range_owner: u32,
+    /// `struct hmm_range.{start, end, dev_private_owner}`.
+    pub hmm_start: u32,
+    pub hmm_end: u32,
+    pub hmm_owner: u32,
+    pub _pad: u32,
+    /// Address of the kernel variable `vmemmap_base` (x86-64), whose value is the
+    /// `struct page` array's base; 0 when kallsyms does not show it.
+    pub vmemmap_base_addr: u64,
+}
+
+impl KernelOffsets {
+    pub const UNKNOWN: KernelOffsets = KernelOffsets {
+        page_pgmap: UNKNOWN,
+        page_flags: UNKNOWN,
+        pg_head_bit: UNKNOWN,
+        page_struct_size: UNKNOWN,
+        pgmap_ops: UNKNOWN,
+        pgmap_owner: UNKNOWN,
+        pgmap_type: UNKNOWN,
+        memory_device_private: UNKNOWN,
+        memory_device_coherent: UNKNOWN,
+        vmf_address: UNKNOWN,
+        vmf_page: UNKNOWN,
+        range_start: UNKNOWN,
+        range_end: UNKNOWN,
+        range_event: UNKNOWN,
+        range_flags: UNKNOWN,
+        range_owner: UNKNOWN,
+        hmm_start: UNKNOWN,
+        hmm_end: UNKNOWN,
+        hmm_owner: UNKNOWN,
+        _pad: 0,
+        vmemmap_base_addr: 0,
+    };
+}

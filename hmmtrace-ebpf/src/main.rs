@@ -6,8 +6,13 @@
 #![no_std]
 #![no_main]
 
+mod device_fault;
 mod emit;
+mod invalidation;
+mod kread;
 mod migration;
+mod page_free;
+mod range_fault;
 mod system_migration;
 
 #[cfg(not(test))]

@@ -9,21 +9,19 @@
 //! amdkfd, drm_pagemap all do), so the task id is the pairing key.
 
 use aya_ebpf::{
-    helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        bpf_probe_read_kernel_buf,
-    },
+    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_buf},
     macros::{fentry, fexit, kprobe, kretprobe, map},
     maps::{HashMap, PerCpuArray},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
 };
 use hmmtrace_common::{
-    offsets::{MigrateVmaOffsets, MAX_SRC_ENTRIES, MIGRATE_PFN_MIGRATE, SRC_CHUNK, UNKNOWN},
+    offsets::{MigrateVmaOffsets, MAX_SRC_ENTRIES, MIGRATE_PFN_MIGRATE, SRC_CHUNK},
     EventKind, Migration, ProbeId, Record, API_MIGRATE_VMA, DIRECTION_TO_DEVICE, DIRECTION_TO_RAM,
     MIGRATE_VMA_SELECT_SYSTEM,
 };
 
 use crate::emit;
+use crate::kread::{field, tid};
 
 #[unsafe(no_mangle)]
 static MIGRATE_VMA_OFFSETS: MigrateVmaOffsets = MigrateVmaOffsets::UNKNOWN;
@@ -52,22 +50,8 @@ static MIGRATE_VMA_INFLIGHT: HashMap<u32, InFlight> = HashMap::with_max_entries(
 static SRC_SCRATCH: PerCpuArray<[u64; SRC_CHUNK]> = PerCpuArray::with_max_entries(1, 0);
 
 #[inline(always)]
-fn tid() -> u32 {
-    bpf_get_current_pid_tgid() as u32
-}
-
-#[inline(always)]
 fn offsets() -> MigrateVmaOffsets {
     unsafe { core::ptr::read_volatile(&MIGRATE_VMA_OFFSETS) }
-}
-
-/// Reads a `T` at `base + offset`, or `None` when the offset is unknown or the read faults.
-#[inline(always)]
-fn field<T>(base: u64, offset: u32) -> Option<T> {
-    if offset == UNKNOWN || base == 0 {
-        return None;
-    }
-    unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T).ok() }
 }
 
 #[inline(always)]

@@ -157,9 +157,18 @@ fn every_kprobe_program_passes_the_verifier() {
     let verdicts =
         hmmtrace::kernel::session::verify_kprobe_programs(&SessionOptions::default()).unwrap();
     let names: Vec<&str> = verdicts.iter().map(|(n, _)| n.as_str()).collect();
-    for want in ["kprobe_migrate_vma_setup", "kretprobe_migrate_vma_finalize"] {
+    for want in [
+        "kprobe_migrate_vma_setup",
+        "kretprobe_migrate_vma_finalize",
+        "kprobe_migrate_to_ram",
+        "kretprobe_free_zone_device",
+        "kretprobe_invalidate_range_start",
+        "kretprobe_interval_invalidate",
+        "kretprobe_hmm_range_fault",
+    ] {
         assert!(names.contains(&want), "{names:?}");
     }
+    assert_eq!(verdicts.len(), 16, "an entry and an exit program for each of 8 roles: {names:?}");
     for (name, verdict) in &verdicts {
         assert!(verdict.is_ok(), "{name}: {}", verdict.as_ref().unwrap_err());
     }

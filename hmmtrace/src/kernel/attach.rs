@@ -9,33 +9,138 @@ use super::plan::{Mechanism, PlanEntry, Role, Status};
 /// The (entry, exit) program names for a role and mechanism; `None` when this hmmtrace has no
 /// program for the role yet.
 pub fn programs(role: Role, mechanism: Mechanism) -> Option<(&'static str, &'static str)> {
-    let pair = match (role, mechanism) {
-        (Role::MigrateVmaSetup, Mechanism::Fentry) => {
-            ("fentry_migrate_vma_setup", "fexit_migrate_vma_setup")
-        }
-        (Role::MigrateVmaPages, Mechanism::Fentry) => {
-            ("fentry_migrate_vma_pages", "fexit_migrate_vma_pages")
-        }
-        (Role::MigrateVmaFinalize, Mechanism::Fentry) => {
-            ("fentry_migrate_vma_finalize", "fexit_migrate_vma_finalize")
-        }
-        (Role::MigrateVmaSetup, Mechanism::Kprobe) => {
-            ("kprobe_migrate_vma_setup", "kretprobe_migrate_vma_setup")
-        }
-        (Role::MigrateVmaPages, Mechanism::Kprobe) => {
-            ("kprobe_migrate_vma_pages", "kretprobe_migrate_vma_pages")
-        }
-        (Role::MigrateVmaFinalize, Mechanism::Kprobe) => (
-            "kprobe_migrate_vma_finalize",
-            "kretprobe_migrate_vma_finalize",
-        ),
-        _ => return None,
+    // One stem per role; the eBPF object names its programs `<mechanism>_<stem>`.
+    let stem = match role {
+        Role::MigrateVmaSetup => "migrate_vma_setup",
+        Role::MigrateVmaPages => "migrate_vma_pages",
+        Role::MigrateVmaFinalize => "migrate_vma_finalize",
+        Role::MigrateToRam => "migrate_to_ram",
+        Role::FreeZoneDevice => "free_zone_device",
+        Role::InvalidateRangeStart => "invalidate_range_start",
+        Role::IntervalInvalidate => "interval_invalidate",
+        Role::HmmRangeFault => "hmm_range_fault",
+        // The free path records every device page free; the driver's page_free adds nothing
+        // yet, and the migrate_device_* family has no program yet.
+        Role::PageFree
+        | Role::MigrateDeviceRange
+        | Role::MigrateDevicePages
+        | Role::MigrateDeviceFinalize => return None,
     };
-    Some(pair)
+    Some(
+        PROGRAMS
+            .iter()
+            .find(|(m, s, _, _)| *m == mechanism && *s == stem)
+            .map(|(_, _, e, x)| (*e, *x))?,
+    )
 }
+
+/// (mechanism, stem, entry program, exit program), as `hmmtrace-ebpf` defines them.
+const PROGRAMS: &[(Mechanism, &str, &str, &str)] = &[
+    (
+        Mechanism::Fentry,
+        "migrate_vma_setup",
+        "fentry_migrate_vma_setup",
+        "fexit_migrate_vma_setup",
+    ),
+    (
+        Mechanism::Fentry,
+        "migrate_vma_pages",
+        "fentry_migrate_vma_pages",
+        "fexit_migrate_vma_pages",
+    ),
+    (
+        Mechanism::Fentry,
+        "migrate_vma_finalize",
+        "fentry_migrate_vma_finalize",
+        "fexit_migrate_vma_finalize",
+    ),
+    (
+        Mechanism::Fentry,
+        "migrate_to_ram",
+        "fentry_migrate_to_ram",
+        "fexit_migrate_to_ram",
+    ),
+    (
+        Mechanism::Fentry,
+        "free_zone_device",
+        "fentry_free_zone_device",
+        "fexit_free_zone_device",
+    ),
+    (
+        Mechanism::Fentry,
+        "invalidate_range_start",
+        "fentry_invalidate_range_start",
+        "fexit_invalidate_range_start",
+    ),
+    (
+        Mechanism::Fentry,
+        "interval_invalidate",
+        "fentry_interval_invalidate",
+        "fexit_interval_invalidate",
+    ),
+    (
+        Mechanism::Fentry,
+        "hmm_range_fault",
+        "fentry_hmm_range_fault",
+        "fexit_hmm_range_fault",
+    ),
+    (
+        Mechanism::Kprobe,
+        "migrate_vma_setup",
+        "kprobe_migrate_vma_setup",
+        "kretprobe_migrate_vma_setup",
+    ),
+    (
+        Mechanism::Kprobe,
+        "migrate_vma_pages",
+        "kprobe_migrate_vma_pages",
+        "kretprobe_migrate_vma_pages",
+    ),
+    (
+        Mechanism::Kprobe,
+        "migrate_vma_finalize",
+        "kprobe_migrate_vma_finalize",
+        "kretprobe_migrate_vma_finalize",
+    ),
+    (
+        Mechanism::Kprobe,
+        "migrate_to_ram",
+        "kprobe_migrate_to_ram",
+        "kretprobe_migrate_to_ram",
+    ),
+    (
+        Mechanism::Kprobe,
+        "free_zone_device",
+        "kprobe_free_zone_device",
+        "kretprobe_free_zone_device",
+    ),
+    (
+        Mechanism::Kprobe,
+        "invalidate_range_start",
+        "kprobe_invalidate_range_start",
+        "kretprobe_invalidate_range_start",
+    ),
+    (
+        Mechanism::Kprobe,
+        "interval_invalidate",
+        "kprobe_interval_invalidate",
+        "kretprobe_interval_invalidate",
+    ),
+    (
+        Mechanism::Kprobe,
+        "hmm_range_fault",
+        "kprobe_hmm_range_fault",
+        "kretprobe_hmm_range_fault",
+    ),
+];
 
 /// The errno behind an aya program error (EINVAL when it carries none).
 pub fn errno(e: &ProgramError) -> i32 {
+    // An fentry program is bound to one function at load: a second callback of the same role
+    // cannot have it.
+    if matches!(e, ProgramError::AlreadyLoaded) {
+        return libc::EBUSY;
+    }
     if let ProgramError::LoadError { io_error, .. } = e {
         if let Some(n) = io_error.raw_os_error() {
             return n;
@@ -77,7 +182,9 @@ fn attach_one(
         }
         Mechanism::Kprobe => {
             let p: &mut KProbe = prog.try_into().map_err(|e| errno(&e))?;
-            p.load().and_then(|()| p.attach(symbol, 0).map(drop))
+            // One kprobe program can serve several functions (two drivers' callbacks).
+            let loaded = if p.fd().is_ok() { Ok(()) } else { p.load() };
+            loaded.and_then(|()| p.attach(symbol, 0).map(drop))
         }
     };
     result.map_err(|e| errno(&e))

@@ -36,8 +36,9 @@ const KIND_ENUM64: u32 = 19;
 /// One parsed type: its kind, name, and what the queries need of it.
 #[derive(Debug, Clone)]
 enum Type {
-    /// A struct or union: (member name, member type id, bit offset).
+    /// A struct or union: its size in bytes and (member name, member type id, bit offset).
     Composite {
+        size: u32,
         members: Vec<(String, u32, u32)>,
     },
     Enum {
@@ -157,7 +158,10 @@ impl Btf {
                         };
                         members.push((name(m_name)?, m_type, bit_off));
                     }
-                    Type::Composite { members }
+                    Type::Composite {
+                        size: size_or_type,
+                        members,
+                    }
                 }
                 KIND_ENUM => {
                     let mut values = Vec::with_capacity(vlen);
@@ -242,7 +246,7 @@ impl Btf {
 
     /// (bit offset, type) of a member, looking through anonymous members.
     fn find_member(&self, id: u32, member: &str) -> Option<(u32, u32)> {
-        let Type::Composite { members } = self.types.get(self.resolve(id) as usize)? else {
+        let Type::Composite { members, .. } = self.types.get(self.resolve(id) as usize)? else {
             return None;
         };
         for (name, ty, bits) in members {
@@ -256,6 +260,15 @@ impl Btf {
             }
         }
         None
+    }
+
+    /// `sizeof(struct name)`.
+    pub fn struct_size(&self, name: &str) -> Option<u32> {
+        let ids = self.by_name.get(&(KIND_STRUCT, name.to_string()))?;
+        ids.iter().find_map(|&id| match &self.types[id as usize] {
+            Type::Composite { size, members } if !members.is_empty() => Some(*size),
+            _ => None,
+        })
     }
 
     /// The value of an enum constant (`MMU_NOTIFY_MIGRATE`), searching every enum.

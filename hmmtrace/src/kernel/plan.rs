@@ -198,6 +198,8 @@ pub struct KernelFacts {
     pub traceable: Option<HashSet<String>>,
     /// Whether the kernel has kprobes (`/sys/bus/event_source/devices/kprobe`).
     pub kprobes: bool,
+    /// Addresses of the kernel variables hmmtrace reads (`vmemmap_base`).
+    pub variables: HashMap<String, u64>,
 }
 
 impl KernelFacts {
@@ -219,8 +221,18 @@ impl KernelFacts {
             .ok()
             .and_then(|root| std::fs::read_to_string(root.join("available_filter_functions")).ok())
             .map(|t| KernelFacts::parse_filter_functions(&t));
+        let variables = kallsyms
+            .lines()
+            .filter_map(|l| {
+                let mut it = l.split_whitespace();
+                let (addr, _, name) = (it.next()?, it.next()?, it.next()?);
+                (name == "vmemmap_base")
+                    .then(|| Some((name.to_string(), u64::from_str_radix(addr, 16).ok()?)))?
+            })
+            .collect();
         Ok(KernelFacts {
             release,
+            variables,
             functions: KernelFacts::parse_kallsyms(&kallsyms),
             btf_functions,
             traceable,
@@ -254,6 +266,14 @@ impl KernelFacts {
             .filter_map(|l| l.split_whitespace().next())
             .map(str::to_string)
             .collect()
+    }
+}
+
+impl KernelFacts {
+    /// The address of a kernel variable, from `/proc/kallsyms` (readable as root; zeros
+    /// otherwise, which count as absent).
+    pub fn variable_address(&self, name: &str) -> Option<u64> {
+        self.variables.get(name).copied().filter(|a| *a != 0)
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::{bail, Context as _};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
-use hmmtrace_common::offsets::{MigrateVmaOffsets, Settings, UNKNOWN};
+use hmmtrace_common::offsets::{KernelOffsets, MigrateVmaOffsets, Settings, UNKNOWN};
 use hmmtrace_common::{Lost, ProbeId, PROBE_COUNT};
 
 use super::plan::{self, ExtraAttach, MechanismChoice, PlanEntry, Status};
@@ -70,12 +70,13 @@ impl Session {
         let aya_btf = aya::Btf::from_sys_fs().ok();
         for row in &mut plan {
             attach::attach_row(&mut ebpf, aya_btf.as_ref(), row);
-            let needs_vma = matches!(
-                row.role,
-                plan::Role::MigrateVmaSetup | plan::Role::MigrateVmaFinalize
-            );
-            if needs_vma && matches!(row.status, Status::Attached(_)) && !missing.is_empty() {
-                row.status = Status::OffsetsUnknown(missing.clone());
+            let lacking: Vec<String> = missing
+                .iter()
+                .filter(|f| reads(row.role, f))
+                .cloned()
+                .collect();
+            if matches!(row.status, Status::Attached(_)) && !lacking.is_empty() {
+                row.status = Status::OffsetsUnknown(lacking);
             }
         }
         let tp: &mut TracePoint = ebpf
@@ -133,6 +134,68 @@ impl Session {
     }
 }
 
+/// Whether the programs of `role` read the struct field `field` (`type.member`).
+fn reads(role: plan::Role, field: &str) -> bool {
+    use plan::Role::*;
+    let ty = field.split('.').next().unwrap_or("");
+    match role {
+        MigrateVmaSetup | MigrateVmaFinalize => ty == "migrate_vma",
+        MigrateToRam => matches!(ty, "vm_fault" | "dev_pagemap" | "folio" | "page"),
+        FreeZoneDevice => matches!(ty, "dev_pagemap" | "folio" | "page"),
+        InvalidateRangeStart | IntervalInvalidate => ty == "mmu_notifier_range",
+        HmmRangeFault => ty == "hmm_range",
+        _ => false,
+    }
+}
+
+/// Offsets for the fault, free, invalidation and range-fault paths, and what is missing.
+fn kernel_offsets(
+    btf: Option<&btf::Btf>,
+    facts: &plan::KernelFacts,
+) -> (KernelOffsets, Vec<String>) {
+    let mut missing = Vec::new();
+    let mut get = |ty: &str, field: &str| match btf.and_then(|b| b.member_offset(ty, field)) {
+        Some(o) => o,
+        None => {
+            missing.push(format!("{ty}.{field}"));
+            UNKNOWN
+        }
+    };
+    // 6.18 keeps pgmap in struct folio, earlier kernels in struct page.
+    let page_pgmap = match btf.and_then(|b| b.member_offset("page", "pgmap")) {
+        Some(o) => o,
+        None => get("folio", "pgmap"),
+    };
+    let enum_u32 = |name: &str| {
+        btf.and_then(|b| b.enum_value(name))
+            .map_or(UNKNOWN, |v| v as u32)
+    };
+    let o = KernelOffsets {
+        page_pgmap,
+        page_flags: get("page", "flags"),
+        pg_head_bit: enum_u32("PG_head"),
+        page_struct_size: btf.and_then(|b| b.struct_size("page")).unwrap_or(UNKNOWN),
+        pgmap_ops: get("dev_pagemap", "ops"),
+        pgmap_owner: get("dev_pagemap", "owner"),
+        pgmap_type: get("dev_pagemap", "type"),
+        memory_device_private: enum_u32("MEMORY_DEVICE_PRIVATE"),
+        memory_device_coherent: enum_u32("MEMORY_DEVICE_COHERENT"),
+        vmf_address: get("vm_fault", "address"),
+        vmf_page: get("vm_fault", "page"),
+        range_start: get("mmu_notifier_range", "start"),
+        range_end: get("mmu_notifier_range", "end"),
+        range_event: get("mmu_notifier_range", "event"),
+        range_flags: get("mmu_notifier_range", "flags"),
+        range_owner: get("mmu_notifier_range", "owner"),
+        hmm_start: get("hmm_range", "start"),
+        hmm_end: get("hmm_range", "end"),
+        hmm_owner: get("hmm_range", "dev_private_owner"),
+        _pad: 0,
+        vmemmap_base_addr: facts.variable_address("vmemmap_base").unwrap_or(0),
+    };
+    (o, missing)
+}
+
 /// `struct migrate_vma` offsets from BTF, and the fields it lacks.
 fn migrate_vma_offsets(btf: Option<&btf::Btf>) -> (MigrateVmaOffsets, Vec<String>) {
     let mut missing = Vec::new();
@@ -157,7 +220,7 @@ fn migrate_vma_offsets(btf: Option<&btf::Btf>) -> (MigrateVmaOffsets, Vec<String
 }
 
 /// Reads the kernel's facts, resolves the plan, and loads the object with its globals filled
-/// (nothing attached yet). Also returns the `struct migrate_vma` fields this kernel lacks.
+/// (nothing attached yet). Also returns the struct fields (`type.member`) this kernel lacks.
 fn load(opts: &SessionOptions) -> anyhow::Result<(Ebpf, Vec<PlanEntry>, Vec<String>)> {
     let root = tracefs::root()?;
     let offsets = tracefs::migrate_pages_offsets(&tracefs::read_format(
@@ -174,11 +237,14 @@ fn load(opts: &SessionOptions) -> anyhow::Result<(Ebpf, Vec<PlanEntry>, Vec<Stri
     let plan = plan::resolve(&facts, opts.mechanism, &opts.extra);
     // Without BTF nothing has offsets; the rows that need them say so.
     let kernel_btf = btf::Btf::from_sysfs().ok();
-    let (migrate_vma, missing) = migrate_vma_offsets(kernel_btf.as_ref());
+    let (migrate_vma, mut missing) = migrate_vma_offsets(kernel_btf.as_ref());
+    let (kernel_offsets, kernel_missing) = kernel_offsets(kernel_btf.as_ref(), &facts);
+    missing.extend(kernel_missing);
     let ebpf = EbpfLoader::new()
         .override_global("SETTINGS", &settings, true)
         .override_global("MIGRATE_PAGES_OFFSETS", &offsets, true)
         .override_global("MIGRATE_VMA_OFFSETS", &migrate_vma, true)
+        .override_global("KERNEL_OFFSETS", &kernel_offsets, true)
         .map_max_entries("EVENTS", opts.ring_bytes)
         .load(EBPF_OBJECT)
         .map_err(|e| match &e {

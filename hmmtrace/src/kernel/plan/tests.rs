@@ -21,6 +21,7 @@ fn facts(
         functions,
         traceable: traceable.map(|t| t.iter().map(|s| s.to_string()).collect()),
         kprobes,
+        variables: HashMap::new(),
     }
 }
 

@@ -1,0 +1,87 @@
+//! CPU faults on device-private pages: the driver's `dev_pagemap_ops.migrate_to_ram(vmf)`
+//! callback (which function is the plan's business: test_hmm's, nouveau's, amdkfd's, ...).
+
+use aya_ebpf::{
+    macros::{fentry, fexit, kprobe, kretprobe, map},
+    maps::HashMap,
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+};
+use hmmtrace_common::{DeviceFault, EventKind, ProbeId, Record};
+
+use crate::emit;
+use crate::kread::{field, now, offsets, pgmap_of, tid, Entry};
+
+#[map]
+static FAULT_INFLIGHT: HashMap<u32, Entry> = HashMap::with_max_entries(16384, 0);
+
+#[inline(always)]
+fn entry(vmf: u64) {
+    if emit::wanted() {
+        let _ = FAULT_INFLIGHT.insert(
+            tid(),
+            Entry {
+                ts: now(),
+                arg: vmf,
+            },
+            0,
+        );
+    }
+}
+
+#[inline(always)]
+fn exit(result: u32) {
+    let key = tid();
+    let Some(e) = (unsafe { FAULT_INFLIGHT.get(key) }).copied() else {
+        return;
+    };
+    let _ = FAULT_INFLIGHT.remove(key);
+    let end = now();
+    let off = offsets();
+    let mut unknown = 0;
+    let address = field::<u64>(e.arg, off.vmf_address).unwrap_or_else(|| {
+        unknown |= DeviceFault::FIELD_ADDRESS;
+        0
+    });
+    let page = field::<u64>(e.arg, off.vmf_page).unwrap_or(0);
+    let (owner, ops, _) = pgmap_of(page);
+    if owner.is_none() {
+        unknown |= DeviceFault::FIELD_PGMAP_OWNER;
+    }
+    if ops.is_none() {
+        unknown |= DeviceFault::FIELD_PGMAP_OPS;
+    }
+    let payload = DeviceFault {
+        address,
+        pgmap_owner: owner.unwrap_or(0),
+        pgmap_ops: ops.unwrap_or(0),
+        result,
+        _pad: 0,
+    };
+    let header = emit::header(EventKind::DeviceFault, e.ts, Some(end - e.ts), unknown);
+    emit::submit(ProbeId::DeviceFault, Record { header, payload });
+}
+
+#[fentry(function = "dmirror_devmem_fault")]
+pub fn fentry_migrate_to_ram(ctx: FEntryContext) -> u32 {
+    entry(ctx.arg::<u64>(0));
+    0
+}
+
+#[fexit(function = "dmirror_devmem_fault")]
+pub fn fexit_migrate_to_ram(ctx: FExitContext) -> u32 {
+    // vm_fault_t migrate_to_ram(struct vm_fault *): the return value follows the argument.
+    exit(ctx.arg::<u32>(1));
+    0
+}
+
+#[kprobe]
+pub fn kprobe_migrate_to_ram(ctx: ProbeContext) -> u32 {
+    entry(ctx.arg::<u64>(0).unwrap_or(0));
+    0
+}
+
+#[kretprobe]
+pub fn kretprobe_migrate_to_ram(ctx: RetProbeContext) -> u32 {
+    exit(ctx.ret::<u32>());
+    0
+}
