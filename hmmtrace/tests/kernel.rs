@@ -168,7 +168,11 @@ fn every_kprobe_program_passes_the_verifier() {
     ] {
         assert!(names.contains(&want), "{names:?}");
     }
-    assert_eq!(verdicts.len(), 16, "an entry and an exit program for each of 8 roles: {names:?}");
+    assert_eq!(
+        verdicts.len(),
+        16,
+        "an entry and an exit program for each of 8 roles: {names:?}"
+    );
     for (name, verdict) in &verdicts {
         assert!(verdict.is_ok(), "{name}: {}", verdict.as_ref().unwrap_err());
     }

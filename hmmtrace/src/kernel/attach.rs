@@ -26,12 +26,10 @@ pub fn programs(role: Role, mechanism: Mechanism) -> Option<(&'static str, &'sta
         | Role::MigrateDevicePages
         | Role::MigrateDeviceFinalize => return None,
     };
-    Some(
-        PROGRAMS
-            .iter()
-            .find(|(m, s, _, _)| *m == mechanism && *s == stem)
-            .map(|(_, _, e, x)| (*e, *x))?,
-    )
+    PROGRAMS
+        .iter()
+        .find(|(m, s, _, _)| *m == mechanism && *s == stem)
+        .map(|(_, _, e, x)| (*e, *x))
 }
 
 /// (mechanism, stem, entry program, exit program), as `hmmtrace-ebpf` defines them.
