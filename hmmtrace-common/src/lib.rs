@@ -446,4 +446,5 @@ mod pod {
     unsafe impl aya::Pod for super::offsets::Settings {}
     unsafe impl aya::Pod for super::offsets::MigrateVmaOffsets {}
     unsafe impl aya::Pod for super::offsets::KernelOffsets {}
+    unsafe impl aya::Pod for super::offsets::ForkOffsets {}
 }

@@ -45,15 +45,34 @@ pub struct Settings {
     /// below it records are submitted with `BPF_RB_NO_WAKEUP` and the reader's timer collects
     /// them. Waking per record costs a trap per event (see shared/FACTS.md).
     pub wakeup_bytes: u64,
-    /// Only trace this thread group (0: all). The `record -- CMD` filter.
-    pub filter_tgid: u32,
-    pub _pad: u32,
+    /// 1: only tasks whose tgid is in the `TGIDS` map (`record --pid`, `record -- CMD`); the
+    /// fork tracepoint adds the children of those tasks.
+    pub filter_tgids: u32,
+    /// 1: only tasks whose `comm` equals `comm` (`record --comm`).
+    pub filter_comm: u32,
+    pub comm: [u8; 16],
 }
 
 impl Settings {
     pub const DEFAULT: Settings = Settings {
         wakeup_bytes: 64 * 1024,
-        filter_tgid: 0,
+        filter_tgids: 0,
+        filter_comm: 0,
+        comm: [0; 16],
+    };
+}
+
+/// Offsets in the `sched:sched_process_fork` record (from its tracefs `format`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ForkOffsets {
+    pub child_pid: u32,
+    pub _pad: u32,
+}
+
+impl ForkOffsets {
+    pub const UNKNOWN: ForkOffsets = ForkOffsets {
+        child_pid: UNKNOWN,
         _pad: 0,
     };
 }

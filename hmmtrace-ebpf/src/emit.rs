@@ -5,7 +5,7 @@ use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
     helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_get_smp_processor_id},
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{HashMap, PerCpuArray, RingBuf},
 };
 use hmmtrace_common::{offsets::Settings, EventHeader, EventKind, ProbeId, Record, PROBE_COUNT};
 
@@ -31,12 +31,29 @@ pub(crate) fn settings() -> Settings {
     unsafe { core::ptr::read_volatile(&SETTINGS) }
 }
 
+/// Tgids to trace when `Settings::filter_tgids` is set (value unused).
+#[map]
+pub(crate) static TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0);
+
 /// Whether the current task passes the userspace filters.
 #[inline(always)]
 pub(crate) fn wanted() -> bool {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let filter = settings().filter_tgid;
-    filter == 0 || filter == tgid
+    let s = settings();
+    if s.filter_tgids != 0 {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        if unsafe { TGIDS.get(tgid) }.is_none() {
+            return false;
+        }
+    }
+    if s.filter_comm != 0 {
+        let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        for i in 0..16 {
+            if comm[i] != s.comm[i] {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// A header for the current task. `ts_ns` is the entry time of the traced call.

@@ -8,6 +8,7 @@
 
 mod device_fault;
 mod emit;
+mod fork;
 mod invalidation;
 mod kread;
 mod migration;

@@ -117,7 +117,7 @@ fn a_tgid_filter_is_applied_in_the_kernel() {
     // Filter on a process that does nothing: our compactions must not come through.
     let idle = Command::new("sleep").arg("30").spawn().unwrap();
     let mut session = Session::start(&SessionOptions {
-        tgid: idle.id(),
+        tgids: vec![idle.id()],
         ..Default::default()
     })
     .unwrap();
@@ -247,4 +247,90 @@ fn probes_command_as_root_and_unprivileged() {
         "{err}"
     );
     assert!(o.stdout.is_empty());
+}
+
+fn capture_events(path: &std::path::Path) -> (hmmtrace::capture::CaptureHeader, Vec<Event>) {
+    let r = hmmtrace::capture::Reader::open(path).unwrap();
+    let header = r.header.clone();
+    let mut v = Vec::new();
+    let sum = r
+        .for_each(|e| {
+            v.push(*e);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(sum.dropped_bytes, 0);
+    (header, v)
+}
+
+#[test]
+#[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
+fn record_a_command_and_its_children() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.hmt");
+    // The compaction happens in a subshell: a child of the traced command.
+    let o = Command::new(env!("CARGO_BIN_EXE_hmmtrace"))
+        .args(["record", "-o"])
+        .arg(&out)
+        .args([
+            "--",
+            "sh",
+            "-c",
+            "(echo 1 > /proc/sys/vm/compact_memory); exit 7",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(7), "the command's exit status: {err}");
+    assert!(
+        err.contains("stopped by the command exited") && err.contains("probes detached"),
+        "{err}"
+    );
+    let (header, events) = capture_events(&out);
+    assert_eq!(header.source, "kernel");
+    assert!(header
+        .probe_plan
+        .iter()
+        .any(|p| p.symbol == "migrate:mm_migrate_pages" && p.status.starts_with("attached")));
+    assert!(
+        !events.is_empty(),
+        "the subshell's compaction was traced (forks are followed)"
+    );
+    let me = std::process::id();
+    for e in &events {
+        assert!(matches!(e.body, Body::SystemMigration(_)), "{e:?}");
+        assert_ne!(e.tgid, me, "only the command's tasks");
+        assert_eq!(e.comm.to_string(), "sh");
+    }
+}
+
+#[test]
+#[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
+fn record_stops_cleanly_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("s.hmt");
+    let child = Command::new(env!("CARGO_BIN_EXE_hmmtrace"))
+        .args(["record", "--duration", "120s", "-o"])
+        .arg(&out)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The capture's header is written once everything is attached: wait for it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(&out).map_or(0, |m| m.len()) == 0 {
+        assert!(Instant::now() < deadline, "record did not start");
+        std::thread::yield_now();
+    }
+    std::fs::write("/proc/sys/vm/compact_memory", "1").unwrap();
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(err.contains("stopped by SIGINT"), "{err}");
+    let (_, events) = capture_events(&out);
+    assert!(
+        events.iter().any(|e| e.tgid == std::process::id()),
+        "our compaction, drained before exit"
+    );
 }

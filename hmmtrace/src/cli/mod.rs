@@ -3,6 +3,7 @@
 
 mod demo;
 mod probes;
+mod record;
 mod report;
 mod sim;
 
@@ -72,6 +73,12 @@ enum Command {
         after_help = "Examples:\n  sudo hmmtrace probes\n  sudo hmmtrace probes --mechanism kprobe\n  sudo hmmtrace probes --attach my_drv_devmem_fault=migrate_to_ram"
     )]
     Probes(probes::Args),
+    /// Record the kernel's HMM events into a capture file, system-wide, for some processes, or
+    /// for a command and its children (needs root, or CAP_BPF and CAP_PERFMON).
+    #[command(
+        after_help = "Examples:\n  sudo hmmtrace record -o run.hmt -- ./hmm-tests\n  sudo hmmtrace record -o all.hmt --duration 30s\n  sudo hmmtrace record -o p.hmt --pid 4242 --comm python3\n  hmmtrace report run.hmt"
+    )]
+    Record(record::Args),
     /// Summarise a capture file: per event kind, count, rate, and latency percentiles.
     #[command(
         after_help = "Examples:\n  hmmtrace report stream.hmt\n  hmmtrace report stream.hmt --format json"
@@ -85,6 +92,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sim(a) => sim::run(a),
         Command::Report(a) => report::run(a),
         Command::Probes(a) => probes::run(a),
+        Command::Record(a) => record::run(a),
     }
 }
 

@@ -6,7 +6,7 @@ use anyhow::{bail, Context as _};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
-use hmmtrace_common::offsets::{KernelOffsets, MigrateVmaOffsets, Settings, UNKNOWN};
+use hmmtrace_common::offsets::{ForkOffsets, KernelOffsets, MigrateVmaOffsets, Settings, UNKNOWN};
 use hmmtrace_common::{Lost, ProbeId, PROBE_COUNT};
 
 use super::plan::{self, ExtraAttach, MechanismChoice, PlanEntry, Status};
@@ -18,8 +18,10 @@ use crate::event::{Body, Comm, Event};
 pub struct SessionOptions {
     /// Ring buffer size in bytes: a power of two, a multiple of the page size.
     pub ring_bytes: u32,
-    /// Only this process (0: all).
-    pub tgid: u32,
+    /// Only these processes and their descendants (empty: all).
+    pub tgids: Vec<u32>,
+    /// Only tasks with this `comm` (at most 15 bytes).
+    pub comm: Option<String>,
     /// Wake the reader once this many bytes wait (see `Settings::wakeup_bytes`).
     pub wakeup_bytes: u64,
     /// `--mechanism`.
@@ -32,7 +34,8 @@ impl Default for SessionOptions {
     fn default() -> Self {
         SessionOptions {
             ring_bytes: 4 << 20,
-            tgid: 0,
+            tgids: Vec::new(),
+            comm: None,
             wakeup_bytes: Settings::DEFAULT.wakeup_bytes,
             mechanism: MechanismChoice::Auto,
             extra: Vec::new(),
@@ -51,6 +54,7 @@ pub struct Session {
     pub malformed: u64,
     /// The attach plan, with each row's outcome.
     pub plan: Vec<PlanEntry>,
+    tgids: Option<aya::maps::HashMap<MapData, u32, u8>>,
 }
 
 /// Why a session could not start without privileges: the message a user should see.
@@ -79,6 +83,22 @@ impl Session {
                 row.status = Status::OffsetsUnknown(lacking);
             }
         }
+        if !opts.tgids.is_empty() {
+            let mut tgids: aya::maps::HashMap<_, u32, u8> =
+                aya::maps::HashMap::try_from(ebpf.map_mut("TGIDS").context("no TGIDS map")?)?;
+            for &t in &opts.tgids {
+                tgids.insert(t, 1, 0)?;
+            }
+            let fork: &mut TracePoint = ebpf
+                .program_mut("sched_process_fork")
+                .context("the eBPF object has no sched_process_fork program")?
+                .try_into()?;
+            fork.load()
+                .context("the kernel rejected the sched_process_fork program")?;
+            fork.attach("sched", "sched_process_fork").context(
+                "cannot attach to tracepoint sched:sched_process_fork (needed to follow children)",
+            )?;
+        }
         let tp: &mut TracePoint = ebpf
             .program_mut("mm_migrate_pages")
             .context("the eBPF object has no mm_migrate_pages program")?
@@ -88,6 +108,10 @@ impl Session {
         tp.attach("migrate", "mm_migrate_pages")
             .context("cannot attach to tracepoint migrate:mm_migrate_pages")?;
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
+        let tgids = match ebpf.take_map("TGIDS") {
+            Some(m) => Some(aya::maps::HashMap::try_from(m)?),
+            None => None,
+        };
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("no DROPS map")?)?;
         Ok(Session {
             _ebpf: ebpf,
@@ -96,6 +120,7 @@ impl Session {
             reported: [0; PROBE_COUNT as usize],
             malformed: 0,
             plan,
+            tgids,
         })
     }
 
@@ -125,6 +150,14 @@ impl Session {
             }
         }
         Ok(n)
+    }
+
+    /// Adds a process to the traced set (only when the session was started with `tgids`).
+    pub fn trace_tgid(&mut self, tgid: u32) -> anyhow::Result<()> {
+        match &mut self.tgids {
+            Some(m) => Ok(m.insert(tgid, 1, 0)?),
+            None => bail!("this session traces every process; it has no tgid filter"),
+        }
     }
 
     /// The ring buffer's file descriptor, for waiting on it with epoll.
@@ -228,11 +261,21 @@ fn load(opts: &SessionOptions) -> anyhow::Result<(Ebpf, Vec<PlanEntry>, Vec<Stri
         "migrate",
         "mm_migrate_pages",
     )?);
-    let settings = Settings {
+    let mut settings = Settings {
         wakeup_bytes: opts.wakeup_bytes,
-        filter_tgid: opts.tgid,
-        _pad: 0,
+        filter_tgids: !opts.tgids.is_empty() as u32,
+        filter_comm: opts.comm.is_some() as u32,
+        comm: [0; 16],
     };
+    if let Some(comm) = &opts.comm {
+        if comm.is_empty() || comm.len() > 15 {
+            bail!("a comm filter must be 1 to 15 bytes (the kernel's TASK_COMM_LEN - 1): '{comm}'");
+        }
+        settings.comm[..comm.len()].copy_from_slice(comm.as_bytes());
+    }
+    let fork = tracefs::read_format(&root, "sched", "sched_process_fork")
+        .map(|f| tracefs::fork_offsets(&f))
+        .unwrap_or(ForkOffsets::UNKNOWN);
     let facts = plan::KernelFacts::from_system()?;
     let plan = plan::resolve(&facts, opts.mechanism, &opts.extra);
     // Without BTF nothing has offsets; the rows that need them say so.
@@ -245,6 +288,7 @@ fn load(opts: &SessionOptions) -> anyhow::Result<(Ebpf, Vec<PlanEntry>, Vec<Stri
         .override_global("MIGRATE_PAGES_OFFSETS", &offsets, true)
         .override_global("MIGRATE_VMA_OFFSETS", &migrate_vma, true)
         .override_global("KERNEL_OFFSETS", &kernel_offsets, true)
+        .override_global("FORK_OFFSETS", &fork, true)
         .map_max_entries("EVENTS", opts.ring_bytes)
         .load(EBPF_OBJECT)
         .map_err(|e| match &e {

@@ -74,6 +74,18 @@ pub fn migrate_pages_offsets(fields: &[Field]) -> TracepointOffsets {
     }
 }
 
+/// Offset of `child_pid` in `sched:sched_process_fork` (after the comm fields, which are
+/// `char[16]` on older kernels and `__data_loc` on newer ones).
+pub fn fork_offsets(fields: &[Field]) -> hmmtrace_common::offsets::ForkOffsets {
+    hmmtrace_common::offsets::ForkOffsets {
+        child_pid: fields
+            .iter()
+            .find(|f| f.name == "child_pid" && f.size == 4)
+            .map_or(UNKNOWN, |f| f.offset),
+        _pad: 0,
+    }
+}
+
 /// The tracefs root, mounting it at /sys/kernel/tracing if no tracefs is mounted (needs root).
 pub fn root() -> anyhow::Result<PathBuf> {
     for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {
@@ -158,6 +170,15 @@ print fmt: \"nr_succeeded=%lu\"
         let o = migrate_pages_offsets(&parse_format(FORMAT_6_1).unwrap());
         assert_eq!(o.large_folio_split, UNKNOWN);
         assert_eq!((o.mode, o.reason), (48, 52));
+    }
+
+    #[test]
+    fn fork_child_pid_with_data_loc_and_array_comms() {
+        // 6.18 (this host): __data_loc comms; 6.1: char[16] comms.
+        let new = "\tfield:__data_loc char[] parent_comm;\toffset:8;\tsize:4;\tsigned:0;\n\tfield:pid_t parent_pid;\toffset:12;\tsize:4;\tsigned:1;\n\tfield:__data_loc char[] child_comm;\toffset:16;\tsize:4;\tsigned:0;\n\tfield:pid_t child_pid;\toffset:20;\tsize:4;\tsigned:1;\n";
+        let old = "\tfield:char parent_comm[16];\toffset:8;\tsize:16;\tsigned:0;\n\tfield:pid_t parent_pid;\toffset:24;\tsize:4;\tsigned:1;\n\tfield:char child_comm[16];\toffset:28;\tsize:16;\tsigned:0;\n\tfield:pid_t child_pid;\toffset:44;\tsize:4;\tsigned:1;\n";
+        assert_eq!(fork_offsets(&parse_format(new).unwrap()).child_pid, 20);
+        assert_eq!(fork_offsets(&parse_format(old).unwrap()).child_pid, 44);
     }
 
     #[test]
