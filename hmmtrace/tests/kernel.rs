@@ -334,3 +334,31 @@ fn record_stops_cleanly_on_sigint() {
         "our compaction, drained before exit"
     );
 }
+
+#[test]
+#[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
+fn a_full_ring_becomes_lost_events_per_probe() {
+    // One page of ring holds ~30 records; a few undrained compactions overflow it.
+    let mut session = Session::start(&SessionOptions { ring_bytes: 4096, ..Default::default() }).unwrap();
+    let (mut delivered, mut lost) = (0u64, 0u64);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while lost == 0 {
+        assert!(Instant::now() < deadline, "no drops within 60 s ({delivered} delivered)");
+        for _ in 0..3 {
+            std::fs::write("/proc/sys/vm/compact_memory", "1").unwrap();
+        }
+        session
+            .drain(&mut |e| {
+                match e.body {
+                    Body::Lost(l) => {
+                        assert_eq!(l.probe, hmmtrace_common::ProbeId::SystemMigration as u32);
+                        lost += l.count;
+                    }
+                    _ => delivered += 1,
+                }
+                Ok(())
+            })
+            .unwrap();
+    }
+    assert!(delivered > 0, "records that fit were still delivered");
+}
