@@ -1,4 +1,5 @@
-//! Device migration: `migrate_vma_setup` → `migrate_vma_pages` → `migrate_vma_finalize`, paired
+//! Device migration: `migrate_vma_setup` → `migrate_vma_pages` → `migrate_vma_finalize` (and
+//! the `migrate_device_*` family that evicts device pfns, below), paired
 //! per task in the kernel so userspace gets one `Migration` record with the duration of each
 //! step and of the whole.
 //!
@@ -16,8 +17,8 @@ use aya_ebpf::{
 };
 use hmmtrace_common::{
     offsets::{MigrateVmaOffsets, MAX_SRC_ENTRIES, MIGRATE_PFN_MIGRATE, SRC_CHUNK},
-    EventKind, Migration, ProbeId, Record, API_MIGRATE_VMA, DIRECTION_TO_DEVICE, DIRECTION_TO_RAM,
-    MIGRATE_VMA_SELECT_SYSTEM,
+    EventKind, Migration, ProbeId, Record, API_MIGRATE_DEVICE, API_MIGRATE_VMA,
+    DIRECTION_TO_DEVICE, DIRECTION_TO_RAM, MIGRATE_VMA_SELECT_SYSTEM,
 };
 
 use crate::emit;
@@ -297,5 +298,209 @@ pub fn kprobe_migrate_vma_finalize(_ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn kretprobe_migrate_vma_finalize(_ctx: RetProbeContext) -> u32 {
     finalize_exit();
+    0
+}
+
+// migrate_device_range(src_pfns, start, npages) → migrate_device_pages(src, dst, npages) →
+// migrate_device_finalize(src, dst, npages): eviction of device pfns back to RAM, with no
+// address space and no migrate_vma. cpages is what the range call collected.
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct DeviceInFlight {
+    entry_ns: u64,
+    src: u64,
+    start: u64,
+    npages: u64,
+    setup_ns: u64,
+    cpages: u64,
+    pages_entry_ns: u64,
+    pages_ns: u64,
+    finalize_entry_ns: u64,
+    migrated: u64,
+    unknown: u32,
+    _pad: u32,
+}
+
+#[map]
+static MIGRATE_DEVICE_INFLIGHT: HashMap<u32, DeviceInFlight> = HashMap::with_max_entries(16384, 0);
+
+#[inline(always)]
+fn device_range_entry(src: u64, start: u64, npages: u64) {
+    if !emit::wanted() {
+        return;
+    }
+    let s = DeviceInFlight {
+        entry_ns: unsafe { bpf_ktime_get_ns() },
+        src,
+        start,
+        npages,
+        setup_ns: 0,
+        cpages: 0,
+        pages_entry_ns: 0,
+        pages_ns: 0,
+        finalize_entry_ns: 0,
+        migrated: 0,
+        unknown: 0,
+        _pad: 0,
+    };
+    let _ = MIGRATE_DEVICE_INFLIGHT.insert(tid(), s, 0);
+}
+
+#[inline(always)]
+fn device_range_exit(ret: i64) {
+    let key = tid();
+    let Some(s) = MIGRATE_DEVICE_INFLIGHT.get_ptr_mut(key) else {
+        return;
+    };
+    if ret != 0 {
+        let _ = MIGRATE_DEVICE_INFLIGHT.remove(key);
+        return;
+    }
+    let now = unsafe { bpf_ktime_get_ns() };
+    unsafe {
+        (*s).setup_ns = now - (*s).entry_ns;
+        if (*s).npages <= MAX_SRC_ENTRIES {
+            (*s).cpages = count_migrated((*s).src, (*s).npages);
+        } else {
+            (*s).unknown |= Migration::FIELD_CPAGES | Migration::FIELD_MIGRATED;
+        }
+    }
+}
+
+#[inline(always)]
+fn device_pages_entry() {
+    if let Some(s) = MIGRATE_DEVICE_INFLIGHT.get_ptr_mut(tid()) {
+        unsafe { (*s).pages_entry_ns = bpf_ktime_get_ns() };
+    }
+}
+
+#[inline(always)]
+fn device_pages_exit() {
+    if let Some(s) = MIGRATE_DEVICE_INFLIGHT.get_ptr_mut(tid()) {
+        unsafe { (*s).pages_ns = bpf_ktime_get_ns() - (*s).pages_entry_ns };
+    }
+}
+
+#[inline(always)]
+fn device_finalize_entry() {
+    if let Some(s) = MIGRATE_DEVICE_INFLIGHT.get_ptr_mut(tid()) {
+        unsafe {
+            (*s).finalize_entry_ns = bpf_ktime_get_ns();
+            if (*s).npages <= MAX_SRC_ENTRIES {
+                (*s).migrated = count_migrated((*s).src, (*s).npages);
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn device_finalize_exit() {
+    let key = tid();
+    let Some(s) = MIGRATE_DEVICE_INFLIGHT.get_ptr_mut(key) else {
+        return;
+    };
+    let s = unsafe { *s };
+    let _ = MIGRATE_DEVICE_INFLIGHT.remove(key);
+    let now = unsafe { bpf_ktime_get_ns() };
+    let payload = Migration {
+        start: s.start,
+        end: s.start + s.npages,
+        // The range names pfns, not a driver: the owner is not an argument.
+        pgmap_owner: 0,
+        npages: s.npages,
+        cpages: s.cpages,
+        migrated: s.migrated,
+        setup_ns: s.setup_ns,
+        pages_ns: s.pages_ns,
+        finalize_ns: now - s.finalize_entry_ns,
+        select: 0,
+        direction: DIRECTION_TO_RAM,
+        api: API_MIGRATE_DEVICE,
+        _pad: [0; 2],
+    };
+    let unknown = s.unknown | Migration::FIELD_PGMAP_OWNER;
+    let header = emit::header(
+        EventKind::Migration,
+        s.entry_ns,
+        Some(now - s.entry_ns),
+        unknown,
+    );
+    emit::submit(ProbeId::Migration, Record { header, payload });
+}
+
+#[fentry(function = "migrate_device_range")]
+pub fn fentry_migrate_device_range(ctx: FEntryContext) -> u32 {
+    device_range_entry(ctx.arg::<u64>(0), ctx.arg::<u64>(1), ctx.arg::<u64>(2));
+    0
+}
+
+#[fexit(function = "migrate_device_range")]
+pub fn fexit_migrate_device_range(ctx: FExitContext) -> u32 {
+    device_range_exit(ctx.arg::<i32>(3) as i64);
+    0
+}
+
+#[fentry(function = "migrate_device_pages")]
+pub fn fentry_migrate_device_pages(_ctx: FEntryContext) -> u32 {
+    device_pages_entry();
+    0
+}
+
+#[fexit(function = "migrate_device_pages")]
+pub fn fexit_migrate_device_pages(_ctx: FExitContext) -> u32 {
+    device_pages_exit();
+    0
+}
+
+#[fentry(function = "migrate_device_finalize")]
+pub fn fentry_migrate_device_finalize(_ctx: FEntryContext) -> u32 {
+    device_finalize_entry();
+    0
+}
+
+#[fexit(function = "migrate_device_finalize")]
+pub fn fexit_migrate_device_finalize(_ctx: FExitContext) -> u32 {
+    device_finalize_exit();
+    0
+}
+
+#[kprobe]
+pub fn kprobe_migrate_device_range(ctx: ProbeContext) -> u32 {
+    device_range_entry(
+        ctx.arg::<u64>(0).unwrap_or(0),
+        ctx.arg::<u64>(1).unwrap_or(0),
+        ctx.arg::<u64>(2).unwrap_or(0),
+    );
+    0
+}
+
+#[kretprobe]
+pub fn kretprobe_migrate_device_range(ctx: RetProbeContext) -> u32 {
+    device_range_exit(ctx.ret::<i32>() as i64);
+    0
+}
+
+#[kprobe]
+pub fn kprobe_migrate_device_pages(_ctx: ProbeContext) -> u32 {
+    device_pages_entry();
+    0
+}
+
+#[kretprobe]
+pub fn kretprobe_migrate_device_pages(_ctx: RetProbeContext) -> u32 {
+    device_pages_exit();
+    0
+}
+
+#[kprobe]
+pub fn kprobe_migrate_device_finalize(_ctx: ProbeContext) -> u32 {
+    device_finalize_entry();
+    0
+}
+
+#[kretprobe]
+pub fn kretprobe_migrate_device_finalize(_ctx: RetProbeContext) -> u32 {
+    device_finalize_exit();
     0
 }

@@ -165,13 +165,15 @@ fn every_kprobe_program_passes_the_verifier() {
         "kretprobe_invalidate_range_start",
         "kretprobe_interval_invalidate",
         "kretprobe_hmm_range_fault",
+        "kretprobe_migrate_device_range",
+        "kretprobe_migrate_device_finalize",
     ] {
         assert!(names.contains(&want), "{names:?}");
     }
     assert_eq!(
         verdicts.len(),
-        16,
-        "an entry and an exit program for each of 8 roles: {names:?}"
+        22,
+        "an entry and an exit program for each of 11 roles: {names:?}"
     );
     for (name, verdict) in &verdicts {
         assert!(verdict.is_ok(), "{name}: {}", verdict.as_ref().unwrap_err());
@@ -339,11 +341,18 @@ fn record_stops_cleanly_on_sigint() {
 #[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
 fn a_full_ring_becomes_lost_events_per_probe() {
     // One page of ring holds ~30 records; a few undrained compactions overflow it.
-    let mut session = Session::start(&SessionOptions { ring_bytes: 4096, ..Default::default() }).unwrap();
+    let mut session = Session::start(&SessionOptions {
+        ring_bytes: 4096,
+        ..Default::default()
+    })
+    .unwrap();
     let (mut delivered, mut lost) = (0u64, 0u64);
     let deadline = Instant::now() + Duration::from_secs(60);
     while lost == 0 {
-        assert!(Instant::now() < deadline, "no drops within 60 s ({delivered} delivered)");
+        assert!(
+            Instant::now() < deadline,
+            "no drops within 60 s ({delivered} delivered)"
+        );
         for _ in 0..3 {
             std::fs::write("/proc/sys/vm/compact_memory", "1").unwrap();
         }

@@ -19,12 +19,11 @@ pub fn programs(role: Role, mechanism: Mechanism) -> Option<(&'static str, &'sta
         Role::InvalidateRangeStart => "invalidate_range_start",
         Role::IntervalInvalidate => "interval_invalidate",
         Role::HmmRangeFault => "hmm_range_fault",
-        // The free path records every device page free; the driver's page_free adds nothing
-        // yet, and the migrate_device_* family has no program yet.
-        Role::PageFree
-        | Role::MigrateDeviceRange
-        | Role::MigrateDevicePages
-        | Role::MigrateDeviceFinalize => return None,
+        Role::MigrateDeviceRange => "migrate_device_range",
+        Role::MigrateDevicePages => "migrate_device_pages",
+        Role::MigrateDeviceFinalize => "migrate_device_finalize",
+        // The core free path already records every device page free, callback included.
+        Role::PageFree => return None,
     };
     PROGRAMS
         .iter()
@@ -34,6 +33,42 @@ pub fn programs(role: Role, mechanism: Mechanism) -> Option<(&'static str, &'sta
 
 /// (mechanism, stem, entry program, exit program), as `hmmtrace-ebpf` defines them.
 const PROGRAMS: &[(Mechanism, &str, &str, &str)] = &[
+    (
+        Mechanism::Fentry,
+        "migrate_device_finalize",
+        "fentry_migrate_device_finalize",
+        "fexit_migrate_device_finalize",
+    ),
+    (
+        Mechanism::Kprobe,
+        "migrate_device_finalize",
+        "kprobe_migrate_device_finalize",
+        "kretprobe_migrate_device_finalize",
+    ),
+    (
+        Mechanism::Fentry,
+        "migrate_device_pages",
+        "fentry_migrate_device_pages",
+        "fexit_migrate_device_pages",
+    ),
+    (
+        Mechanism::Kprobe,
+        "migrate_device_pages",
+        "kprobe_migrate_device_pages",
+        "kretprobe_migrate_device_pages",
+    ),
+    (
+        Mechanism::Fentry,
+        "migrate_device_range",
+        "fentry_migrate_device_range",
+        "fexit_migrate_device_range",
+    ),
+    (
+        Mechanism::Kprobe,
+        "migrate_device_range",
+        "kprobe_migrate_device_range",
+        "kretprobe_migrate_device_range",
+    ),
     (
         Mechanism::Fentry,
         "migrate_vma_setup",
