@@ -98,6 +98,19 @@ pub struct CaptureHeader {
     pub probe_plan: Vec<ProbeStatus>,
     #[serde(default)]
     pub devices: Vec<DeviceInfo>,
+    /// For kernel captures: the `dev_pagemap_ops` instances of the traced kernel, so events'
+    /// `pgmap_ops` values can be named (`dmirror_devmem_ops` of `test_hmm`) without showing
+    /// kernel pointers.
+    #[serde(default)]
+    pub pagemap_ops: Vec<PagemapOpsInfo>,
+}
+
+/// A `dev_pagemap_ops` symbol of the traced kernel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PagemapOpsInfo {
+    pub addr: u64,
+    pub symbol: String,
+    pub module: String,
 }
 
 impl CaptureHeader {
@@ -123,7 +136,19 @@ impl CaptureHeader {
                     memory: format!("{kind:?}").to_lowercase(),
                 })
                 .collect(),
+            pagemap_ops: Vec::new(),
         }
+    }
+
+    /// Names a `pgmap_ops` value: `symbol [module]`.
+    pub fn ops_name(&self, addr: u64) -> Option<String> {
+        self.pagemap_ops.iter().find(|o| o.addr == addr).map(|o| {
+            if o.module.is_empty() {
+                o.symbol.clone()
+            } else {
+                format!("{} [{}]", o.symbol, o.module)
+            }
+        })
     }
 
     /// The device's name for a pgmap owner value, if the header knows it.

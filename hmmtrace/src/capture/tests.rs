@@ -27,6 +27,11 @@ fn header() -> CaptureHeader {
             driver: "test_hmm".into(),
             memory: "private".into(),
         }],
+        pagemap_ops: vec![PagemapOpsInfo {
+            addr: 0xffffffffc0a01000,
+            symbol: "dmirror_devmem_ops".into(),
+            module: "test_hmm".into(),
+        }],
     }
 }
 
@@ -214,6 +219,11 @@ fn header_round_trips() {
     let bytes = write_all(&[]);
     let r = Reader::new(&bytes[..], "x").unwrap();
     assert_eq!(r.header, header());
+    assert_eq!(
+        r.header.ops_name(0xffffffffc0a01000).as_deref(),
+        Some("dmirror_devmem_ops [test_hmm]")
+    );
+    assert_eq!(r.header.ops_name(1), None);
 }
 
 #[test]

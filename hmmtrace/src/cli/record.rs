@@ -11,7 +11,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use hmmtrace::capture::{CaptureHeader, ClockKind, ProbeStatus, Writer};
+use hmmtrace::capture::{CaptureHeader, ClockKind, PagemapOpsInfo, ProbeStatus, Writer};
 use hmmtrace::kernel::plan::{ExtraAttach, Status};
 use hmmtrace::kernel::{Session, SessionOptions};
 use hmmtrace::report::{self, Summary};
@@ -292,5 +292,14 @@ fn header(session: &Session) -> CaptureHeader {
         page_size: 4096,
         probe_plan: plan,
         devices: Vec::new(),
+        pagemap_ops: session
+            .pagemap_ops
+            .iter()
+            .map(|o| PagemapOpsInfo {
+                addr: o.addr,
+                symbol: o.symbol.clone(),
+                module: o.module.clone(),
+            })
+            .collect(),
     }
 }

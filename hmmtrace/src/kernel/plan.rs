@@ -158,6 +158,25 @@ pub const DRIVER_CALLBACKS: &[(&str, &str, Role)] = &[
     ("drm_pagemap", "drm_pagemap_folio_free", Role::PageFree),
 ];
 
+/// Known drivers' `struct dev_pagemap_ops` instances: (driver, symbol), from the same sources
+/// as [`DRIVER_CALLBACKS`]. A device is named by the ops its pgmap points to. Other instances
+/// are recognised by name (`*pagemap_ops`, `*pgmap_ops`, `*devmem_ops`).
+pub const PAGEMAP_OPS: &[(&str, &str)] = &[
+    ("test_hmm", "dmirror_devmem_ops"),
+    ("nouveau", "nouveau_dmem_pagemap_ops"),
+    ("amdgpu", "svm_migrate_pgmap_ops"),
+    ("drm_pagemap", "drm_pagemap_pagemap_ops"),
+];
+
+/// A `dev_pagemap_ops` instance in the running kernel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PagemapOps {
+    pub addr: u64,
+    pub symbol: String,
+    /// Module that defines it (empty: vmlinux).
+    pub module: String,
+}
+
 /// How a program is attached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mechanism {
@@ -200,6 +219,8 @@ pub struct KernelFacts {
     pub kprobes: bool,
     /// Addresses of the kernel variables hmmtrace reads (`vmemmap_base`).
     pub variables: HashMap<String, u64>,
+    /// `dev_pagemap_ops` instances (data symbols; kallsyms lists them with KALLSYMS_ALL).
+    pub pagemap_ops: Vec<PagemapOps>,
 }
 
 impl KernelFacts {
@@ -233,6 +254,7 @@ impl KernelFacts {
         Ok(KernelFacts {
             release,
             variables,
+            pagemap_ops: KernelFacts::parse_pagemap_ops(&kallsyms),
             functions: KernelFacts::parse_kallsyms(&kallsyms),
             btf_functions,
             traceable,
@@ -256,6 +278,38 @@ impl KernelFacts {
                 .map(|m| m.trim_start_matches('[').trim_end_matches(']').to_string());
             out.entry(name.to_string())
                 .or_insert_with(|| module.unwrap_or_default());
+        }
+        out
+    }
+
+    /// The `dev_pagemap_ops` instances in kallsyms text, with nonzero addresses.
+    pub fn parse_pagemap_ops(text: &str) -> Vec<PagemapOps> {
+        let mut out = Vec::new();
+        for line in text.lines() {
+            let mut it = line.split_whitespace();
+            let (Some(addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
+                continue;
+            };
+            if !matches!(kind, "d" | "D" | "r" | "R") {
+                continue;
+            }
+            let known = PAGEMAP_OPS.iter().any(|(_, s)| *s == name);
+            let by_name = ["pagemap_ops", "pgmap_ops", "devmem_ops"]
+                .iter()
+                .any(|s| name.ends_with(s));
+            let Ok(addr) = u64::from_str_radix(addr, 16) else {
+                continue;
+            };
+            if (known || by_name) && addr != 0 {
+                let module = it
+                    .next()
+                    .map(|m| m.trim_start_matches('[').trim_end_matches(']').to_string());
+                out.push(PagemapOps {
+                    addr,
+                    symbol: name.to_string(),
+                    module: module.unwrap_or_default(),
+                });
+            }
         }
         out
     }

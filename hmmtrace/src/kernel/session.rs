@@ -54,6 +54,8 @@ pub struct Session {
     pub malformed: u64,
     /// The attach plan, with each row's outcome.
     pub plan: Vec<PlanEntry>,
+    /// The kernel's `dev_pagemap_ops` instances, to name devices.
+    pub pagemap_ops: Vec<plan::PagemapOps>,
     tgids: Option<aya::maps::HashMap<MapData, u32, u8>>,
 }
 
@@ -70,7 +72,7 @@ impl Session {
                 opts.ring_bytes
             );
         }
-        let (mut ebpf, mut plan, missing) = load(opts)?;
+        let (mut ebpf, mut plan, missing, pagemap_ops) = load(opts)?;
         let aya_btf = aya::Btf::from_sys_fs().ok();
         for row in &mut plan {
             attach::attach_row(&mut ebpf, aya_btf.as_ref(), row);
@@ -120,6 +122,7 @@ impl Session {
             reported: [0; PROBE_COUNT as usize],
             malformed: 0,
             plan,
+            pagemap_ops,
             tgids,
         })
     }
@@ -254,7 +257,9 @@ fn migrate_vma_offsets(btf: Option<&btf::Btf>) -> (MigrateVmaOffsets, Vec<String
 
 /// Reads the kernel's facts, resolves the plan, and loads the object with its globals filled
 /// (nothing attached yet). Also returns the struct fields (`type.member`) this kernel lacks.
-fn load(opts: &SessionOptions) -> anyhow::Result<(Ebpf, Vec<PlanEntry>, Vec<String>)> {
+fn load(
+    opts: &SessionOptions,
+) -> anyhow::Result<(Ebpf, Vec<PlanEntry>, Vec<String>, Vec<plan::PagemapOps>)> {
     let root = tracefs::root()?;
     let offsets = tracefs::migrate_pages_offsets(&tracefs::read_format(
         &root,
@@ -299,7 +304,7 @@ fn load(opts: &SessionOptions) -> anyhow::Result<(Ebpf, Vec<PlanEntry>, Vec<Stri
             }
             _ => anyhow::Error::new(e).context("cannot load hmmtrace's eBPF object"),
         })?;
-    Ok((ebpf, plan, missing))
+    Ok((ebpf, plan, missing, facts.pagemap_ops))
 }
 
 /// Loads the object as a session would and runs every kprobe-type program through the
@@ -308,7 +313,7 @@ fn load(opts: &SessionOptions) -> anyhow::Result<(Ebpf, Vec<PlanEntry>, Vec<Stri
 pub fn verify_kprobe_programs(
     opts: &SessionOptions,
 ) -> anyhow::Result<Vec<(String, Result<(), String>)>> {
-    let (mut ebpf, _, _) = load(opts)?;
+    let (mut ebpf, ..) = load(opts)?;
     Ok(attach::verify_kprobe_programs(&mut ebpf))
 }
 

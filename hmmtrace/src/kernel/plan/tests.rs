@@ -22,6 +22,7 @@ fn facts(
         traceable: traceable.map(|t| t.iter().map(|s| s.to_string()).collect()),
         kprobes,
         variables: HashMap::new(),
+        pagemap_ops: Vec::new(),
     }
 }
 
@@ -308,5 +309,30 @@ fn status_texts_name_the_errno() {
     assert!(
         s.contains("fentry") && s.contains("Operation not permitted") && s.contains("kprobe"),
         "{s}"
+    );
+}
+
+#[test]
+fn pagemap_ops_are_found_by_table_and_by_name() {
+    let text = "ffffffffc0a01000 r dmirror_devmem_ops\t[test_hmm]\n\
+                ffffffff82000000 d my_gpu_pgmap_ops\t[mygpu]\n\
+                ffffffff82000100 t dmirror_devmem_fault\t[test_hmm]\n\
+                0000000000000000 r nouveau_dmem_pagemap_ops\t[nouveau]\n";
+    let ops = KernelFacts::parse_pagemap_ops(text);
+    assert_eq!(
+        ops,
+        [
+            PagemapOps {
+                addr: 0xffffffffc0a01000,
+                symbol: "dmirror_devmem_ops".into(),
+                module: "test_hmm".into()
+            },
+            PagemapOps {
+                addr: 0xffffffff82000000,
+                symbol: "my_gpu_pgmap_ops".into(),
+                module: "mygpu".into()
+            },
+        ],
+        "functions and hidden (zero) addresses are left out"
     );
 }
