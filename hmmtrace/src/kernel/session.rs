@@ -7,7 +7,7 @@ use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
 use hmmtrace_common::offsets::{ForkOffsets, KernelOffsets, MigrateVmaOffsets, Settings, UNKNOWN};
-use hmmtrace_common::{Lost, ProbeId, PROBE_COUNT};
+use hmmtrace_common::{Invalidation, Lost, ProbeId, PROBE_COUNT};
 
 use super::plan::{self, ExtraAttach, MechanismChoice, PlanEntry, Status};
 use super::{attach, btf, tracefs, EBPF_OBJECT};
@@ -56,6 +56,8 @@ pub struct Session {
     pub plan: Vec<PlanEntry>,
     /// The kernel's `dev_pagemap_ops` instances, to name devices.
     pub pagemap_ops: Vec<plan::PagemapOps>,
+    /// This kernel's `MMU_NOTIFY_*` values (from BTF) → hmmtrace's (`hmmtrace_common`).
+    notify: Vec<(u32, u32)>,
     tgids: Option<aya::maps::HashMap<MapData, u32, u8>>,
 }
 
@@ -123,6 +125,7 @@ impl Session {
             malformed: 0,
             plan,
             pagemap_ops,
+            notify: notify_map(btf::Btf::from_sysfs().ok().as_ref()),
             tgids,
         })
     }
@@ -136,7 +139,17 @@ impl Session {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
             match Event::from_wire(&item) {
-                Some(e) => {
+                Some(mut e) => {
+                    if let Body::Invalidation(inv) = &mut e.body {
+                        // Records carry the kernel's own enum value; events carry hmmtrace's.
+                        match self.notify.iter().find(|(k, _)| *k == inv.event) {
+                            Some((_, ours)) => inv.event = *ours,
+                            None if !self.notify.is_empty() => {
+                                e.unknown |= Invalidation::FIELD_EVENT
+                            }
+                            None => {}
+                        }
+                    }
                     n += 1;
                     f(&e)?;
                 }
@@ -168,6 +181,27 @@ impl Session {
         use std::os::fd::AsFd as _;
         self.ring.as_fd()
     }
+}
+
+/// `MMU_NOTIFY_*` as this kernel numbers them → as `hmmtrace_common` does. Empty without
+/// BTF (the values are then taken as they come: they have been stable since 5.x).
+fn notify_map(btf: Option<&btf::Btf>) -> Vec<(u32, u32)> {
+    use hmmtrace_common::*;
+    let names = [
+        ("MMU_NOTIFY_UNMAP", MMU_NOTIFY_UNMAP),
+        ("MMU_NOTIFY_CLEAR", MMU_NOTIFY_CLEAR),
+        ("MMU_NOTIFY_PROTECTION_VMA", MMU_NOTIFY_PROTECTION_VMA),
+        ("MMU_NOTIFY_PROTECTION_PAGE", MMU_NOTIFY_PROTECTION_PAGE),
+        ("MMU_NOTIFY_SOFT_DIRTY", MMU_NOTIFY_SOFT_DIRTY),
+        ("MMU_NOTIFY_RELEASE", MMU_NOTIFY_RELEASE),
+        ("MMU_NOTIFY_MIGRATE", MMU_NOTIFY_MIGRATE),
+        ("MMU_NOTIFY_EXCLUSIVE", MMU_NOTIFY_EXCLUSIVE),
+    ];
+    let Some(btf) = btf else { return Vec::new() };
+    names
+        .iter()
+        .filter_map(|(n, ours)| Some((btf.enum_value(n)? as u32, *ours)))
+        .collect()
 }
 
 /// Whether the programs of `role` read the struct field `field` (`type.member`).
