@@ -5,6 +5,7 @@
 
 mod bench;
 mod setup;
+mod vm;
 
 use std::process::{Command, ExitCode};
 
@@ -34,6 +35,21 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// Build (or find in the cache) the QEMU test kernel from Debian's linux-source package.
+    VmKernel {
+        /// Kernel version of the Debian source package (linux-source-VERSION).
+        #[arg(long, default_value = "6.12")]
+        source: String,
+    },
+    /// Boot the test kernel under QEMU with hmm-tests and hmmtrace, and check hmmtrace
+    /// against the kernel's own HMM test driver.
+    VmTest {
+        #[arg(long, default_value = "6.12")]
+        source: String,
+        /// Hard limit for the guest, in seconds.
+        #[arg(long, default_value_t = 900)]
+        limit: u64,
+    },
     /// Set up, then measure capture size and engine speed.
     Bench {
         /// A short pass that checks the benchmarks run (for CI).
@@ -49,6 +65,12 @@ fn main() -> ExitCode {
         Task::Test { args } => test(&args),
         Task::Demo { args } => demo(&args),
         Task::Bench { quick } => setup::run().and_then(|_| bench::run(quick)),
+        Task::VmTest { source, limit } => {
+            setup::run().and_then(|_| vm::test(&source, std::time::Duration::from_secs(limit)))
+        }
+        Task::VmKernel { source } => {
+            vm::kernel(&source).map(|k| println!("{}", k.bzimage.display()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

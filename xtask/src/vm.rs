@@ -1,0 +1,499 @@
+//! The QEMU test bed: `vm-kernel` builds an HMM-capable kernel from a Debian
+//! `linux-source-X.Y` package and `vm/kernel.config`, cached outside the repository under a key
+//! of the package version and the fragment's contents.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _};
+
+use crate::run_cmd;
+use crate::setup::cache_dir;
+
+/// The config fragment merged onto tinyconfig.
+const FRAGMENT: &str = include_str!("../vm/kernel.config");
+
+/// Debian packages the kernel build needs, by the command that shows each is there.
+const BUILD_TOOLS: &[(&str, &str)] = &[
+    ("flex", "flex"),
+    ("bison", "bison"),
+    ("bc", "bc"),
+    ("pahole", "dwarves"),
+    ("make", "make"),
+    ("gcc", "gcc"),
+];
+
+fn say(msg: &str) {
+    eprintln!("vm: {msg}");
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn have(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Installs Debian packages that are missing (as root), or says which are.
+pub fn ensure_packages(packages: &[&str]) -> anyhow::Result<()> {
+    let missing: Vec<&str> = packages
+        .iter()
+        .copied()
+        .filter(|p| {
+            !Command::new("dpkg")
+                .args(["-s", p])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    if !is_root() {
+        bail!(
+            "these Debian packages are missing and only root can install them: {}",
+            missing.join(" ")
+        );
+    }
+    say(&format!("installing {}", missing.join(" ")));
+    let install = |pkgs: &[&str]| {
+        Command::new("apt-get")
+            .args(["install", "-y", "-qq"])
+            .args(pkgs)
+            .status()
+    };
+    if !install(&missing).is_ok_and(|s| s.success()) {
+        run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
+        run_cmd(
+            Command::new("apt-get")
+                .args(["install", "-y", "-qq"])
+                .args(&missing),
+        )?;
+    }
+    Ok(())
+}
+
+/// The version of an installed Debian package.
+fn package_version(package: &str) -> anyhow::Result<String> {
+    let out = Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", package])
+        .output()?;
+    anyhow::ensure!(out.status.success(), "{package} is not installed");
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+/// Where a built kernel lives: its build directory (bzImage, headers, vmlinux).
+pub struct Kernel {
+    pub source: PathBuf,
+    pub build: PathBuf,
+    pub bzimage: PathBuf,
+}
+
+/// Builds (or finds in the cache) the kernel for Debian's `linux-source-<version>`.
+pub fn kernel(version: &str) -> anyhow::Result<Kernel> {
+    if !version.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        bail!("--source takes a kernel version such as 6.12 or 6.1, not '{version}'");
+    }
+    let package = format!("linux-source-{version}");
+    let mut packages: Vec<&str> = BUILD_TOOLS.iter().map(|(_, p)| *p).collect();
+    packages.extend(["libelf-dev", "libssl-dev", "xz-utils", package.as_str()]);
+    ensure_packages(&packages)?;
+    for (tool, pkg) in BUILD_TOOLS {
+        anyhow::ensure!(have(tool), "{tool} is missing after installing {pkg}");
+    }
+    let pkg_version = package_version(&package)?;
+    let key = format!(
+        "{:08x}",
+        crc32fast::hash(format!("{pkg_version}\n{FRAGMENT}").as_bytes())
+    );
+    let vm = cache_dir().join("vm");
+    let source = vm.join(format!("src-{pkg_version}")).join(&package);
+    let build = vm.join(format!("build-{version}-{key}"));
+    let bzimage = build.join("arch/x86/boot/bzImage");
+    let done = build.join(".hmmtrace-built");
+    if done.exists() && bzimage.exists() {
+        say(&format!(
+            "kernel {pkg_version} (config {key}): cached in {}",
+            build.display()
+        ));
+        return Ok(Kernel {
+            source,
+            build,
+            bzimage,
+        });
+    }
+    if !source.join("Makefile").exists() {
+        let tarball = PathBuf::from(format!("/usr/src/{package}.tar.xz"));
+        anyhow::ensure!(
+            tarball.exists(),
+            "{} is missing although {package} is installed",
+            tarball.display()
+        );
+        let parent = source.parent().unwrap();
+        std::fs::create_dir_all(parent)?;
+        say(&format!("unpacking {}", tarball.display()));
+        run_cmd(
+            Command::new("tar")
+                .arg("xf")
+                .arg(&tarball)
+                .arg("-C")
+                .arg(parent),
+        )?;
+    }
+    std::fs::create_dir_all(&build)?;
+    let fragment = build.join("hmmtrace.config");
+    std::fs::write(&fragment, FRAGMENT)?;
+    let make = |args: &[&str]| {
+        let mut c = Command::new("make");
+        c.arg("-C")
+            .arg(&source)
+            .arg(format!("O={}", build.display()))
+            .args(args);
+        c
+    };
+    let log = build.join("build.log");
+    say(&format!(
+        "configuring (tinyconfig + {})",
+        "xtask/vm/kernel.config"
+    ));
+    logged(make(&["tinyconfig"]), &log, "make tinyconfig")?;
+    logged(
+        {
+            let mut c = Command::new(source.join("scripts/kconfig/merge_config.sh"));
+            c.current_dir(&build).args(["-m", ".config"]).arg(&fragment);
+            c
+        },
+        &log,
+        "merge_config.sh",
+    )?;
+    logged(make(&["olddefconfig"]), &log, "make olddefconfig")?;
+    check_config(&build.join(".config"))?;
+    let jobs = std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .to_string();
+    say(&format!(
+        "building bzImage with {jobs} jobs (about 4 minutes on 2 cores); log: {}",
+        log.display()
+    ));
+    logged(make(&["-j", &jobs, "bzImage"]), &log, "make bzImage")?;
+    std::fs::write(&done, &pkg_version)?;
+    say(&format!("kernel built: {}", bzimage.display()));
+    Ok(Kernel {
+        source,
+        build,
+        bzimage,
+    })
+}
+
+/// Every option the fragment sets must have survived olddefconfig (a dependency missing from
+/// the fragment silently drops an option otherwise).
+fn check_config(config: &Path) -> anyhow::Result<()> {
+    let have = std::fs::read_to_string(config)?;
+    let lost: Vec<&str> = FRAGMENT
+        .lines()
+        .filter(|l| l.starts_with("CONFIG_"))
+        .filter(|l| !have.lines().any(|h| h == *l))
+        .collect();
+    if !lost.is_empty() {
+        bail!(
+            "the kernel config dropped options the fragment sets (a dependency is missing): {}",
+            lost.join(" ")
+        );
+    }
+    Ok(())
+}
+
+/// Runs `cmd` with its output appended to `log`, printing progress every 20 s; on failure the
+/// log's last lines are part of the error.
+fn logged(mut cmd: Command, log: &Path, what: &str) -> anyhow::Result<()> {
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut child = cmd
+        .stdout(file.try_clone()?)
+        .stderr(file)
+        .spawn()
+        .with_context(|| format!("cannot run {what}"))?;
+    let started = Instant::now();
+    let mut next = Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() >= next {
+            let lines = std::fs::read_to_string(log).map_or(0, |t| t.lines().count());
+            say(&format!(
+                "{what}: {}s, {lines} lines of log",
+                started.elapsed().as_secs()
+            ));
+            next += Duration::from_secs(20);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    if !status.success() {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        let tail: Vec<&str> = tail.into_iter().rev().collect();
+        bail!(
+            "{what} failed ({status}); last lines of {}:\n{}",
+            log.display(),
+            tail.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// `cargo xtask vm-test`: boots the test kernel with an initramfs holding busybox, the kernel's
+/// own `hmm-tests` selftest (built statically from the same source) and hmmtrace, runs
+/// `xtask/vm/init`, and checks what it printed.
+pub fn test(version: &str, limit: Duration) -> anyhow::Result<()> {
+    let k = kernel(version)?;
+    ensure_packages(&[
+        "qemu-system-x86",
+        "busybox-static",
+        "cpio",
+        "gzip",
+        "libc6-dev",
+    ])?;
+    let work = k.build.join("vm-test");
+    let _ = std::fs::remove_dir_all(&work);
+    let root = work.join("initramfs");
+    for d in ["bin", "proc", "sys", "dev", "tmp", "lib", "lib64"] {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    let log = work.join("build.log");
+    let headers = k.build.join("usr-headers");
+    if !headers.join("include/linux/mman.h").exists() {
+        say("installing kernel headers for hmm-tests");
+        let mut c = Command::new("make");
+        c.arg("-C")
+            .arg(&k.source)
+            .arg(format!("O={}", k.build.display()));
+        c.arg(format!("INSTALL_HDR_PATH={}", headers.display()))
+            .arg("headers_install");
+        logged(c, &log, "make headers_install")?;
+    }
+    say("building hmm-tests (static) from the same source tree");
+    let selftests = k.source.join("tools/testing/selftests");
+    let mut gcc = Command::new("gcc");
+    gcc.args(["-static", "-O2", "-o"])
+        .arg(root.join("hmm-tests"));
+    gcc.arg("-I")
+        .arg(&k.source)
+        .arg("-I")
+        .arg(&selftests)
+        .arg("-isystem")
+        .arg(headers.join("include"));
+    gcc.arg("-I")
+        .arg(k.source.join("tools/include"))
+        .arg(selftests.join("mm/hmm-tests.c"));
+    gcc.args(["-lrt", "-lpthread", "-lm"]);
+    logged(gcc, &log, "gcc hmm-tests.c")?;
+    say("building hmmtrace (release)");
+    run_cmd(Command::new("cargo").args([
+        "build",
+        "--quiet",
+        "--release",
+        "--package",
+        "hmmtrace",
+    ]))?;
+    let bin = PathBuf::from("target/release/hmmtrace");
+    std::fs::copy(&bin, root.join("hmmtrace"))?;
+    copy_libraries(&bin, &root)?;
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))?;
+    let init = root.join("init");
+    std::fs::write(&init, include_str!("../vm/init"))?;
+    std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let cpio = work.join("initramfs.cpio.gz");
+    run_cmd(Command::new("sh").arg("-c").arg(format!(
+        "cd '{}' && find . | cpio -o -H newc --quiet | gzip -1 > '{}'",
+        root.display(),
+        cpio.display()
+    )))?;
+
+    let serial = work.join("serial.log");
+    say(&format!(
+        "booting under TCG (limit {}s); serial console: {}",
+        limit.as_secs(),
+        serial.display()
+    ));
+    let mut qemu = Command::new("timeout");
+    qemu.arg(limit.as_secs().to_string())
+        .arg("qemu-system-x86_64");
+    qemu.args([
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-m",
+        "2G",
+        "-smp",
+        "2",
+        "-nographic",
+        "-no-reboot",
+    ]);
+    qemu.arg("-kernel")
+        .arg(&k.bzimage)
+        .arg("-initrd")
+        .arg(&cpio);
+    // Two device-coherent dmirror devices over 512 MiB of RAM the kernel leaves alone.
+    qemu.args([
+        "-append",
+        "console=ttyS0 panic=-1 memmap=512M$0x40000000 test_hmm.spm_addr_dev0=0x40000000 test_hmm.spm_addr_dev1=0x50000000",
+    ]);
+    qemu.stdin(Stdio::null());
+    let started = Instant::now();
+    logged(qemu, &serial, "qemu")?;
+    let out = std::fs::read_to_string(&serial)?.replace('\r', "");
+    say(&format!(
+        "guest ran {:.0}s",
+        started.elapsed().as_secs_f64()
+    ));
+    check(&out)
+}
+
+/// Copies the shared libraries `bin` needs (per ldd) into the initramfs.
+fn copy_libraries(bin: &Path, root: &Path) -> anyhow::Result<()> {
+    let out = Command::new("ldd").arg(bin).output()?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let path = line.split_whitespace().find(|w| w.starts_with('/'));
+        if let Some(p) = path {
+            let dst = root.join(p.trim_start_matches('/'));
+            std::fs::create_dir_all(dst.parent().unwrap())?;
+            std::fs::copy(p, &dst).with_context(|| format!("cannot copy {p}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// The text between `=== name` and the next `===` marker.
+fn section<'a>(out: &'a str, name: &str) -> &'a str {
+    let marker = format!("=== {name}");
+    let Some(start) = out.find(&marker) else {
+        return "";
+    };
+    let rest = &out[start + marker.len()..];
+    let rest = rest.split_once('\n').map_or("", |(_, r)| r);
+    rest.find("\n=== ").map_or(rest, |end| &rest[..end])
+}
+
+/// kselftest results: test name → "ok", "not ok" or "skip".
+fn outcomes(text: &str) -> std::collections::BTreeMap<String, String> {
+    let mut m = std::collections::BTreeMap::new();
+    for line in text.lines() {
+        let (verdict, rest) = if let Some(r) = line.strip_prefix("not ok ") {
+            ("not ok", r)
+        } else if let Some(r) = line.strip_prefix("ok ") {
+            ("ok", r)
+        } else {
+            continue;
+        };
+        let mut it = rest.splitn(2, ' ');
+        let (_num, name) = (it.next(), it.next().unwrap_or(""));
+        let (name, skip) = match name.split_once(" # SKIP") {
+            Some((n, _)) => (n, true),
+            None => (name, false),
+        };
+        m.insert(
+            name.trim().to_string(),
+            if skip { "skip".into() } else { verdict.into() },
+        );
+    }
+    m
+}
+
+/// The checks, printed one per line; an error names every failed one.
+fn check(out: &str) -> anyhow::Result<()> {
+    if !out.contains("=== end") {
+        let tail: Vec<&str> = out.lines().rev().take(20).collect();
+        bail!(
+            "the guest did not finish; last lines:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    let mut failed = Vec::new();
+    let mut report = |name: &str, ok: bool, detail: String| {
+        println!("{} {name}: {detail}", if ok { "PASS" } else { "FAIL" });
+        if !ok {
+            failed.push(name.to_string());
+        }
+    };
+    println!("{}", section(out, "probes").trim_end());
+    let base = outcomes(section(out, "baseline"));
+    let traced = outcomes(section(out, "traced"));
+    let passed = base.values().filter(|v| *v == "ok").count();
+    let diff: Vec<String> = base
+        .iter()
+        .filter(|(k, v)| traced.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            format!(
+                "{k}: {v} -> {}",
+                traced.get(k).map_or("missing", String::as_str)
+            )
+        })
+        .collect();
+    report(
+        "hmm-tests outcomes are the same traced and untraced",
+        !base.is_empty() && diff.is_empty(),
+        if diff.is_empty() {
+            format!("{} tests, {passed} ok untraced", base.len())
+        } else {
+            diff.join("; ")
+        },
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(section(out, "report").trim()).map_err(|e| {
+            anyhow::anyhow!(
+                "the guest's report is not JSON ({e}):\n{}",
+                section(out, "report")
+            )
+        })?;
+    let count = |kind: &str| {
+        json["kinds"]
+            .as_array()
+            .and_then(|ks| ks.iter().find(|k| k["kind"] == kind))
+            .and_then(|k| k["count"].as_u64())
+            .unwrap_or(0)
+    };
+    let kinds = [
+        "migration",
+        "device_fault",
+        "page_free",
+        "invalidation",
+        "range_fault",
+    ];
+    let counts: Vec<String> = kinds.iter().map(|k| format!("{k}={}", count(k))).collect();
+    report(
+        "the capture shows every HMM path",
+        kinds.iter().all(|k| count(k) > 0),
+        counts.join(" "),
+    );
+    let lost = json["lost"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum::<u64>());
+    report("no lost events", lost == 0, format!("{lost} lost"));
+    let problems: Vec<&str> = section(out, "dmesg")
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    report(
+        "no oops, BUG, WARNING or verifier message in the kernel log",
+        problems.is_empty(),
+        problems.join(" | "),
+    );
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        bail!("{} VM check(s) failed: {}", failed.len(), failed.join("; "))
+    }
+}
