@@ -15,8 +15,10 @@ use hmmtrace::capture::{CaptureHeader, ClockKind, PagemapOpsInfo, ProbeStatus, W
 use hmmtrace::kernel::plan::{ExtraAttach, Status};
 use hmmtrace::kernel::{Session, SessionOptions};
 use hmmtrace::report::{self, Summary};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
 use tokio::io::unix::AsyncFd;
-use tokio::signal::unix::{signal, SignalKind};
 
 use super::probes::MechanismArg;
 use super::{bad_input, parse_duration, require_privileges};
@@ -104,13 +106,13 @@ async fn record(a: Args, extra: Vec<ExtraAttach>) -> anyhow::Result<ExitCode> {
     if let Some((prog, _)) = a.command.split_first() {
         let (rd, wr) = std::io::pipe()?;
         let rd_fd = rd.as_raw_fd();
-        let mut cmd = tokio::process::Command::new("/bin/sh");
+        let mut cmd = std::process::Command::new("/bin/sh");
         cmd.arg("-c")
             .arg("read -r _ <&3; exec 3<&-; exec \"$0\" \"$@\"")
             .args(&a.command);
         // SAFETY: between fork and exec only dup2(2), which is async-signal-safe.
         unsafe {
-            cmd.pre_exec(move || {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
                 if libc::dup2(rd_fd, 3) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -126,7 +128,7 @@ async fn record(a: Args, extra: Vec<ExtraAttach>) -> anyhow::Result<ExitCode> {
     }
     let mut tgids = a.pids.clone();
     if let Some(c) = &child {
-        tgids.push(c.id().context("the command exited before it started")?);
+        tgids.push(c.id());
     }
     let opts = SessionOptions {
         ring_bytes: a.ring_size,
@@ -140,7 +142,7 @@ async fn record(a: Args, extra: Vec<ExtraAttach>) -> anyhow::Result<ExitCode> {
         Ok(s) => s,
         Err(e) => {
             if let Some(c) = &mut child {
-                let _ = c.start_kill();
+                let _ = c.kill();
             }
             return Err(e);
         }
@@ -154,7 +156,7 @@ async fn record(a: Args, extra: Vec<ExtraAttach>) -> anyhow::Result<ExitCode> {
     if !refused.is_empty() {
         if a.strict {
             if let Some(c) = &mut child {
-                let _ = c.start_kill();
+                let _ = c.kill();
             }
             anyhow::bail!(
                 "--strict: these probes could not attach:\n  {}",
@@ -174,11 +176,17 @@ async fn record(a: Args, extra: Vec<ExtraAttach>) -> anyhow::Result<ExitCode> {
     // SAFETY: the ring's fd stays open as long as `session`, and `ring_fd` is dropped first.
     let ring_fd = unsafe { AsyncFd::register(session.ring_fd().as_raw_fd()) }
         .map_err(|e| anyhow::anyhow!("cannot watch the ring buffer: {e}"))?;
-    let mut sigint = signal(SignalKind::interrupt())?;
-    let mut sigterm = signal(SignalKind::terminate())?;
+    // Signals only set flags, checked on the timer: no signal driver (tokio's needs AF_UNIX
+    // sockets, which minimal kernels lack) and nothing to do in a handler.
+    let (sigint, sigterm) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&sigint))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&sigterm))?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let started = Instant::now();
-    let deadline = a.duration.map(|d| tokio::time::Instant::now() + d);
+    let deadline = a.duration.map(|d| started + d);
     let mut summary = Summary::default();
     let mut last_flush = Instant::now();
     let mut exit = ExitCode::SUCCESS;
@@ -203,28 +211,28 @@ async fn record(a: Args, extra: Vec<ExtraAttach>) -> anyhow::Result<ExitCode> {
                     writer.flush_block()?;
                     last_flush = Instant::now();
                 }
-            }
-            _ = sigint.recv() => { stopped_by = "SIGINT"; break; }
-            _ = sigterm.recv() => {
-                stopped_by = "SIGTERM";
-                if let Some(c) = &child {
-                    if let Some(pid) = c.id() {
-                        // SAFETY: kill(2) on our own child's pid.
-                        unsafe { libc::kill(pid as i32, libc::SIGTERM) };
-                    }
+                if sigint.load(Ordering::Relaxed) {
+                    stopped_by = "SIGINT";
+                    break;
                 }
-                break;
-            }
-            status = async { child.as_mut().unwrap().wait().await }, if child.is_some() => {
-                let status = status?;
-                exit = exit_code(status);
-                child = None;
-                stopped_by = "the command exited";
-                break;
-            }
-            _ = async { tokio::time::sleep_until(deadline.unwrap()).await }, if deadline.is_some() => {
-                stopped_by = "--duration";
-                break;
+                if sigterm.load(Ordering::Relaxed) {
+                    stopped_by = "SIGTERM";
+                    if let Some(c) = &child {
+                        // SAFETY: kill(2) on our own child's pid.
+                        unsafe { libc::kill(c.id() as i32, libc::SIGTERM) };
+                    }
+                    break;
+                }
+                if let Some(status) = child.as_mut().map(|c| c.try_wait()).transpose()?.flatten() {
+                    exit = exit_code(status);
+                    child = None;
+                    stopped_by = "the command exited";
+                    break;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    stopped_by = "--duration";
+                    break;
+                }
             }
         }
     }
@@ -237,8 +245,8 @@ async fn record(a: Args, extra: Vec<ExtraAttach>) -> anyhow::Result<ExitCode> {
     drop(ring_fd);
     drop(session);
     if let Some(mut c) = child {
-        // Stopped by SIGINT or the duration: the command's status is still its own.
-        exit = exit_code(c.wait().await?);
+        // Stopped by a signal or the duration: the command's status is still its own.
+        exit = exit_code(c.wait()?);
     }
     eprintln!(
         "hmmtrace: recorded {events} events ({bytes} bytes) in {:.1}s to {}; stopped by {stopped_by}; probes detached",
