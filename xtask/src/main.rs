@@ -24,7 +24,8 @@ enum Task {
     /// Install what building the eBPF programs needs: the nightly toolchain's rust-src, and
     /// bpf-linker built against the nightly's own LLVM. Idempotent.
     Setup,
-    /// Set up, then run every test (cargo nextest); as root, the kernel tests too.
+    /// Set up, then run every test: as root the VM checks and the kernel tests too, then
+    /// cargo nextest.
     Test {
         /// Extra arguments for `cargo nextest run`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -99,6 +100,20 @@ fn is_root() -> bool {
 
 fn test(args: &[String]) -> anyhow::Result<()> {
     setup::run()?;
+    // The VM checks first, so that nextest's summary is the run's last line; a failure is
+    // reported now and fails the run after the unit tests have run too.
+    let vm_failed = if is_root() {
+        match vm::test("6.12", std::time::Duration::from_secs(900)) {
+            Ok(()) => false,
+            Err(e) => {
+                eprintln!("xtask: VM checks FAILED: {e:#}");
+                true
+            }
+        }
+    } else {
+        eprintln!("xtask: not run: the VM checks (cargo xtask vm-test) need root to install qemu and the kernel source");
+        false
+    };
     let mut cmd = Command::new("cargo");
     // The default members: every crate but hmmtrace-ebpf, which only builds for BPF.
     cmd.args(["nextest", "run", "--no-fail-fast"]);
@@ -112,7 +127,12 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         );
     }
     cmd.args(args);
-    run_cmd(&mut cmd)
+    run_cmd(&mut cmd)?;
+    if vm_failed {
+        // Already reported above; keep nextest's summary as the last line.
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 fn demo(args: &[String]) -> anyhow::Result<()> {

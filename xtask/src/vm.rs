@@ -384,6 +384,10 @@ fn section<'a>(out: &'a str, name: &str) -> &'a str {
     };
     let rest = &out[start + marker.len()..];
     let rest = rest.split_once('\n').map_or("", |(_, r)| r);
+    // An empty section is followed at once by the next marker.
+    if rest.starts_with("=== ") {
+        return "";
+    }
     rest.find("\n=== ").map_or(rest, |end| &rest[..end])
 }
 
@@ -410,6 +414,26 @@ fn outcomes(text: &str) -> std::collections::BTreeMap<String, String> {
         );
     }
     m
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_and_outcomes_of_a_guest_log() {
+        let log = "noise\n=== baseline\nok 1 hmm.a\nnot ok 2 hmm.b\nok 3 hmm.c # SKIP no hugetlbfs\n=== dmesg\n=== end\nreboot: Power down\n";
+        assert_eq!(
+            section(log, "dmesg"),
+            "",
+            "an empty section ends at the next marker"
+        );
+        let o = outcomes(section(log, "baseline"));
+        assert_eq!(o["hmm.a"], "ok");
+        assert_eq!(o["hmm.b"], "not ok");
+        assert_eq!(o["hmm.c"], "skip");
+        assert_eq!(section(log, "missing"), "");
+    }
 }
 
 /// The checks, printed one per line; an error names every failed one.
