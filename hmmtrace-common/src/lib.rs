@@ -200,7 +200,8 @@ pub const MEMORY_DEVICE_COHERENT: u32 = 2;
 
 /// The last reference to a device page dropped: `free_zone_device_folio(folio)` (or
 /// `free_zone_device_page(page)`), which calls `pgmap->ops->page_free`. Only device-private and
-/// device-coherent pgmaps are reported. Header duration: the free path's entry to exit.
+/// device-coherent pgmaps are reported. Header duration: the free path's entry to exit;
+/// `callback_ns`: the driver's `page_free` within it, when that callback is hooked.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PageFree {
@@ -214,6 +215,8 @@ pub struct PageFree {
     pub order: u32,
     /// `page->pgmap->type`: `MEMORY_DEVICE_*`.
     pub memory_type: u32,
+    /// Entry-to-exit of the driver's `page_free` callback; flagged unknown when not hooked.
+    pub callback_ns: u64,
 }
 
 impl PageFree {
@@ -221,6 +224,7 @@ impl PageFree {
     pub const FIELD_PGMAP_OPS: u32 = 1 << 1;
     pub const FIELD_ORDER: u32 = 1 << 2;
     pub const FIELD_PFN: u32 = 1 << 3;
+    pub const FIELD_CALLBACK: u32 = 1 << 4;
 }
 
 /// `enum mmu_notifier_event` (`include/linux/mmu_notifier.h`), as of 6.12. The kernel's own
@@ -430,7 +434,7 @@ const _: () = {
     assert!(size_of::<EventHeader>() == 56);
     assert!(size_of::<Migration>() == 80);
     assert!(size_of::<DeviceFault>() == 32);
-    assert!(size_of::<PageFree>() == 32);
+    assert!(size_of::<PageFree>() == 40);
     assert!(size_of::<Invalidation>() == 32);
     assert!(size_of::<RangeFault>() == 40);
     assert!(size_of::<SystemMigration>() == 56);

@@ -1,6 +1,7 @@
 //! Device page frees: the core free path of a ZONE_DEVICE page (`free_zone_device_folio`,
 //! `free_zone_device_page` or `free_devmap_managed_page`, as the plan resolved), which calls
-//! the driver's `page_free`. Only device-private and device-coherent pgmaps are reported.
+//! the driver's `page_free`. Only device-private and device-coherent pgmaps are reported. The
+//! driver's callback, when hooked, is timed inside the core path's record (same task, nested).
 
 use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, map},
@@ -10,22 +11,55 @@ use aya_ebpf::{
 use hmmtrace_common::{offsets::UNKNOWN, EventKind, PageFree, ProbeId, Record};
 
 use crate::emit;
-use crate::kread::{field, now, offsets, pgmap_of, tid, Entry};
+use crate::kread::{field, now, offsets, pgmap_of, tid};
+
+/// A free in progress on one task.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct Freeing {
+    ts: u64,
+    /// The `struct folio *` (or `struct page *`) being freed.
+    arg: u64,
+    callback_entry: u64,
+    callback_ns: u64,
+    callback_seen: u32,
+    _pad: u32,
+}
 
 #[map]
-static FREE_INFLIGHT: HashMap<u32, Entry> = HashMap::with_max_entries(16384, 0);
+static FREE_INFLIGHT: HashMap<u32, Freeing> = HashMap::with_max_entries(16384, 0);
 
 #[inline(always)]
 fn entry(page: u64) {
     if emit::wanted() {
-        let _ = FREE_INFLIGHT.insert(
-            tid(),
-            Entry {
-                ts: now(),
-                arg: page,
-            },
-            0,
-        );
+        let f = Freeing {
+            ts: now(),
+            arg: page,
+            callback_entry: 0,
+            callback_ns: 0,
+            callback_seen: 0,
+            _pad: 0,
+        };
+        let _ = FREE_INFLIGHT.insert(tid(), f, 0);
+    }
+}
+
+#[inline(always)]
+fn callback_entry() {
+    if let Some(f) = FREE_INFLIGHT.get_ptr_mut(tid()) {
+        unsafe { (*f).callback_entry = now() };
+    }
+}
+
+#[inline(always)]
+fn callback_exit() {
+    if let Some(f) = FREE_INFLIGHT.get_ptr_mut(tid()) {
+        unsafe {
+            if (*f).callback_entry != 0 {
+                (*f).callback_ns = now() - (*f).callback_entry;
+                (*f).callback_seen = 1;
+            }
+        }
     }
 }
 
@@ -68,12 +102,16 @@ fn exit() {
             0
         }
     };
+    if e.callback_seen == 0 {
+        unknown |= PageFree::FIELD_CALLBACK;
+    }
     let payload = PageFree {
         pfn,
         pgmap_owner: owner.unwrap_or(0),
         pgmap_ops: ops.unwrap_or(0),
         order,
         memory_type: kind,
+        callback_ns: e.callback_ns,
     };
     let header = emit::header(EventKind::PageFree, e.ts, Some(end - e.ts), unknown);
     emit::submit(ProbeId::PageFree, Record { header, payload });
@@ -100,5 +138,31 @@ pub fn kprobe_free_zone_device(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn kretprobe_free_zone_device(_ctx: RetProbeContext) -> u32 {
     exit();
+    0
+}
+
+// The driver's dev_pagemap_ops.page_free(struct page *): whichever the plan resolved.
+
+#[fentry(function = "dmirror_devmem_free")]
+pub fn fentry_page_free(_ctx: FEntryContext) -> u32 {
+    callback_entry();
+    0
+}
+
+#[fexit(function = "dmirror_devmem_free")]
+pub fn fexit_page_free(_ctx: FExitContext) -> u32 {
+    callback_exit();
+    0
+}
+
+#[kprobe]
+pub fn kprobe_page_free(_ctx: ProbeContext) -> u32 {
+    callback_entry();
+    0
+}
+
+#[kretprobe]
+pub fn kretprobe_page_free(_ctx: RetProbeContext) -> u32 {
+    callback_exit();
     0
 }

@@ -167,13 +167,14 @@ fn every_kprobe_program_passes_the_verifier() {
         "kretprobe_hmm_range_fault",
         "kretprobe_migrate_device_range",
         "kretprobe_migrate_device_finalize",
+        "kretprobe_page_free",
     ] {
         assert!(names.contains(&want), "{names:?}");
     }
     assert_eq!(
         verdicts.len(),
-        22,
-        "an entry and an exit program for each of 11 roles: {names:?}"
+        24,
+        "an entry and an exit program for each of 12 roles: {names:?}"
     );
     for (name, verdict) in &verdicts {
         assert!(verdict.is_ok(), "{name}: {}", verdict.as_ref().unwrap_err());

@@ -137,6 +137,7 @@ pub(crate) fn encode(st: &mut State, e: &Event, out: &mut Vec<u8>) {
             put(out, zz(p.pgmap_ops.wrapping_sub(p.pgmap_owner)));
             put(out, p.order as u64);
             put(out, p.memory_type as u64);
+            put(out, p.callback_ns);
         }
         Body::Invalidation(i) => {
             put_delta(out, i.start, &mut st.addr);
@@ -323,6 +324,7 @@ pub(crate) fn decode(st: &mut State, c: &mut Cursor<'_>) -> Result<Event, Decode
                 pgmap_ops,
                 order: c.var32()?,
                 memory_type: c.var32()?,
+                callback_ns: c.var()?,
             })
         }
         EventKind::Invalidation => {

@@ -91,12 +91,13 @@ fn arb_event() -> impl Strategy<Value = Event> {
             result,
             _pad: 0
         })),
-        (any::<[u64; 3]>(), any::<[u32; 2]>()).prop_map(|(v, w)| Body::PageFree(PageFree {
+        (any::<[u64; 4]>(), any::<[u32; 2]>()).prop_map(|(v, w)| Body::PageFree(PageFree {
             pfn: v[0],
             pgmap_owner: v[1],
             pgmap_ops: v[2],
             order: w[0],
-            memory_type: w[1]
+            memory_type: w[1],
+            callback_ns: v[3],
         })),
         (any::<[u64; 3]>(), any::<u32>(), any::<u16>(), any::<u8>()).prop_map(
             |(v, event, range_flags, path)| Body::Invalidation(Invalidation {

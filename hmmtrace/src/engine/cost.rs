@@ -30,8 +30,10 @@ pub struct CostModel {
     pub finalize_per_page_ns: u64,
     /// `migrate_to_ram`: the callback's own overhead around its migration.
     pub fault_base_ns: u64,
-    /// `page_free` path: per device page.
+    /// The core free path of a device page, around the driver's callback.
     pub page_free_ns: u64,
+    /// The driver's `page_free` callback (returning the page to its allocator).
+    pub page_free_callback_ns: u64,
     /// `__mmu_notifier_invalidate_range_start`: fixed part beyond its callbacks.
     pub invalidate_base_ns: u64,
     /// A driver's interval `invalidate` callback: fixed part.
@@ -63,7 +65,8 @@ impl Default for CostModel {
             finalize_base_ns: 800,
             finalize_per_page_ns: 100,
             fault_base_ns: 3_000,
-            page_free_ns: 150,
+            page_free_ns: 100,
+            page_free_callback_ns: 60,
             invalidate_base_ns: 300,
             callback_base_ns: 250,
             callback_per_page_ns: 20,

@@ -516,7 +516,9 @@ impl Engine {
         self.free_page_ids.push(page);
         if let Frame::Device { dev, pfn } = frame {
             let t0 = self.clock.now();
-            let spent = self.clock.spend(self.clock.model.page_free_ns);
+            self.clock.spend(self.clock.model.page_free_ns);
+            let callback_ns = self.clock.spend(self.clock.model.page_free_callback_ns);
+            let spent = self.clock.now() - t0;
             let d = &mut self.devices[dev];
             d.free.push(pfn);
             d.by_pfn.remove(&pfn);
@@ -526,6 +528,7 @@ impl Engine {
                 pgmap_ops: d.owner,
                 order: 0,
                 memory_type: d.kind.memory_type(),
+                callback_ns,
             });
             self.emit(t0, Some(spent), body);
         }

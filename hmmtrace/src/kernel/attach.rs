@@ -22,8 +22,7 @@ pub fn programs(role: Role, mechanism: Mechanism) -> Option<(&'static str, &'sta
         Role::MigrateDeviceRange => "migrate_device_range",
         Role::MigrateDevicePages => "migrate_device_pages",
         Role::MigrateDeviceFinalize => "migrate_device_finalize",
-        // The core free path already records every device page free, callback included.
-        Role::PageFree => return None,
+        Role::PageFree => "page_free",
     };
     PROGRAMS
         .iter()
@@ -33,6 +32,18 @@ pub fn programs(role: Role, mechanism: Mechanism) -> Option<(&'static str, &'sta
 
 /// (mechanism, stem, entry program, exit program), as `hmmtrace-ebpf` defines them.
 const PROGRAMS: &[(Mechanism, &str, &str, &str)] = &[
+    (
+        Mechanism::Fentry,
+        "page_free",
+        "fentry_page_free",
+        "fexit_page_free",
+    ),
+    (
+        Mechanism::Kprobe,
+        "page_free",
+        "kprobe_page_free",
+        "kretprobe_page_free",
+    ),
     (
         Mechanism::Fentry,
         "migrate_device_finalize",
