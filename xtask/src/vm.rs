@@ -418,29 +418,6 @@ fn outcomes(text: &str) -> std::collections::BTreeMap<String, String> {
     m
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sections_and_outcomes_of_a_guest_log() {
-        let log = "noise\n=== baseline\nok 1 hmm.a\nnot ok 2 hmm.b\nok 3 hmm.c # SKIP no hugetlbfs\n=== dmesg\n=== end\nreboot: Power down\n";
-        assert_eq!(
-            section(log, "dmesg"),
-            "",
-            "an empty section ends at the next marker"
-        );
-        let o = outcomes(section(log, "baseline"));
-        assert_eq!(o["hmm.a"], "ok");
-        assert_eq!(o["hmm.b"], "not ok");
-        assert_eq!(o["hmm.c"], "skip");
-        assert_eq!(section(log, "missing"), "");
-        let v = first_json("{\"a\": 1}\nadded new 256 MB chunk\n").unwrap();
-        assert_eq!(v["a"], 1, "a kernel message after the JSON is ignored");
-        assert!(first_json("no json here").is_err());
-    }
-}
-
 /// The first JSON value of a section (a kernel message may still follow it on the console).
 fn first_json(text: &str) -> anyhow::Result<serde_json::Value> {
     let start = text
@@ -557,5 +534,28 @@ fn check(out: &str) -> anyhow::Result<()> {
         Ok(())
     } else {
         bail!("{} VM check(s) failed: {}", failed.len(), failed.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sections_and_outcomes_of_a_guest_log() {
+        let log = "noise\n=== baseline\nok 1 hmm.a\nnot ok 2 hmm.b\nok 3 hmm.c # SKIP no hugetlbfs\n=== dmesg\n=== end\nreboot: Power down\n";
+        assert_eq!(
+            section(log, "dmesg"),
+            "",
+            "an empty section ends at the next marker"
+        );
+        let o = outcomes(section(log, "baseline"));
+        assert_eq!(o["hmm.a"], "ok");
+        assert_eq!(o["hmm.b"], "not ok");
+        assert_eq!(o["hmm.c"], "skip");
+        assert_eq!(section(log, "missing"), "");
+        let v = first_json("{\"a\": 1}\nadded new 256 MB chunk\n").unwrap();
+        assert_eq!(v["a"], 1, "a kernel message after the JSON is ignored");
+        assert!(first_json("no json here").is_err());
     }
 }

@@ -96,6 +96,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Parses `--attach FUNC=ROLE` arguments; a bad one is bad input.
+pub fn parse_attach(args: &[String]) -> anyhow::Result<Vec<hmmtrace::kernel::plan::ExtraAttach>> {
+    args.iter()
+        .map(|s| {
+            s.parse()
+                .map_err(|e: anyhow::Error| bad_input(e.context(format!("--attach {s}"))))
+        })
+        .collect()
+}
+
 /// Exit code for "not privileged enough to trace the kernel".
 pub const EXIT_NO_PRIVILEGE: u8 = 3;
 

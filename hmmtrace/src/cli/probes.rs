@@ -3,10 +3,10 @@
 
 use std::process::ExitCode;
 
-use hmmtrace::kernel::plan::{ExtraAttach, Mechanism, MechanismChoice, Status};
+use hmmtrace::kernel::plan::{Mechanism, MechanismChoice, Status};
 use hmmtrace::kernel::{Session, SessionOptions};
 
-use super::{bad_input, require_privileges};
+use super::require_privileges;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum MechanismArg {
@@ -37,14 +37,7 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let extra = a
-        .extra
-        .iter()
-        .map(|s| {
-            s.parse::<ExtraAttach>()
-                .map_err(|e| bad_input(e.context(format!("--attach {s}"))))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let extra = super::parse_attach(&a.extra)?;
     if let Some(code) = require_privileges() {
         return Ok(code);
     }

@@ -74,14 +74,7 @@ fn parse_size(s: &str) -> Result<u32, String> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let extra = a
-        .extra
-        .iter()
-        .map(|s| {
-            s.parse::<ExtraAttach>()
-                .map_err(|e| bad_input(e.context(format!("--attach {s}"))))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let extra = super::parse_attach(&a.extra)?;
     for pid in &a.pids {
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
             return Err(bad_input(anyhow::anyhow!("--pid {pid}: no such process")));

@@ -186,27 +186,7 @@ impl Engine {
                     self.restore(&c);
                     continue;
                 }
-                let others = std::mem::take(&mut self.pages[page as usize].maps);
-                for (t, v) in others {
-                    let w = self
-                        .procs
-                        .get(&t)
-                        .and_then(|p| p.ptes.get(&v))
-                        .is_some_and(|p| {
-                            matches!(
-                                p,
-                                Pte::Present { write: true, .. }
-                                    | Pte::DevicePrivate { write: true, .. }
-                            )
-                        });
-                    self.invalidate(t, v, v + 1, MMU_NOTIFY_CLEAR, 0);
-                    self.procs
-                        .get_mut(&t)
-                        .unwrap()
-                        .ptes
-                        .insert(v, Pte::Migration { page, write: w });
-                    c.mappings.push((t, v, w));
-                }
+                c.mappings.extend(self.try_to_migrate(page));
             }
             kept.push(c);
         }
@@ -312,6 +292,27 @@ impl Engine {
         MigrateOutcome { cpages, migrated }
     }
 
+    /// `try_to_migrate`: every remaining mapping of `page` gets a migration entry, each under
+    /// an `MMU_NOTIFY_CLEAR` of that page in its mm. Returns (tgid, vpn, writable) of each.
+    fn try_to_migrate(&mut self, page: PageId) -> Vec<(Tgid, u64, bool)> {
+        let maps = std::mem::take(&mut self.pages[page as usize].maps);
+        let mut out = Vec::with_capacity(maps.len());
+        for (t, v) in maps {
+            let write = matches!(
+                self.procs[&t].ptes.get(&v),
+                Some(Pte::DevicePrivate { write: true, .. } | Pte::Present { write: true, .. })
+            );
+            self.invalidate(t, v, v + 1, MMU_NOTIFY_CLEAR, 0);
+            self.procs
+                .get_mut(&t)
+                .unwrap()
+                .ptes
+                .insert(v, Pte::Migration { page, write });
+            out.push((t, v, write));
+        }
+        out
+    }
+
     /// Puts back the PTEs a collected entry took (remove_migration_ptes to the old page).
     fn restore(&mut self, c: &Collected) {
         let Some(page) = c.page else { return };
@@ -389,21 +390,7 @@ impl Engine {
             if self.pages[page as usize].pins > 0 {
                 continue;
             }
-            let maps = std::mem::take(&mut self.pages[page as usize].maps);
-            let mut mappings = Vec::with_capacity(maps.len());
-            for (t, v) in maps {
-                let w = matches!(
-                    self.procs[&t].ptes.get(&v),
-                    Some(Pte::DevicePrivate { write: true, .. } | Pte::Present { write: true, .. })
-                );
-                self.invalidate(t, v, v + 1, MMU_NOTIFY_CLEAR, 0);
-                self.procs
-                    .get_mut(&t)
-                    .unwrap()
-                    .ptes
-                    .insert(v, Pte::Migration { page, write: w });
-                mappings.push((t, v, w));
-            }
+            let mappings = self.try_to_migrate(page);
             collected.push(Collected {
                 vpn: 0,
                 page: Some(page),

@@ -79,16 +79,7 @@ impl Engine {
         for i in subs {
             self.callback(i, start, end, event, owner);
         }
-        let (s, e) = self.addr_range(start, end);
-        let body = Body::Invalidation(Invalidation {
-            start: s,
-            end: e,
-            owner,
-            event,
-            range_flags: BLOCKABLE,
-            path: INVALIDATE_RANGE_START,
-            _pad: 0,
-        });
+        let body = self.invalidation(start, end, event, owner, INVALIDATE_RANGE_START);
         self.emit(t0, Some(self.clock.now() - t0), body);
     }
 
@@ -130,17 +121,22 @@ impl Engine {
         let m = &self.clock.model;
         let cost = m.callback_base_ns + cleared * m.callback_per_page_ns;
         let spent = self.clock.spend(cost);
-        let (s, e) = self.addr_range(start, end);
-        let body = Body::Invalidation(Invalidation {
-            start: s,
-            end: e,
+        let body = self.invalidation(start, end, event, owner, INVALIDATE_CALLBACK);
+        self.emit(t0, Some(spent), body);
+    }
+
+    /// The record of an invalidation of vpns `[start, end)` seen at `path`.
+    fn invalidation(&self, start: u64, end: u64, event: u32, owner: u64, path: u8) -> Body {
+        let (start, end) = self.addr_range(start, end);
+        Body::Invalidation(Invalidation {
+            start,
+            end,
             owner,
             event,
             range_flags: BLOCKABLE,
-            path: INVALIDATE_CALLBACK,
+            path,
             _pad: 0,
-        });
-        self.emit(t0, Some(spent), body);
+        })
     }
 
     /// Vpn range → byte range; an end past the address space is `ULONG_MAX`, as in the kernel.

@@ -74,7 +74,12 @@ impl Session {
                 opts.ring_bytes
             );
         }
-        let (mut ebpf, mut plan, missing, pagemap_ops) = load(opts)?;
+        let Loaded {
+            mut ebpf,
+            mut plan,
+            missing,
+            pagemap_ops,
+        } = load(opts)?;
         let aya_btf = aya::Btf::from_sys_fs().ok();
         for row in &mut plan {
             attach::attach_row(&mut ebpf, aya_btf.as_ref(), row);
@@ -289,11 +294,18 @@ fn migrate_vma_offsets(btf: Option<&btf::Btf>) -> (MigrateVmaOffsets, Vec<String
     (o, missing)
 }
 
+/// The object loaded with its globals filled, before anything is attached.
+struct Loaded {
+    ebpf: Ebpf,
+    plan: Vec<PlanEntry>,
+    /// Struct fields (`type.member`) this kernel's BTF lacks.
+    missing: Vec<String>,
+    pagemap_ops: Vec<plan::PagemapOps>,
+}
+
 /// Reads the kernel's facts, resolves the plan, and loads the object with its globals filled
 /// (nothing attached yet). Also returns the struct fields (`type.member`) this kernel lacks.
-fn load(
-    opts: &SessionOptions,
-) -> anyhow::Result<(Ebpf, Vec<PlanEntry>, Vec<String>, Vec<plan::PagemapOps>)> {
+fn load(opts: &SessionOptions) -> anyhow::Result<Loaded> {
     let root = tracefs::root()?;
     let offsets = tracefs::migrate_pages_offsets(&tracefs::read_format(
         &root,
@@ -338,7 +350,12 @@ fn load(
             }
             _ => anyhow::Error::new(e).context("cannot load hmmtrace's eBPF object"),
         })?;
-    Ok((ebpf, plan, missing, facts.pagemap_ops))
+    Ok(Loaded {
+        ebpf,
+        plan,
+        missing,
+        pagemap_ops: facts.pagemap_ops,
+    })
 }
 
 /// Loads the object as a session would and runs every kprobe-type program through the
@@ -347,7 +364,7 @@ fn load(
 pub fn verify_kprobe_programs(
     opts: &SessionOptions,
 ) -> anyhow::Result<Vec<(String, Result<(), String>)>> {
-    let (mut ebpf, ..) = load(opts)?;
+    let mut ebpf = load(opts)?.ebpf;
     Ok(attach::verify_kprobe_programs(&mut ebpf))
 }
 
