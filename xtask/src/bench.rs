@@ -6,16 +6,8 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
-use crate::run_cmd;
-
 pub fn run(quick: bool) -> anyhow::Result<()> {
-    run_cmd(Command::new("cargo").args([
-        "build",
-        "--quiet",
-        "--release",
-        "--package",
-        "hmmtrace",
-    ]))?;
+    let bin = crate::build_release_hmmtrace()?;
     let dir = std::env::temp_dir().join(format!("hmmtrace-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let out = dir.join("gpu-stream.hmt");
@@ -24,7 +16,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let mut stderr = String::new();
     for _ in 0..runs {
         let started = Instant::now();
-        let o = Command::new("target/release/hmmtrace")
+        let o = Command::new(&bin)
             .args(["sim", "--scenario", "gpu-stream", "--format", "json", "-o"])
             .arg(&out)
             .output()
@@ -38,7 +30,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
         stderr = String::from_utf8_lossy(&o.stderr).into_owned();
     }
     let report: serde_json::Value = serde_json::from_slice(
-        &Command::new("target/release/hmmtrace")
+        &Command::new(&bin)
             .arg("report")
             .arg(&out)
             .args(["--format", "json"])

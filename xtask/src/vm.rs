@@ -300,14 +300,7 @@ pub fn test(version: &str, limit: Duration) -> anyhow::Result<()> {
     gcc.args(["-lrt", "-lpthread", "-lm"]);
     logged(gcc, &log, "gcc hmm-tests.c")?;
     say("building hmmtrace (release)");
-    run_cmd(Command::new("cargo").args([
-        "build",
-        "--quiet",
-        "--release",
-        "--package",
-        "hmmtrace",
-    ]))?;
-    let bin = PathBuf::from("target/release/hmmtrace");
+    let bin = crate::build_release_hmmtrace()?;
     std::fs::copy(&bin, root.join("hmmtrace"))?;
     copy_libraries(&bin, &root)?;
     std::fs::copy("/bin/busybox", root.join("bin/busybox"))?;
