@@ -299,6 +299,17 @@ pub fn test(version: &str, limit: Duration) -> anyhow::Result<()> {
         .arg(selftests.join("mm/hmm-tests.c"));
     gcc.args(["-lrt", "-lpthread", "-lm"]);
     logged(gcc, &log, "gcc hmm-tests.c")?;
+    let workload_c = work.join("workload.c");
+    std::fs::write(&workload_c, include_str!("../vm/workload.c"))?;
+    let mut gcc = Command::new("gcc");
+    gcc.args(["-static", "-O2", "-o"])
+        .arg(root.join("workload"));
+    gcc.arg("-I")
+        .arg(&k.source)
+        .arg("-isystem")
+        .arg(headers.join("include"))
+        .arg(&workload_c);
+    logged(gcc, &log, "gcc workload.c")?;
     say("building hmmtrace (release)");
     let bin = crate::build_release_hmmtrace()?;
     std::fs::copy(&bin, root.join("hmmtrace"))?;
@@ -513,6 +524,54 @@ fn check(out: &str) -> anyhow::Result<()> {
         "fentry and kprobe count the same migrations and page frees",
         fentry == kprobe && kprobe == auto && auto.0 > 0,
         format!("(migration, page_free): auto {auto:?}, fentry {fentry:?}, kprobe {kprobe:?}"),
+    );
+    // Check 1: the deterministic workload, against the numbers worked out in workload.c.
+    let w = first_json(section(out, "report-workload"))?;
+    let kind = |k: &str, field: &str| {
+        w["kinds"]
+            .as_array()
+            .and_then(|ks| ks.iter().find(|x| x["kind"] == k))
+            .and_then(|x| x[field].as_u64())
+            .unwrap_or(0)
+    };
+    let (n, m, k) = (64, 16, 32);
+    // (kind, field, expected): see workload.c for where each number comes from.
+    let want = [
+        ("migration", "pages", n + m),
+        ("device_fault", "count", m),
+        ("page_free", "count", n),
+        ("range_fault", "count", 1),
+        ("range_fault", "pages", k),
+    ];
+    let mut wrong: Vec<String> = want
+        .iter()
+        .filter(|(kd, f, v)| kind(kd, f) != *v)
+        .map(|(kd, f, v)| format!("{kd} {f}: {} (want {v})", kind(kd, f)))
+        .collect();
+    for kd in ["migration", "device_fault", "page_free", "range_fault"] {
+        let min = w["kinds"]
+            .as_array()
+            .and_then(|ks| ks.iter().find(|x| x["kind"] == kd))
+            .and_then(|x| x["latency_ns"]["min"].as_u64());
+        if min.unwrap_or(0) == 0 {
+            wrong.push(format!("{kd}: no non-zero latency"));
+        }
+    }
+    let lost_w = w["lost"]
+        .as_object()
+        .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum::<u64>());
+    report(
+        "the deterministic workload matches the numbers worked out from test_hmm",
+        wrong.is_empty() && lost_w == 0,
+        if wrong.is_empty() {
+            format!(
+                "{} pages migrated in {} migrations, {m} faults, {n} frees, 1 range fault of {k} pages",
+                n + m,
+                kind("migration", "count")
+            )
+        } else {
+            wrong.join("; ")
+        },
     );
     let problems: Vec<&str> = section(out, "dmesg")
         .lines()
