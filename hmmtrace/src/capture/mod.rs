@@ -150,14 +150,6 @@ impl CaptureHeader {
             }
         })
     }
-
-    /// The device's name for a pgmap owner value, if the header knows it.
-    pub fn device_name(&self, owner: u64) -> Option<&str> {
-        self.devices
-            .iter()
-            .find(|d| d.owner == owner)
-            .map(|d| d.name.as_str())
-    }
 }
 
 pub fn unix_now_ns() -> u64 {

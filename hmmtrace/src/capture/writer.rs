@@ -112,10 +112,6 @@ impl<W: Write> Writer<W> {
         self.flush_block()?;
         Ok(self.out)
     }
-
-    pub fn events(&self) -> u64 {
-        self.events
-    }
 }
 
 impl<W: Write> Sink for Writer<W> {

@@ -6,177 +6,18 @@ use aya::{Btf, Ebpf};
 
 use super::plan::{Mechanism, PlanEntry, Role, Status};
 
-/// The (entry, exit) program names for a role and mechanism; `None` when this hmmtrace has no
-/// program for the role yet.
-pub fn programs(role: Role, mechanism: Mechanism) -> Option<(&'static str, &'static str)> {
-    // One stem per role; the eBPF object names its programs `<mechanism>_<stem>`.
-    let stem = match role {
-        Role::MigrateVmaSetup => "migrate_vma_setup",
-        Role::MigrateVmaPages => "migrate_vma_pages",
-        Role::MigrateVmaFinalize => "migrate_vma_finalize",
-        Role::MigrateToRam => "migrate_to_ram",
-        Role::FreeZoneDevice => "free_zone_device",
-        Role::InvalidateRangeStart => "invalidate_range_start",
-        Role::IntervalInvalidate => "interval_invalidate",
-        Role::HmmRangeFault => "hmm_range_fault",
-        Role::MigrateDeviceRange => "migrate_device_range",
-        Role::MigrateDevicePages => "migrate_device_pages",
-        Role::MigrateDeviceFinalize => "migrate_device_finalize",
-        Role::PageFree => "page_free",
+/// The (entry, exit) program names of a role: `hmmtrace-ebpf` names them
+/// `fentry_<role>`/`fexit_<role>` and `kprobe_<role>`/`kretprobe_<role>`, after `Role::name`.
+pub fn programs(role: Role, mechanism: Mechanism) -> (String, String) {
+    let (entry, exit) = match mechanism {
+        Mechanism::Fentry => ("fentry", "fexit"),
+        Mechanism::Kprobe => ("kprobe", "kretprobe"),
     };
-    PROGRAMS
-        .iter()
-        .find(|(m, s, _, _)| *m == mechanism && *s == stem)
-        .map(|(_, _, e, x)| (*e, *x))
+    (
+        format!("{entry}_{}", role.name()),
+        format!("{exit}_{}", role.name()),
+    )
 }
-
-/// (mechanism, stem, entry program, exit program), as `hmmtrace-ebpf` defines them.
-const PROGRAMS: &[(Mechanism, &str, &str, &str)] = &[
-    (
-        Mechanism::Fentry,
-        "page_free",
-        "fentry_page_free",
-        "fexit_page_free",
-    ),
-    (
-        Mechanism::Kprobe,
-        "page_free",
-        "kprobe_page_free",
-        "kretprobe_page_free",
-    ),
-    (
-        Mechanism::Fentry,
-        "migrate_device_finalize",
-        "fentry_migrate_device_finalize",
-        "fexit_migrate_device_finalize",
-    ),
-    (
-        Mechanism::Kprobe,
-        "migrate_device_finalize",
-        "kprobe_migrate_device_finalize",
-        "kretprobe_migrate_device_finalize",
-    ),
-    (
-        Mechanism::Fentry,
-        "migrate_device_pages",
-        "fentry_migrate_device_pages",
-        "fexit_migrate_device_pages",
-    ),
-    (
-        Mechanism::Kprobe,
-        "migrate_device_pages",
-        "kprobe_migrate_device_pages",
-        "kretprobe_migrate_device_pages",
-    ),
-    (
-        Mechanism::Fentry,
-        "migrate_device_range",
-        "fentry_migrate_device_range",
-        "fexit_migrate_device_range",
-    ),
-    (
-        Mechanism::Kprobe,
-        "migrate_device_range",
-        "kprobe_migrate_device_range",
-        "kretprobe_migrate_device_range",
-    ),
-    (
-        Mechanism::Fentry,
-        "migrate_vma_setup",
-        "fentry_migrate_vma_setup",
-        "fexit_migrate_vma_setup",
-    ),
-    (
-        Mechanism::Fentry,
-        "migrate_vma_pages",
-        "fentry_migrate_vma_pages",
-        "fexit_migrate_vma_pages",
-    ),
-    (
-        Mechanism::Fentry,
-        "migrate_vma_finalize",
-        "fentry_migrate_vma_finalize",
-        "fexit_migrate_vma_finalize",
-    ),
-    (
-        Mechanism::Fentry,
-        "migrate_to_ram",
-        "fentry_migrate_to_ram",
-        "fexit_migrate_to_ram",
-    ),
-    (
-        Mechanism::Fentry,
-        "free_zone_device",
-        "fentry_free_zone_device",
-        "fexit_free_zone_device",
-    ),
-    (
-        Mechanism::Fentry,
-        "invalidate_range_start",
-        "fentry_invalidate_range_start",
-        "fexit_invalidate_range_start",
-    ),
-    (
-        Mechanism::Fentry,
-        "interval_invalidate",
-        "fentry_interval_invalidate",
-        "fexit_interval_invalidate",
-    ),
-    (
-        Mechanism::Fentry,
-        "hmm_range_fault",
-        "fentry_hmm_range_fault",
-        "fexit_hmm_range_fault",
-    ),
-    (
-        Mechanism::Kprobe,
-        "migrate_vma_setup",
-        "kprobe_migrate_vma_setup",
-        "kretprobe_migrate_vma_setup",
-    ),
-    (
-        Mechanism::Kprobe,
-        "migrate_vma_pages",
-        "kprobe_migrate_vma_pages",
-        "kretprobe_migrate_vma_pages",
-    ),
-    (
-        Mechanism::Kprobe,
-        "migrate_vma_finalize",
-        "kprobe_migrate_vma_finalize",
-        "kretprobe_migrate_vma_finalize",
-    ),
-    (
-        Mechanism::Kprobe,
-        "migrate_to_ram",
-        "kprobe_migrate_to_ram",
-        "kretprobe_migrate_to_ram",
-    ),
-    (
-        Mechanism::Kprobe,
-        "free_zone_device",
-        "kprobe_free_zone_device",
-        "kretprobe_free_zone_device",
-    ),
-    (
-        Mechanism::Kprobe,
-        "invalidate_range_start",
-        "kprobe_invalidate_range_start",
-        "kretprobe_invalidate_range_start",
-    ),
-    (
-        Mechanism::Kprobe,
-        "interval_invalidate",
-        "kprobe_interval_invalidate",
-        "kretprobe_interval_invalidate",
-    ),
-    (
-        Mechanism::Kprobe,
-        "hmm_range_fault",
-        "kprobe_hmm_range_fault",
-        "kretprobe_hmm_range_fault",
-    ),
-];
 
 /// The errno behind an aya program error (EINVAL when it carries none).
 pub fn errno(e: &ProgramError) -> i32 {
@@ -251,12 +92,9 @@ pub fn attach_row(ebpf: &mut Ebpf, btf: Option<&Btf>, row: &mut PlanEntry) {
     }
     let mut tries = Vec::new();
     for &mechanism in &row.mechanisms {
-        let Some((entry, exit)) = programs(row.role, mechanism) else {
-            row.status = Status::NoProgram;
-            return;
-        };
-        let result = attach_one(ebpf, btf, entry, mechanism, &row.symbol, false)
-            .and_then(|()| attach_one(ebpf, btf, exit, mechanism, &row.symbol, true));
+        let (entry, exit) = programs(row.role, mechanism);
+        let result = attach_one(ebpf, btf, &entry, mechanism, &row.symbol, false)
+            .and_then(|()| attach_one(ebpf, btf, &exit, mechanism, &row.symbol, true));
         match result {
             Ok(()) => {
                 row.status = Status::Attached(mechanism);
@@ -264,8 +102,8 @@ pub fn attach_row(ebpf: &mut Ebpf, btf: Option<&Btf>, row: &mut PlanEntry) {
             }
             Err(e) => {
                 // Detach a half-attached pair so the fallback starts clean.
-                unload(ebpf, entry);
-                unload(ebpf, exit);
+                unload(ebpf, &entry);
+                unload(ebpf, &exit);
                 tries.push((mechanism, e));
             }
         }

@@ -55,7 +55,6 @@ enum Type {
 pub struct Btf {
     /// Index = type id; id 0 is `void`.
     types: Vec<Type>,
-    kinds: Vec<u32>,
     /// (kind, name) → type ids with that name.
     by_name: HashMap<(u32, String), Vec<u32>>,
 }
@@ -122,7 +121,6 @@ impl Btf {
         };
 
         let mut types = vec![Type::Other];
-        let mut kinds = vec![0];
         let mut by_name: HashMap<(u32, String), Vec<u32>> = HashMap::new();
         let mut r = Reader {
             data: types_data,
@@ -203,13 +201,8 @@ impl Btf {
                 by_name.entry((kind, name(name_off)?)).or_default().push(id);
             }
             types.push(ty);
-            kinds.push(kind);
         }
-        Ok(Btf {
-            types,
-            kinds,
-            by_name,
-        })
+        Ok(Btf { types, by_name })
     }
 
     /// Follows typedefs and qualifiers.
@@ -290,15 +283,6 @@ impl Btf {
             .keys()
             .filter(|(k, _)| *k == KIND_FUNC)
             .map(|(_, n)| n.as_str())
-    }
-
-    /// Number of types, for diagnostics.
-    pub fn len(&self) -> usize {
-        self.kinds.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.kinds.len() <= 1
     }
 }
 

@@ -394,8 +394,6 @@ pub enum Status {
     /// Attached, but these struct fields have no offset in this kernel's BTF: the events mark
     /// them unknown.
     OffsetsUnknown(Vec<String>),
-    /// This hmmtrace has no program for the role yet.
-    NoProgram,
 }
 
 impl fmt::Display for Status {
@@ -415,7 +413,6 @@ impl fmt::Display for Status {
             Status::OffsetsUnknown(fields) => {
                 write!(f, "field offsets unknown: {}", fields.join(", "))
             }
-            Status::NoProgram => f.write_str("no hmmtrace program for it yet"),
         }
     }
 }

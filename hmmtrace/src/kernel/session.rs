@@ -58,7 +58,6 @@ pub struct Session {
     pub pagemap_ops: Vec<plan::PagemapOps>,
     /// This kernel's `MMU_NOTIFY_*` values (from BTF) → hmmtrace's (`hmmtrace_common`).
     notify: Vec<(u32, u32)>,
-    tgids: Option<aya::maps::HashMap<MapData, u32, u8>>,
 }
 
 /// Why a session could not start without privileges: the message a user should see.
@@ -117,10 +116,6 @@ impl Session {
         tp.attach("migrate", "mm_migrate_pages")
             .context("cannot attach to tracepoint migrate:mm_migrate_pages")?;
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
-        let tgids = match ebpf.take_map("TGIDS") {
-            Some(m) => Some(aya::maps::HashMap::try_from(m)?),
-            None => None,
-        };
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("no DROPS map")?)?;
         Ok(Session {
             _ebpf: ebpf,
@@ -131,7 +126,6 @@ impl Session {
             plan,
             pagemap_ops,
             notify: notify_map(btf::Btf::from_sysfs().ok().as_ref()),
-            tgids,
         })
     }
 
@@ -171,14 +165,6 @@ impl Session {
             }
         }
         Ok(n)
-    }
-
-    /// Adds a process to the traced set (only when the session was started with `tgids`).
-    pub fn trace_tgid(&mut self, tgid: u32) -> anyhow::Result<()> {
-        match &mut self.tgids {
-            Some(m) => Ok(m.insert(tgid, 1, 0)?),
-            None => bail!("this session traces every process; it has no tgid filter"),
-        }
     }
 
     /// The ring buffer's file descriptor, for waiting on it with epoll.
