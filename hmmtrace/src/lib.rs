@@ -8,6 +8,8 @@
 pub mod capture;
 pub mod engine;
 pub mod event;
+pub mod export;
 pub mod kernel;
+pub mod labels;
 pub mod report;
 pub mod scenario;

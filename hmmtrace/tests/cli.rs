@@ -123,3 +123,43 @@ fn help_explains_with_examples() {
     let (_, out, _) = run(hmmtrace().args(["sim", "--list"]));
     assert!(out.lines().count() >= 12 && out.contains("gpu-stream"));
 }
+
+#[test]
+fn export_writes_every_event_and_stops_quietly_on_a_closed_pipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.hmt");
+    let (code, _, err) = run(hmmtrace()
+        .args(["sim", "-s", "migrate_fault", "-o"])
+        .arg(&path));
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run(hmmtrace().arg("export").arg(&path));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 152, "one line per event");
+    let csv = dir.path().join("m.csv");
+    let (code, _, err) = run(hmmtrace()
+        .arg("export")
+        .arg(&path)
+        .args(["--format", "csv", "-o"])
+        .arg(&csv));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&csv).unwrap().lines().count(),
+        153,
+        "a header and one row per event"
+    );
+    // A reader that goes away early (`| head -1`) is not an error; gpu-stream's export is
+    // far larger than a pipe's buffer, so the writer does meet the closed pipe.
+    let big = dir.path().join("g.hmt");
+    let (code, _, err) = run(hmmtrace().args(["sim", "-s", "gpu-stream", "-o"]).arg(&big));
+    assert_eq!(code, 0, "{err}");
+    let sh = format!(
+        "{} export {} | head -1 >/dev/null; echo ${{PIPESTATUS[0]}}",
+        env!("CARGO_BIN_EXE_hmmtrace"),
+        big.display()
+    );
+    let (_, out, err) = run(Command::new("bash").args(["-c", &sh]));
+    assert_eq!(out.trim(), "0", "{err}");
+    assert!(err.is_empty(), "{err}");
+    let (code, _, err) = run(hmmtrace().args(["export", "/nonexistent/x.hmt"]));
+    assert_eq!(code, 2, "{err}");
+}

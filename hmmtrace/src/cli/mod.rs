@@ -2,6 +2,7 @@
 //! holds logic that a library module could own.
 
 mod demo;
+mod export;
 mod probes;
 mod record;
 mod report;
@@ -84,6 +85,12 @@ enum Command {
         after_help = "Examples:\n  hmmtrace report stream.hmt\n  hmmtrace report stream.hmt --format json"
     )]
     Report(report::Args),
+    /// Write every event of a capture as JSON Lines or CSV, for tools of your own
+    /// (schema: docs/export.md).
+    #[command(
+        after_help = "Examples:\n  hmmtrace export run.hmt > run.jsonl\n  hmmtrace export run.hmt --format csv -o run.csv\n  hmmtrace export run.hmt | jq 'select(.kind == \"device_fault\")'"
+    )]
+    Export(export::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -91,6 +98,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Demo(a) => demo::run(a),
         Command::Sim(a) => sim::run(a),
         Command::Report(a) => report::run(a),
+        Command::Export(a) => export::run(a),
         Command::Probes(a) => probes::run(a),
         Command::Record(a) => record::run(a),
     }
@@ -169,4 +177,25 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
         return Err(format!("'{s}' is out of range"));
     }
     Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// Streams a capture into `sink`. A fault of the file (corrupt, unreadable) is bad input; a
+/// fault of the sink (a full disk, a closed pipe) is reported as itself.
+pub fn stream_capture<R: std::io::Read>(
+    reader: hmmtrace::capture::Reader<R>,
+    sink: &mut dyn hmmtrace::event::Sink,
+) -> anyhow::Result<hmmtrace::capture::ReadSummary> {
+    let mut sink_err = None;
+    let read = reader.for_each(|e| {
+        sink.event(e).map_err(|err| {
+            let msg = format!("{err:#}");
+            sink_err = Some(err);
+            anyhow::anyhow!(msg)
+        })
+    });
+    match (read, sink_err) {
+        (_, Some(err)) => Err(err),
+        (Ok(r), None) => Ok(r),
+        (Err(e), None) => Err(bad_input(e)),
+    }
 }

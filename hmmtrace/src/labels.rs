@@ -1,0 +1,101 @@
+//! How sinks name things for people: devices by their pgmap owner, without printing kernel
+//! pointers unless asked. A kernel capture's owners are kernel addresses (a driver's cookie),
+//! which must not leak into reports by default, so they become `dev1`, `dev2`, ... in order of
+//! first appearance; the engine's owners come with names in the capture header.
+
+use std::collections::HashMap;
+
+use crate::capture::CaptureHeader;
+
+/// Names pgmap owners. Cheap to query per event; grows by one entry per distinct device.
+#[derive(Clone, Debug, Default)]
+pub struct DeviceNames {
+    known: HashMap<u64, String>,
+    seen: HashMap<u64, String>,
+    show_pointers: bool,
+}
+
+impl DeviceNames {
+    /// Names from `header` (the engine's device table); others are numbered as they appear, or
+    /// shown as hex when `show_pointers`.
+    pub fn new(header: &CaptureHeader, show_pointers: bool) -> DeviceNames {
+        DeviceNames {
+            known: header
+                .devices
+                .iter()
+                .map(|d| (d.owner, d.name.clone()))
+                .collect(),
+            seen: HashMap::new(),
+            show_pointers,
+        }
+    }
+
+    /// The label of `owner`; `None` for 0 (no device).
+    pub fn name(&mut self, owner: u64) -> Option<&str> {
+        if owner == 0 {
+            return None;
+        }
+        if let Some(n) = self.known.get(&owner) {
+            return Some(n);
+        }
+        let next = self.seen.len() + 1;
+        let show = self.show_pointers;
+        Some(self.seen.entry(owner).or_insert_with(|| {
+            if show {
+                format!("{owner:#x}")
+            } else {
+                format!("dev{next}")
+            }
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::{ClockKind, DeviceInfo};
+
+    fn header(devices: Vec<DeviceInfo>) -> CaptureHeader {
+        CaptureHeader {
+            wire_version: 1,
+            source: "kernel".into(),
+            host: String::new(),
+            kernel_release: String::new(),
+            clock: ClockKind::Monotonic,
+            start_unix_ns: 0,
+            seed: None,
+            page_size: 4096,
+            probe_plan: vec![],
+            devices,
+            pagemap_ops: vec![],
+        }
+    }
+
+    #[test]
+    fn kernel_owners_are_numbered_not_printed() {
+        let mut n = DeviceNames::new(&header(vec![]), false);
+        assert_eq!(n.name(0), None);
+        assert_eq!(n.name(0xffff_8880_1234_0000), Some("dev1"));
+        assert_eq!(n.name(0xffff_8880_5678_0000), Some("dev2"));
+        assert_eq!(
+            n.name(0xffff_8880_1234_0000),
+            Some("dev1"),
+            "stable per owner"
+        );
+        let mut p = DeviceNames::new(&header(vec![]), true);
+        assert_eq!(p.name(0xffff_8880_1234_0000), Some("0xffff888012340000"));
+    }
+
+    #[test]
+    fn header_names_win() {
+        let d = DeviceInfo {
+            owner: 7,
+            name: "gpu0".into(),
+            driver: "x".into(),
+            memory: "private".into(),
+        };
+        let mut n = DeviceNames::new(&header(vec![d]), false);
+        assert_eq!(n.name(7), Some("gpu0"));
+        assert_eq!(n.name(8), Some("dev1"));
+    }
+}
