@@ -99,6 +99,8 @@ struct RawDevice {
     pages: u64,
     #[serde(default = "default_chunk")]
     evict_chunk: u64,
+    #[serde(default)]
+    evict_on_release: bool,
 }
 
 fn default_chunk() -> u64 {
@@ -122,6 +124,7 @@ struct RawStep {
     first: Option<u64>,
     count: Option<u64>,
     prot: Option<String>,
+    file: Option<bool>,
     to: Option<String>,
     child: Option<String>,
     racing: Option<Vec<u64>>,
@@ -140,6 +143,7 @@ enum Op {
         region: String,
         pages: u64,
         prot: Prot,
+        file: bool,
     },
     Munmap,
     Mprotect {
@@ -193,7 +197,8 @@ pub struct Scenario {
     pub description: String,
     pub seed: u64,
     pub cost: CostModel,
-    devices: Vec<(String, DeviceKind, u64, u64)>,
+    /// (name, kind, pages, evict_chunk, evict_on_release)
+    devices: Vec<(String, DeviceKind, u64, u64, bool)>,
     processes: Vec<String>,
     steps: Vec<Step>,
     file: String,
@@ -244,7 +249,7 @@ impl Scenario {
             err(offset, e.message().trim().to_string())
         })?;
         raw.cost.validate().map_err(|m| err(0, m))?;
-        let mut devices: Vec<(String, DeviceKind, u64, u64)> = Vec::new();
+        let mut devices: Vec<(String, DeviceKind, u64, u64, bool)> = Vec::new();
         for d in &raw.devices {
             let at = d.span().start;
             let d = d.get_ref();
@@ -257,7 +262,13 @@ impl Scenario {
             if devices.iter().any(|(n, ..)| n == &d.name) {
                 return Err(err(at, format!("device '{}' is defined twice", d.name)));
             }
-            devices.push((d.name.clone(), d.kind, d.pages, d.evict_chunk.max(1)));
+            devices.push((
+                d.name.clone(),
+                d.kind,
+                d.pages,
+                d.evict_chunk.max(1),
+                d.evict_on_release,
+            ));
         }
         let mut processes = Vec::new();
         for p in &raw.processes {
@@ -315,8 +326,9 @@ impl Scenario {
             regions: HashMap::new(),
             stats: RunStats::default(),
         };
-        for (name, kind, pages, chunk) in &self.devices {
+        for (name, kind, pages, chunk, evict_on_release) in &self.devices {
             let id = run.engine.add_device(name, *kind, *pages, *chunk);
+            run.engine.set_evict_on_release(id, *evict_on_release);
             run.devices.insert(name.clone(), id);
         }
         for name in &self.processes {
@@ -357,7 +369,7 @@ fn parse_prot(s: &str) -> Result<Prot, String> {
 fn validate_step(
     s: &RawStep,
     at: usize,
-    devices: &[(String, DeviceKind, u64, u64)],
+    devices: &[(String, DeviceKind, u64, u64, bool)],
     processes: &[String],
 ) -> Result<Step, String> {
     let need_region = || {
@@ -392,7 +404,7 @@ fn validate_step(
                 return Err("mmap: pages must be within 1..=2^36".into());
             }
             let prot = parse_prot(s.prot.as_deref().unwrap_or("rw"))?;
-            Op::Mmap { region: need_region()?, pages, prot }
+            Op::Mmap { region: need_region()?, pages, prot, file: s.file.unwrap_or(false) }
         }
         "munmap" => {
             region = Some(need_region()?);
@@ -522,8 +534,9 @@ impl Run {
                 region,
                 pages,
                 prot,
+                file,
             } => {
-                let addr = e.mmap(tgid, *pages, *prot)?;
+                let addr = e.mmap(tgid, *pages, *prot, *file)?;
                 self.regions.insert((tgid, region.clone()), (addr, *pages));
             }
             Op::Munmap => {

@@ -178,11 +178,13 @@ impl Engine {
         }
         // migrate_device_unmap: pages with extra references fail migrate_vma_check_page and are
         // restored; pages still mapped elsewhere (a forked child) are unmapped with
-        // try_to_migrate, one MMU_NOTIFY_CLEAR per mapping.
+        // try_to_migrate, one MMU_NOTIFY_CLEAR per mapping. Page-cache pages stay too: the
+        // kernel collects them and migrate_vma_pages declines them (only anonymous memory moves
+        // to a device), so there cpages counts them where the engine does not.
         let mut kept = Vec::with_capacity(collected.len());
         for mut c in collected {
             if let Some(page) = c.page {
-                if self.pages[page as usize].pins > 0 {
+                if self.pages[page as usize].pins > 0 || self.pages[page as usize].cache {
                     self.restore(&c);
                     continue;
                 }

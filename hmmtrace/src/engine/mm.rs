@@ -30,6 +30,9 @@ pub(crate) struct Page {
     pub frame: Frame,
     pub maps: Vec<(Tgid, u64)>,
     pub pins: u32,
+    /// A page-cache page: the cache holds a reference, so a write through a private mapping
+    /// copies it rather than reusing it.
+    pub cache: bool,
     pub live: bool,
     /// LRU stamp, for device pages.
     pub stamp: u64,
@@ -87,6 +90,8 @@ impl Prot {
 pub(crate) struct Vma {
     pub end: u64,
     pub prot: Prot,
+    /// A private file mapping (a program's data): read faults map the page-cache page.
+    pub file: bool,
 }
 
 pub(crate) struct Process {
@@ -138,7 +143,8 @@ impl Engine {
 
     /// `mmap(NULL, npages * PAGE_SIZE, prot, MAP_PRIVATE | MAP_ANONYMOUS)`: returns the address.
     /// Nothing is populated, as in the kernel.
-    pub fn mmap(&mut self, tgid: Tgid, npages: u64, prot: Prot) -> Result<u64> {
+    /// A private mapping of `npages`: anonymous, or of a file when `file` (see [`Vma::file`]).
+    pub fn mmap(&mut self, tgid: Tgid, npages: u64, prot: Prot, file: bool) -> Result<u64> {
         let p = self.proc_mut(tgid)?;
         let start = p.next_vpn;
         // A guard gap so adjacent mappings never merge.
@@ -148,6 +154,7 @@ impl Engine {
             Vma {
                 end: start + npages,
                 prot,
+                file,
             },
         );
         Ok(start * self.page_size)
@@ -189,22 +196,10 @@ impl Engine {
         for (s, v) in affected {
             p.vmas.remove(&s);
             if s < start {
-                p.vmas.insert(
-                    s,
-                    Vma {
-                        end: start,
-                        prot: v.prot,
-                    },
-                );
+                p.vmas.insert(s, Vma { end: start, ..v });
             }
             if v.end > end {
-                p.vmas.insert(
-                    end,
-                    Vma {
-                        end: v.end,
-                        prot: v.prot,
-                    },
-                );
+                p.vmas.insert(end, Vma { end: v.end, ..v });
             }
         }
         Ok(())
@@ -251,21 +246,15 @@ impl Engine {
         // Split so that exactly [start, end) gets the new protection.
         p.vmas.remove(&vstart);
         if vstart < start {
-            p.vmas.insert(
-                vstart,
-                Vma {
-                    end: start,
-                    prot: vma.prot,
-                },
-            );
+            p.vmas.insert(vstart, Vma { end: start, ..vma });
         }
-        p.vmas.insert(start, Vma { end, prot });
+        p.vmas.insert(start, Vma { end, prot, ..vma });
         if vma.end > end {
             p.vmas.insert(
                 end,
                 Vma {
                     end: vma.end,
-                    prot: vma.prot,
+                    ..vma
                 },
             );
         }
@@ -335,14 +324,27 @@ impl Engine {
 
     /// Process exit: `mmu_notifier_release` calls every interval notifier with
     /// `MMU_NOTIFY_RELEASE`, then `exit_mmap` unmaps everything (`MMU_NOTIFY_UNMAP` over the whole
-    /// address space) and the notifiers go away with the mm.
+    /// address space); then `exit_files` closes the device files, whose release removes the
+    /// notifiers and, for drivers that do, evicts the device's memory.
     pub fn exit(&mut self, tgid: Tgid) -> Result<()> {
         self.current = tgid;
         self.proc_ref(tgid)?;
         self.release(tgid);
         self.invalidate(tgid, 0, u64::MAX, MMU_NOTIFY_UNMAP, 0);
         self.zap(tgid, 0, u64::MAX);
+        let opened: Vec<_> = self
+            .notifiers
+            .iter()
+            .filter(|n| n.tgid == tgid)
+            .map(|n| n.dev)
+            .collect();
         self.notifiers.retain(|n| n.tgid != tgid);
+        for dev in opened {
+            if self.devices[dev].evict_on_release {
+                let capacity = self.devices[dev].capacity;
+                self.migrate_device_range(dev, tgid, 0, capacity);
+            }
+        }
         for d in &mut self.devices {
             d.mirror.remove(&tgid);
         }
@@ -380,12 +382,16 @@ impl Engine {
             None => {
                 let page = self.alloc_system_page();
                 self.clock.spend(self.clock.model.cpu_fault_ns);
+                // A read of a private file mapping maps the page-cache page read-only
+                // (do_read_fault); a write gets a private copy at once (do_cow_fault).
+                let cache = vma.file && !write;
+                self.pages[page as usize].cache = cache;
                 self.map_page(
                     tgid,
                     vpn,
                     Pte::Present {
                         page,
-                        write: vma.prot.write,
+                        write: vma.prot.write && !cache,
                     },
                 );
             }
@@ -417,7 +423,8 @@ impl Engine {
     /// A write to a write-protected present page of a writable VMA (`do_wp_page`): reuse it when
     /// this is its only mapping, else copy it (`wp_page_copy`, `MMU_NOTIFY_CLEAR` over the page).
     pub(crate) fn wp_fault(&mut self, tgid: Tgid, vpn: u64, page: PageId) {
-        if self.pages[page as usize].maps.len() <= 1 && self.pages[page as usize].pins == 0 {
+        let p = &self.pages[page as usize];
+        if p.maps.len() <= 1 && p.pins == 0 && !p.cache {
             self.procs
                 .get_mut(&tgid)
                 .unwrap()
@@ -470,6 +477,7 @@ impl Engine {
             frame,
             maps: Vec::new(),
             pins: 0,
+            cache: false,
             live: true,
             stamp: 0,
         };

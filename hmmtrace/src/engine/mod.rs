@@ -81,6 +81,9 @@ pub(crate) struct Device {
     pub mirror: HashMap<Tgid, std::collections::HashSet<u64>>,
     /// Device pfn offset → page, for `migrate_device_range`.
     pub by_pfn: HashMap<u64, PageId>,
+    /// The driver's file release evicts all of its memory with one `migrate_device_range`
+    /// (test_hmm's `dmirror_fops_release` does, per chunk).
+    pub evict_on_release: bool,
 }
 
 /// An `mmu_interval_notifier` a device registered on a process (all of its address space, as
@@ -224,8 +227,14 @@ impl Engine {
             evict_chunk: evict_chunk.max(1),
             mirror: HashMap::new(),
             by_pfn: HashMap::new(),
+            evict_on_release: false,
         });
         id
+    }
+
+    /// See [`Device::evict_on_release`].
+    pub fn set_evict_on_release(&mut self, dev: DevId, on: bool) {
+        self.devices[dev].evict_on_release = on;
     }
 
     /// Names and owners of the devices, for the capture header's device table.

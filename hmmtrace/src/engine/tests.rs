@@ -70,7 +70,7 @@ fn setup(n: u64, dev_pages: u64) -> (Engine, DevId, Tgid, u64) {
     let mut e = engine();
     let dev = e.add_device("dmirror0", DeviceKind::Private, dev_pages, 16);
     let t = e.spawn("hmm-tests");
-    let addr = e.mmap(t, n, Prot::RW).unwrap();
+    let addr = e.mmap(t, n, Prot::RW, false).unwrap();
     e.open(dev, t).unwrap();
     e.cpu_access(t, addr, n, true).unwrap();
     take(&mut e);
@@ -81,7 +81,7 @@ fn setup(n: u64, dev_pages: u64) -> (Engine, DevId, Tgid, u64) {
 fn mmap_populates_nothing_and_writes_fault_pages_in() {
     let mut e = engine();
     let t = e.spawn("p");
-    let addr = e.mmap(t, 10, Prot::RW).unwrap();
+    let addr = e.mmap(t, 10, Prot::RW, false).unwrap();
     assert_eq!(e.live_pages().system_pages, 0);
     e.cpu_access(t, addr, 4, true).unwrap();
     assert_eq!(e.live_pages().system_pages, 4);
@@ -128,7 +128,7 @@ fn hole_pages_get_a_second_migrate_invalidation_in_migrate_vma_pages() {
     let mut e = engine();
     let dev = e.add_device("d", DeviceKind::Private, 64, 16);
     let t = e.spawn("p");
-    let addr = e.mmap(t, 8, Prot::RW).unwrap();
+    let addr = e.mmap(t, 8, Prot::RW, false).unwrap();
     e.open(dev, t).unwrap();
     e.cpu_access(t, addr, 4, true).unwrap();
     e.migrate_to_device(dev, t, addr, 8, &[]).unwrap();
@@ -569,7 +569,7 @@ fn device_coherent_pages_are_mapped_and_need_no_fault() {
     let mut e = engine();
     let dev = e.add_device("c", DeviceKind::Coherent, 16, 16);
     let t = e.spawn("p");
-    let addr = e.mmap(t, 4, Prot::RW).unwrap();
+    let addr = e.mmap(t, 4, Prot::RW, false).unwrap();
     e.open(dev, t).unwrap();
     e.cpu_access(t, addr, 4, true).unwrap();
     e.migrate_to_device(dev, t, addr, 4, &[]).unwrap();
@@ -593,7 +593,7 @@ fn same_seed_same_events_other_seed_same_counts() {
         let mut e = Engine::new(CostModel::default(), seed);
         let dev = e.add_device("d", DeviceKind::Private, 64, 16);
         let t = e.spawn("p");
-        let addr = e.mmap(t, 32, Prot::RW).unwrap();
+        let addr = e.mmap(t, 32, Prot::RW, false).unwrap();
         e.open(dev, t).unwrap();
         e.cpu_access(t, addr, 32, true).unwrap();
         e.migrate_to_device(dev, t, addr, 32, &[]).unwrap();
@@ -630,7 +630,7 @@ fn errors_for_what_the_kernel_would_refuse() {
         Err(EngineError::BadRange { .. })
     ));
     let other = e.spawn("other");
-    let a2 = e.mmap(other, 1, Prot::RW).unwrap();
+    let a2 = e.mmap(other, 1, Prot::RW, false).unwrap();
     assert!(matches!(
         e.range_fault(dev, other, a2, 1, false, Race::default()),
         Err(EngineError::NotOpened { .. })
@@ -639,4 +639,60 @@ fn errors_for_what_the_kernel_would_refuse() {
         e.cpu_access(999, addr, 1, false),
         Err(EngineError::NoSuchProcess(999))
     ));
+}
+
+#[test]
+fn a_write_to_a_read_file_page_copies_it_with_one_clear() {
+    let (mut e, dev, t, _) = setup(1, 64);
+    let data = e.mmap(t, 2, Prot::RW, true).unwrap();
+    // Page 0 read first (page cache mapped read-only), page 1 written at once (do_cow_fault).
+    e.cpu_access(t, data, 1, false).unwrap();
+    e.cpu_access(t, data + PS, 1, true).unwrap();
+    assert!(
+        take(&mut e).is_empty(),
+        "faults on empty PTEs invalidate nothing"
+    );
+    e.cpu_access(t, data, 2, true).unwrap();
+    let ev = take(&mut e);
+    let clears = invalidations(&ev, INVALIDATE_RANGE_START);
+    assert_eq!(clears.len(), 1, "only the page-cache page is copied");
+    assert_eq!(clears[0].event, MMU_NOTIFY_CLEAR);
+    assert_eq!((clears[0].start, clears[0].end), (data, data + PS));
+    // The same on an anonymous mapping reuses the page: no invalidation.
+    let anon = e.mmap(t, 1, Prot::RW, false).unwrap();
+    e.cpu_access(t, anon, 1, false).unwrap();
+    e.cpu_access(t, anon, 1, true).unwrap();
+    assert!(take(&mut e).is_empty());
+    // A page-cache page is not migrated to the device.
+    let ro = e.mmap(t, 1, Prot::RW, true).unwrap();
+    e.cpu_access(t, ro, 1, false).unwrap();
+    let out = e.migrate_to_device(dev, t, ro, 1, &[]).unwrap();
+    assert_eq!(out.migrated, 0);
+}
+
+#[test]
+fn exit_evicts_a_releasing_drivers_memory_after_the_unmap() {
+    let (mut e, dev, t, addr) = setup(8, 64);
+    e.set_evict_on_release(dev, true);
+    e.migrate_to_device(dev, t, addr, 8, &[]).unwrap();
+    take(&mut e);
+    e.exit(t).unwrap();
+    let ev = take(&mut e);
+    let m = migrations(&ev);
+    assert_eq!(m.len(), 1, "one migrate_device_range over the whole device");
+    assert_eq!((m[0].api, m[0].npages), (API_MIGRATE_DEVICE, 64));
+    assert_eq!(m[0].cpages, 0, "exit_mmap already freed the device pages");
+    assert_eq!(count(&ev, EventKind::PageFree), 8);
+    let last_free = ev
+        .iter()
+        .rposition(|e| e.kind() == EventKind::PageFree)
+        .unwrap();
+    let evict = ev
+        .iter()
+        .position(|e| e.kind() == EventKind::Migration)
+        .unwrap();
+    assert!(
+        evict > last_free,
+        "the files close after the address space is gone"
+    );
 }
