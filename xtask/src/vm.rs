@@ -14,6 +14,16 @@ use crate::setup::cache_dir;
 /// The config fragment merged onto tinyconfig.
 const FRAGMENT: &str = include_str!("../vm/kernel.config");
 
+/// The fragment for one source version: `kernel.config` plus that version's own additions,
+/// where its Kconfig dependencies differ.
+fn fragment(version: &str) -> String {
+    let extra = match version {
+        "6.1" => include_str!("../vm/kernel-6.1.config"),
+        _ => "",
+    };
+    format!("{FRAGMENT}{extra}")
+}
+
 /// Debian packages the kernel build needs, by the command that shows each is there.
 const BUILD_TOOLS: &[(&str, &str)] = &[
     ("flex", "flex"),
@@ -111,9 +121,10 @@ pub fn kernel(version: &str) -> anyhow::Result<Kernel> {
         anyhow::ensure!(have(tool), "{tool} is missing after installing {pkg}");
     }
     let pkg_version = package_version(&package)?;
+    let fragment_text = fragment(version);
     let key = format!(
         "{:08x}",
-        crc32fast::hash(format!("{pkg_version}\n{FRAGMENT}").as_bytes())
+        crc32fast::hash(format!("{pkg_version}\n{fragment_text}").as_bytes())
     );
     let vm = cache_dir().join("vm");
     let source = vm.join(format!("src-{pkg_version}")).join(&package);
@@ -151,7 +162,7 @@ pub fn kernel(version: &str) -> anyhow::Result<Kernel> {
     }
     std::fs::create_dir_all(&build)?;
     let fragment = build.join("hmmtrace.config");
-    std::fs::write(&fragment, FRAGMENT)?;
+    std::fs::write(&fragment, &fragment_text)?;
     let make = |args: &[&str]| {
         let mut c = Command::new("make");
         c.arg("-C")
@@ -176,7 +187,7 @@ pub fn kernel(version: &str) -> anyhow::Result<Kernel> {
         "merge_config.sh",
     )?;
     logged(make(&["olddefconfig"]), &log, "make olddefconfig")?;
-    check_config(&build.join(".config"))?;
+    check_config(&build.join(".config"), &fragment_text)?;
     let jobs = std::thread::available_parallelism()
         .map_or(2, |n| n.get())
         .to_string();
@@ -196,9 +207,9 @@ pub fn kernel(version: &str) -> anyhow::Result<Kernel> {
 
 /// Every option the fragment sets must have survived olddefconfig (a dependency missing from
 /// the fragment silently drops an option otherwise).
-fn check_config(config: &Path) -> anyhow::Result<()> {
+fn check_config(config: &Path, fragment: &str) -> anyhow::Result<()> {
     let have = std::fs::read_to_string(config)?;
-    let lost: Vec<&str> = FRAGMENT
+    let lost: Vec<&str> = fragment
         .lines()
         .filter(|l| l.starts_with("CONFIG_"))
         .filter(|l| !have.lines().any(|h| h == *l))
@@ -358,6 +369,27 @@ pub fn test(version: &str, limit: Duration) -> anyhow::Result<()> {
         "console=ttyS0 quiet panic=-1 memmap=512M$0x40000000 test_hmm.spm_addr_dev0=0x40000000 test_hmm.spm_addr_dev1=0x50000000",
     ]);
     qemu.stdin(Stdio::null());
+    // Check 2's other side: the reference engine on workload.c's twin scenario.
+    let twin = work.join("workload.toml");
+    std::fs::write(&twin, include_str!("../vm/workload.toml"))?;
+    let engine_capture = work.join("engine-workload.hmt");
+    run_cmd(
+        Command::new(&bin)
+            .args(["sim", "--format", "json", "--scenario"])
+            .arg(&twin)
+            .arg("-o")
+            .arg(&engine_capture)
+            .stdout(Stdio::null()),
+    )?;
+    let engine_rows = Command::new(&bin)
+        .arg("export")
+        .arg(&engine_capture)
+        .output()?;
+    anyhow::ensure!(
+        engine_rows.status.success(),
+        "hmmtrace export of the engine's capture failed"
+    );
+    let engine_rows = String::from_utf8(engine_rows.stdout)?;
     let started = Instant::now();
     logged(qemu, &serial, "qemu")?;
     let out = std::fs::read_to_string(&serial)?.replace('\r', "");
@@ -365,7 +397,7 @@ pub fn test(version: &str, limit: Duration) -> anyhow::Result<()> {
         "guest ran {:.0}s",
         started.elapsed().as_secs_f64()
     ));
-    check(&out)
+    check(&out, &engine_rows)
 }
 
 /// Copies the shared libraries `bin` needs (per ldd) into the initramfs.
@@ -434,8 +466,48 @@ fn first_json(text: &str) -> anyhow::Result<serde_json::Value> {
         .map_err(|e| anyhow::anyhow!("not JSON ({e}):\n{text}"))
 }
 
+/// The rows of a JSONL export (`hmmtrace export`); lines that are not JSON objects (a kernel
+/// message on the console) are skipped.
+fn jsonl(text: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+    let rows: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()
+        .context("a line of the export is not JSON")?;
+    anyhow::ensure!(!rows.is_empty(), "the export has no events");
+    Ok(rows)
+}
+
+/// Per-kind counts of an export, as check 2 compares them: records per kind (invalidations
+/// per `MMU_NOTIFY_*` event and path), and pages for the kinds that move or fault pages.
+fn tally(rows: &[serde_json::Value]) -> std::collections::BTreeMap<String, u64> {
+    let mut t = std::collections::BTreeMap::new();
+    for r in rows {
+        let kind = r["kind"].as_str().unwrap_or("?");
+        let key = match kind {
+            "invalidation" => format!(
+                "invalidation.{}.{}",
+                r["event"].as_str().unwrap_or("?"),
+                r["path"].as_str().unwrap_or("?")
+            ),
+            k => k.to_string(),
+        };
+        *t.entry(key).or_default() += 1;
+        let pages = match kind {
+            "migration" => r["migrated"].as_u64(),
+            "range_fault" => r["npages"].as_u64(),
+            _ => None,
+        };
+        if let Some(p) = pages {
+            *t.entry(format!("{kind}.pages")).or_default() += p;
+        }
+    }
+    t
+}
+
 /// The checks, printed one per line; an error names every failed one.
-fn check(out: &str) -> anyhow::Result<()> {
+fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
     if !out.contains("=== end") {
         let tail: Vec<&str> = out.lines().rev().take(20).collect();
         bail!(
@@ -538,6 +610,7 @@ fn check(out: &str) -> anyhow::Result<()> {
     // (kind, field, expected): see workload.c for where each number comes from.
     let want = [
         ("migration", "pages", n + m),
+        ("migration", "count", 1 + m + 1),
         ("device_fault", "count", m),
         ("page_free", "count", n),
         ("range_fault", "count", 1),
@@ -565,12 +638,72 @@ fn check(out: &str) -> anyhow::Result<()> {
         wrong.is_empty() && lost_w == 0,
         if wrong.is_empty() {
             format!(
-                "{} pages migrated in {} migrations, {m} faults, {n} frees, 1 range fault of {k} pages",
+                "{} pages migrated in {} migrations (one is the release's eviction), {m} faults, {n} frees, 1 range fault of {k} pages",
                 n + m,
-                kind("migration", "count")
+                1 + m + 1
             )
         } else {
             wrong.join("; ")
+        },
+    );
+    // Check 1, continued: the munmap's MMU_NOTIFY_UNMAP covers the workload's region.
+    let rows = jsonl(section(out, "export-workload"))?;
+    let region = section(out, "workload").lines().find_map(|l| {
+        let rest = l.strip_prefix("workload: region 0x")?;
+        let (addr, pages) = rest.split_once(" pages ")?;
+        Some((
+            u64::from_str_radix(addr, 16).ok()?,
+            pages.trim().parse::<u64>().ok()?,
+        ))
+    });
+    let covering = region.map_or(0, |(addr, pages)| {
+        rows.iter()
+            .filter(|r| r["kind"] == "invalidation" && r["event"] == "UNMAP")
+            .filter(|r| {
+                r["start"].as_u64().is_some_and(|s| s <= addr)
+                    && r["end"].as_u64().is_some_and(|e| e >= addr + pages * 4096)
+            })
+            .count()
+    });
+    report(
+        "an MMU_NOTIFY_UNMAP invalidation covers the workload's munmap",
+        region.is_some() && covering > 0,
+        match region {
+            Some((addr, pages)) => {
+                format!("{covering} UNMAP record(s) cover {addr:#x} + {pages} pages")
+            }
+            None => "the workload did not print its region".into(),
+        },
+    );
+    // Check 2: the reference engine on the twin scenario (vm/workload.toml) counts the same.
+    let kernel = tally(&rows);
+    let engine = tally(&jsonl(engine_rows)?);
+    let differ: Vec<String> = kernel
+        .iter()
+        .chain(engine.iter())
+        .map(|(k, _)| k.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| kernel.get(k) != engine.get(k))
+        .map(|k| {
+            format!(
+                "{k}: kernel {} engine {}",
+                kernel.get(&k).copied().unwrap_or(0),
+                engine.get(&k).copied().unwrap_or(0)
+            )
+        })
+        .collect();
+    report(
+        "the reference engine's twin scenario gives the kernel's per-kind counts",
+        differ.is_empty() && !kernel.is_empty(),
+        if differ.is_empty() {
+            kernel
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        } else {
+            differ.join("; ")
         },
     );
     let problems: Vec<&str> = section(out, "dmesg")
@@ -609,5 +742,26 @@ mod tests {
         let v = first_json("{\"a\": 1}\nadded new 256 MB chunk\n").unwrap();
         assert_eq!(v["a"], 1, "a kernel message after the JSON is ignored");
         assert!(first_json("no json here").is_err());
+    }
+
+    #[test]
+    fn tally_counts_kinds_events_and_pages() {
+        let rows = jsonl(concat!(
+            "{\"kind\":\"migration\",\"migrated\":64}\n",
+            "a kernel message\n",
+            "{\"kind\":\"migration\",\"api\":\"migrate_device\"}\n",
+            "{\"kind\":\"invalidation\",\"event\":\"UNMAP\",\"path\":\"callback\"}\n",
+            "{\"kind\":\"range_fault\",\"npages\":32}\n",
+        ))
+        .unwrap();
+        let t = tally(&rows);
+        assert_eq!(t["migration"], 2);
+        assert_eq!(
+            t["migration.pages"], 64,
+            "an unknown `migrated` adds nothing"
+        );
+        assert_eq!(t["invalidation.UNMAP.callback"], 1);
+        assert_eq!(t["range_fault.pages"], 32);
+        assert!(jsonl("no events\n").is_err());
     }
 }
