@@ -48,26 +48,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("gpu-stream", include_str!("../scenarios/gpu-stream.toml")),
 ];
 
-/// A scenario error with its position.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScenarioError {
-    pub file: String,
-    pub line: usize,
-    pub column: usize,
-    pub message: String,
-}
-
-impl std::fmt::Display for ScenarioError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
-    }
-}
-
-impl std::error::Error for ScenarioError {}
+/// A scenario file problem, with its position.
+pub use crate::textfile::FileError as ScenarioError;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -205,15 +187,6 @@ pub struct Scenario {
     text: String,
 }
 
-/// Byte offset → 1-based line and column.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let offset = offset.min(text.len());
-    let before = &text[..offset];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, col)
-}
-
 impl Scenario {
     /// A built-in scenario by name, or a file by path.
     pub fn load(name_or_path: &str) -> Result<Scenario, anyhow::Error> {
@@ -235,19 +208,8 @@ impl Scenario {
 
     /// Parses and validates scenario text; `file` names it in errors.
     pub fn parse(file: &str, text: &str) -> Result<Scenario, ScenarioError> {
-        let err = |offset: usize, message: String| {
-            let (line, column) = line_col(text, offset);
-            ScenarioError {
-                file: file.to_string(),
-                line,
-                column,
-                message,
-            }
-        };
-        let raw: Raw = toml::from_str(text).map_err(|e| {
-            let offset = e.span().map_or(0, |s| s.start);
-            err(offset, e.message().trim().to_string())
-        })?;
+        let err = |offset: usize, message: String| ScenarioError::at(file, text, offset, message);
+        let raw: Raw = toml::from_str(text).map_err(|e| ScenarioError::toml(file, text, &e))?;
         raw.cost.validate().map_err(|m| err(0, m))?;
         let mut devices: Vec<(String, DeviceKind, u64, u64, bool)> = Vec::new();
         for d in &raw.devices {
@@ -338,7 +300,7 @@ impl Scenario {
         for step in &self.steps {
             run.step(step, 0, sink).map_err(|e| {
                 // Context, not a new error: callers can still downcast what the sink returned.
-                let (line, column) = line_col(&self.text, step.at);
+                let (line, column) = crate::textfile::line_col(&self.text, step.at);
                 e.context(format!("{}:{}:{}: step failed", self.file, line, column))
             })?;
         }
