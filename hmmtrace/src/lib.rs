@@ -3,7 +3,8 @@
 //!
 //! The crate is split by concern. [`event`] defines the one `Event` type; sources produce it
 //! ([`engine`] via [`scenario`], [`capture`] replay, and the kernel probes in [`kernel`]) and
-//! sinks consume it ([`capture`] writer, [`report`]). No source knows about any sink.
+//! sinks consume it ([`capture`] writer, [`report`], [`export`], the [`tui`]). No source knows
+//! about any sink.
 
 pub mod capture;
 pub mod engine;
@@ -13,3 +14,5 @@ pub mod kernel;
 pub mod labels;
 pub mod report;
 pub mod scenario;
+pub mod textfile;
+pub mod tui;

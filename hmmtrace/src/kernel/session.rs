@@ -376,3 +376,40 @@ fn lost_event(probe: ProbeId, count: u64) -> Event {
         }),
     }
 }
+
+/// One eBPF program's own cost, from the kernel's run-time statistics (counted only while
+/// statistics are enabled, see [`enable_run_time_stats`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramCost {
+    pub name: String,
+    pub run_cnt: u64,
+    pub run_time_ns: u64,
+}
+
+/// Turns on the kernel's BPF run-time statistics (`BPF_ENABLE_STATS`, as
+/// `kernel.bpf_stats_enabled` does) for as long as the returned descriptor is open: closing it,
+/// however the process ends, turns them off again unless someone else holds them on.
+pub fn enable_run_time_stats() -> anyhow::Result<std::os::fd::OwnedFd> {
+    aya::sys::enable_stats(aya::sys::Stats::RunTime)
+        .map_err(|e| anyhow::anyhow!("cannot enable BPF run-time statistics: {e}"))
+}
+
+impl Session {
+    /// Each loaded program's run count and run time so far.
+    pub fn program_costs(&self) -> Vec<ProgramCost> {
+        let mut out: Vec<ProgramCost> = self
+            ._ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                Some(ProgramCost {
+                    name: name.to_string(),
+                    run_cnt: info.run_count(),
+                    run_time_ns: info.run_time().as_nanos() as u64,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| b.run_time_ns.cmp(&a.run_time_ns).then(a.name.cmp(&b.name)));
+        out
+    }
+}

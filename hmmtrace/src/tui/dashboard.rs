@@ -1,0 +1,369 @@
+//! Dashboards: TUI layouts as data. A TOML file names rows of panels, what each panel shows and
+//! how much room it gets; the built-in ones (`dashboards/*.toml`) are embedded at compile time.
+//! The format is documented in `dashboards/README.md`.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::app::Series;
+use crate::event::EventKind;
+use crate::textfile::FileError;
+
+/// The built-in dashboards: (name, TOML).
+pub const BUILTIN: &[(&str, &str)] = &[
+    (
+        "overview",
+        include_str!("../../../dashboards/overview.toml"),
+    ),
+    (
+        "migration",
+        include_str!("../../../dashboards/migration.toml"),
+    ),
+    ("mirror", include_str!("../../../dashboards/mirror.toml")),
+];
+
+/// Which top table a panel shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TopTable {
+    Process,
+    Device,
+    Symbol,
+}
+
+impl TopTable {
+    pub fn next(self) -> TopTable {
+        match self {
+            TopTable::Process => TopTable::Device,
+            TopTable::Device => TopTable::Symbol,
+            TopTable::Symbol => TopTable::Process,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TopTable::Process => "process",
+            TopTable::Device => "device (pgmap owner)",
+            TopTable::Symbol => "kernel symbol",
+        }
+    }
+}
+
+/// What a panel shows.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PanelKind {
+    /// Sparklines of events per second, with current and peak.
+    Rates { series: Vec<Series> },
+    /// Latency histograms with p50/p99/p99.9/max.
+    Latency { kinds: Vec<EventKind> },
+    /// The top table by process, device or symbol.
+    Top { table: TopTable },
+    /// The event log; `filter` is its initial filter (`/` changes it).
+    Log { filter: String },
+    /// Probe states, lost events and each eBPF program's cost.
+    Status,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Panel {
+    pub kind: PanelKind,
+    pub title: Option<String>,
+    /// Relative width within its row.
+    pub width: u16,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Row {
+    /// Relative height.
+    pub height: u16,
+    pub panels: Vec<Panel>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Dashboard {
+    pub name: String,
+    pub description: String,
+    pub rows: Vec<Row>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDashboard {
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default, rename = "row")]
+    rows: Vec<Spanned<RawRow>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRow {
+    #[serde(default = "one")]
+    height: u16,
+    #[serde(default, rename = "panel")]
+    panels: Vec<Spanned<RawPanel>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPanel {
+    #[serde(rename = "type")]
+    kind: String,
+    title: Option<String>,
+    #[serde(default = "one")]
+    width: u16,
+    series: Option<Vec<String>>,
+    kinds: Option<Vec<String>>,
+    table: Option<TopTable>,
+    filter: Option<String>,
+}
+
+fn one() -> u16 {
+    1
+}
+
+const SERIES_NAMES: [(&str, Series); 8] = [
+    ("migrate_to_device", Series::ToDevice),
+    ("migrate_to_ram", Series::ToRam),
+    ("device_fault", Series::DeviceFault),
+    ("page_free", Series::PageFree),
+    ("invalidation", Series::Invalidation),
+    ("range_fault", Series::RangeFault),
+    ("system_migration", Series::SystemMigration),
+    ("lost", Series::Lost),
+];
+
+/// The kinds whose events have durations (latency panels default to these).
+pub const TIMED_KINDS: [EventKind; 5] = [
+    EventKind::Migration,
+    EventKind::DeviceFault,
+    EventKind::PageFree,
+    EventKind::Invalidation,
+    EventKind::RangeFault,
+];
+
+impl Dashboard {
+    /// A built-in dashboard by name, or a file by path.
+    pub fn load(name_or_path: &str) -> anyhow::Result<Dashboard> {
+        if let Some((name, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
+            return Ok(Dashboard::parse(&format!("<builtin {name}>"), text)?);
+        }
+        let path = Path::new(name_or_path);
+        if !path.exists() {
+            let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
+            anyhow::bail!(
+                "no built-in dashboard or file named '{name_or_path}' (built-ins: {})",
+                names.join(", ")
+            );
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read dashboard {}: {e}", path.display()))?;
+        Ok(Dashboard::parse(&path.display().to_string(), &text)?)
+    }
+
+    /// Parses and checks dashboard text; `file` names it in errors.
+    pub fn parse(file: &str, text: &str) -> Result<Dashboard, FileError> {
+        let err = |offset: usize, message: String| FileError::at(file, text, offset, message);
+        let raw: RawDashboard =
+            toml::from_str(text).map_err(|e| FileError::toml(file, text, &e))?;
+        if raw.rows.is_empty() {
+            return Err(err(0, "a dashboard needs at least one [[row]]".into()));
+        }
+        let mut rows = Vec::new();
+        for r in &raw.rows {
+            let at = r.span().start;
+            let r = r.get_ref();
+            if !(1..=100).contains(&r.height) {
+                return Err(err(at, "row height must be within 1..=100".into()));
+            }
+            if r.panels.is_empty() {
+                return Err(err(at, "a row needs at least one [[row.panel]]".into()));
+            }
+            let mut panels = Vec::new();
+            for p in &r.panels {
+                let at = p.span().start;
+                panels.push(panel(p.get_ref()).map_err(|m| err(at, m))?);
+            }
+            rows.push(Row {
+                height: r.height,
+                panels,
+            });
+        }
+        Ok(Dashboard {
+            name: raw.name,
+            description: raw.description,
+            rows,
+        })
+    }
+
+    /// Every panel, in reading order.
+    pub fn panels(&self) -> impl Iterator<Item = &Panel> {
+        self.rows.iter().flat_map(|r| r.panels.iter())
+    }
+}
+
+fn panel(p: &RawPanel) -> Result<Panel, String> {
+    if !(1..=100).contains(&p.width) {
+        return Err("panel width must be within 1..=100".into());
+    }
+    let only = |what: &str, set: bool, kinds: &[&str]| {
+        if set && !kinds.contains(&p.kind.as_str()) {
+            Err(format!(
+                "`{what}` applies to panels of type {}, not '{}'",
+                kinds.join(" or "),
+                p.kind
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    only("series", p.series.is_some(), &["rates"])?;
+    only("kinds", p.kinds.is_some(), &["latency"])?;
+    only("table", p.table.is_some(), &["top"])?;
+    only("filter", p.filter.is_some(), &["log"])?;
+    let kind = match p.kind.as_str() {
+        "rates" => PanelKind::Rates {
+            series: match &p.series {
+                None => Series::ALL.to_vec(),
+                Some(names) => names
+                    .iter()
+                    .map(|n| {
+                        SERIES_NAMES
+                            .iter()
+                            .find(|(s, _)| s == n)
+                            .map(|(_, s)| *s)
+                            .ok_or_else(|| {
+                                format!(
+                                    "unknown series '{n}' (one of: {})",
+                                    SERIES_NAMES.map(|(s, _)| s).join(", ")
+                                )
+                            })
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
+        },
+        "latency" => PanelKind::Latency {
+            kinds: match &p.kinds {
+                None => TIMED_KINDS.to_vec(),
+                Some(names) => names
+                    .iter()
+                    .map(|n| {
+                        TIMED_KINDS
+                            .iter()
+                            .find(|k| k.name() == n)
+                            .copied()
+                            .ok_or_else(|| {
+                                format!(
+                                    "'{n}' is not a kind with latencies (one of: {})",
+                                    TIMED_KINDS.map(|k| k.name()).join(", ")
+                                )
+                            })
+                    })
+                    .collect::<Result<_, _>>()?,
+            },
+        },
+        "top" => PanelKind::Top {
+            table: p.table.unwrap_or(TopTable::Process),
+        },
+        "log" => {
+            let filter = p.filter.clone().unwrap_or_default();
+            super::filter::Filter::parse(&filter)?;
+            PanelKind::Log { filter }
+        }
+        "status" => PanelKind::Status,
+        other => {
+            return Err(format!(
+                "unknown panel type '{other}' (one of: rates, latency, top, log, status)"
+            ))
+        }
+    };
+    if matches!(&kind, PanelKind::Rates { series } if series.is_empty())
+        || matches!(&kind, PanelKind::Latency { kinds } if kinds.is_empty())
+    {
+        return Err("an empty list shows nothing: leave it out for all".into());
+    }
+    Ok(Panel {
+        kind,
+        title: p.title.clone(),
+        width: p.width,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builtins_parse_and_have_every_panel_type_between_them() {
+        let mut types = std::collections::HashSet::new();
+        for (name, _) in BUILTIN {
+            let d = Dashboard::load(name).unwrap();
+            assert_eq!(d.name, *name);
+            for p in d.panels() {
+                types.insert(std::mem::discriminant(&p.kind));
+            }
+        }
+        assert_eq!(types.len(), 5);
+    }
+
+    fn err(text: &str) -> String {
+        Dashboard::parse("d.toml", text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn bad_files_name_file_line_and_reason() {
+        let head = "name = \"x\"\n[[row]]\n";
+        let e = err(&format!("{head}[[row.panel]]\ntype = \"pie\"\n"));
+        assert!(
+            e.starts_with("d.toml:3:") && e.contains("unknown panel type 'pie'"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{head}[[row.panel]]\ntype = \"rates\"\nseries = [\"migrations\"]\n"
+        ));
+        assert!(
+            e.starts_with("d.toml:3:") && e.contains("unknown series 'migrations'"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{head}[[row.panel]]\ntype = \"top\"\nkinds = [\"lost\"]\n"
+        ));
+        assert!(
+            e.contains("`kinds` applies to panels of type latency"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{head}[[row.panel]]\ntype = \"latency\"\nkinds = [\"lost\"]\n"
+        ));
+        assert!(e.contains("'lost' is not a kind with latencies"), "{e}");
+        let e = err(&format!(
+            "{head}[[row.panel]]\ntype = \"log\"\nfilter = \"kind:nope\"\n"
+        ));
+        assert!(e.contains("kind:nope: no such kind"), "{e}");
+        let e = err(&format!(
+            "{head}[[row.panel]]\ntype = \"top\"\ntable = \"gpu\"\n"
+        ));
+        assert!(e.starts_with("d.toml:5:"), "{e}");
+        let e = err(&format!("{head}[[row.panel]]\ntype = \"log\"\nwidth = 0\n"));
+        assert!(e.contains("width must be within 1..=100"), "{e}");
+        let e = err("name = \"x\"\n[[row]]\nheight = 2\n");
+        assert!(
+            e.starts_with("d.toml:2:") && e.contains("at least one [[row.panel]]"),
+            "{e}"
+        );
+        let e = err("name = \"x\"\n");
+        assert!(e.contains("at least one [[row]]"), "{e}");
+        let e = err("name = \"x\"\ncolour = 1\n[[row]]\n");
+        assert!(
+            e.starts_with("d.toml:2:") && e.contains("unknown field"),
+            "{e}"
+        );
+        let e = Dashboard::load("no-such-dashboard")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("built-ins: overview, migration, mirror"), "{e}");
+    }
+}

@@ -1,0 +1,144 @@
+//! The event log's filter (`/`): space-separated terms, all of which must match. A term is
+//! `kind:NAME[,NAME]`, `pid:N[,N]` (thread or process id), `comm:TEXT`, `dev:NAME`, or plain
+//! text found in the kind, comm or device.
+
+use crate::event::EventKind;
+
+use super::app::LogEntry;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Term {
+    Kind(Vec<EventKind>),
+    Pid(Vec<u32>),
+    Comm(String),
+    Device(String),
+    Text(String),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filter {
+    terms: Vec<Term>,
+}
+
+impl Filter {
+    /// Parses a filter; an error says which term is wrong and why.
+    pub fn parse(s: &str) -> Result<Filter, String> {
+        let mut terms = Vec::new();
+        for word in s.split_whitespace() {
+            let term = match word.split_once(':') {
+                Some(("kind", v)) => Term::Kind(
+                    v.split(',')
+                        .map(|n| {
+                            EventKind::ALL
+                                .iter()
+                                .find(|k| k.name() == n)
+                                .copied()
+                                .ok_or_else(|| {
+                                    format!(
+                                        "kind:{n}: no such kind (one of: {})",
+                                        EventKind::ALL.map(|k| k.name()).join(", ")
+                                    )
+                                })
+                        })
+                        .collect::<Result<_, _>>()?,
+                ),
+                Some(("pid", v)) => Term::Pid(
+                    v.split(',')
+                        .map(|n| n.parse().map_err(|_| format!("pid:{n}: not a number")))
+                        .collect::<Result<_, _>>()?,
+                ),
+                Some(("comm", v)) => Term::Comm(v.to_string()),
+                Some(("dev" | "device", v)) => Term::Device(v.to_string()),
+                Some((key, _)) => {
+                    return Err(format!(
+                        "{word}: unknown key '{key}' (use kind:, pid:, comm:, dev:)"
+                    ))
+                }
+                None => Term::Text(word.to_lowercase()),
+            };
+            terms.push(term);
+        }
+        Ok(Filter { terms })
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.terms.is_empty()
+    }
+
+    pub fn matches(&self, entry: &LogEntry) -> bool {
+        let e = &entry.event;
+        let comm = e.comm.to_string();
+        let device = entry.device.as_deref().unwrap_or("");
+        self.terms.iter().all(|t| match t {
+            Term::Kind(ks) => ks.contains(&e.kind()),
+            Term::Pid(ps) => ps.contains(&e.tgid) || ps.contains(&e.pid),
+            Term::Comm(c) => comm == *c,
+            Term::Device(d) => device == d,
+            Term::Text(t) => {
+                comm.to_lowercase().contains(t)
+                    || e.kind().name().contains(t.as_str())
+                    || device.to_lowercase().contains(t)
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Body, Comm, Event};
+
+    fn entry(kind_fault: bool, tgid: u32, comm: &str, device: Option<&str>) -> LogEntry {
+        let body = if kind_fault {
+            Body::DeviceFault(Default::default())
+        } else {
+            Body::PageFree(Default::default())
+        };
+        LogEntry {
+            seq: 1,
+            event: Event {
+                ts_ns: 0,
+                duration_ns: None,
+                cpu: 0,
+                tgid,
+                pid: tgid + 1,
+                comm: Comm::new(comm),
+                unknown: 0,
+                body,
+            },
+            device: device.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn terms_all_match_and_values_are_alternatives() {
+        let f = Filter::parse("kind:device_fault,page_free pid:7 dev:gpu0").unwrap();
+        assert!(f.matches(&entry(true, 7, "a", Some("gpu0"))));
+        assert!(
+            f.matches(&entry(false, 6, "a", Some("gpu0"))),
+            "pid matches the thread id too"
+        );
+        assert!(!f.matches(&entry(true, 9, "a", Some("gpu0"))));
+        assert!(!f.matches(&entry(true, 7, "a", Some("gpu1"))));
+        let text = Filter::parse("TRAIN").unwrap();
+        assert!(text.matches(&entry(true, 1, "train", None)));
+        assert!(Filter::parse("fault")
+            .unwrap()
+            .matches(&entry(true, 1, "x", None)));
+        assert!(!Filter::parse("comm:trai")
+            .unwrap()
+            .matches(&entry(true, 1, "train", None)));
+        assert!(Filter::parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_terms_say_what_is_wrong() {
+        assert!(Filter::parse("kind:faults")
+            .unwrap_err()
+            .contains("no such kind"));
+        assert!(Filter::parse("pid:x").unwrap_err().contains("not a number"));
+        assert!(Filter::parse("cpu:1")
+            .unwrap_err()
+            .contains("unknown key 'cpu'"));
+    }
+}

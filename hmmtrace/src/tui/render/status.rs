@@ -1,0 +1,119 @@
+//! The status panel: the source, lost events (red when any), each probe's state from the
+//! attach plan, and each eBPF program's own cost (run_time_ns / run_cnt).
+
+use ratatui::layout::Rect;
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, Paragraph, Wrap};
+use ratatui::Frame;
+
+use crate::capture::ProbeStatus;
+use crate::report::text::fmt_ns;
+use crate::tui::app::App;
+use crate::tui::ui::Ui;
+
+pub fn draw(f: &mut Frame, area: Rect, block: Block, app: &App, ui: &Ui) {
+    let bold = Style::default().add_modifier(Modifier::BOLD);
+    let dim = Style::default().fg(Color::DarkGray);
+    let mut lines = vec![Line::from(vec![
+        Span::styled("source ", bold),
+        Span::raw(app.source.title.clone()),
+    ])];
+    if let Some(r) = &app.replay {
+        let speed = ui.replay.as_ref().map_or(r.speed, |c| c.speed());
+        let length = if r.length_ns > 0 {
+            fmt_ns(r.length_ns)
+        } else {
+            "?".into()
+        };
+        lines.push(Line::from(vec![
+            Span::styled("replay ", bold),
+            Span::raw(format!(
+                "{} / {length} at {speed}x{}",
+                fmt_ns(r.position_ns),
+                if r.paused { " PAUSED" } else { "" }
+            )),
+        ]));
+    }
+    let lost = app.total_lost();
+    if lost > 0 {
+        let per: Vec<String> = app.lost.iter().map(|(p, n)| format!("{p} {n}")).collect();
+        lines.push(Line::from(Span::styled(
+            format!("LOST {lost} events (ring buffer full): {}", per.join(", ")),
+            Style::default()
+                .fg(Color::White)
+                .bg(Color::Red)
+                .add_modifier(Modifier::BOLD),
+        )));
+    } else {
+        lines.push(Line::from(vec![
+            Span::styled("lost ", bold),
+            Span::styled("0", Style::default().fg(Color::Green)),
+        ]));
+    }
+    if app.source.probes.is_empty() {
+        lines.push(Line::styled(
+            "probes: none (the reference engine produces the events)",
+            dim,
+        ));
+    } else {
+        lines.push(Line::styled("probes (attached / planned)", bold));
+        for (probe, rows) in by_probe(&app.source.probes) {
+            let attached: Vec<&str> = rows
+                .iter()
+                .filter(|p| p.status.starts_with("attached"))
+                .map(|p| p.mechanism.as_str())
+                .collect();
+            let (text, color) = if attached.is_empty() {
+                // Why not: the first row's reason says it for the probe.
+                (format!("none: {}", rows[0].status), Color::Red)
+            } else {
+                let mut mech: Vec<&str> = attached.clone();
+                mech.sort_unstable();
+                mech.dedup();
+                (
+                    format!("{}/{} via {}", attached.len(), rows.len(), mech.join(", ")),
+                    Color::Green,
+                )
+            };
+            lines.push(Line::from(vec![
+                Span::raw(format!(" {probe:<17}")),
+                Span::styled(text, Style::default().fg(color)),
+            ]));
+        }
+    }
+    if !app.costs.is_empty() {
+        lines.push(Line::styled(
+            "eBPF program cost (run_time_ns / run_cnt)",
+            bold,
+        ));
+        for c in &app.costs {
+            let avg = c
+                .run_time_ns
+                .checked_div(c.run_cnt)
+                .map_or_else(|| "-".into(), fmt_ns);
+            lines.push(Line::raw(format!(
+                " {:<28} {:>9} runs {:>8} each",
+                c.name, c.run_cnt, avg
+            )));
+        }
+    }
+    f.render_widget(
+        Paragraph::new(lines)
+            .wrap(Wrap { trim: false })
+            .block(block),
+        area,
+    );
+}
+
+/// The plan's rows grouped by logical probe, in plan order.
+fn by_probe(plan: &[ProbeStatus]) -> Vec<(&str, Vec<&ProbeStatus>)> {
+    let mut out: Vec<(&str, Vec<&ProbeStatus>)> = Vec::new();
+    for p in plan {
+        match out.iter_mut().find(|(name, _)| *name == p.probe) {
+            Some((_, rows)) => rows.push(p),
+            None => out.push((p.probe.as_str(), vec![p])),
+        }
+    }
+    out
+}

@@ -1,0 +1,260 @@
+//! Every panel and every built-in dashboard drawn on ratatui's TestBackend, with the numbers on
+//! screen checked against the state they come from.
+
+use ratatui::backend::TestBackend;
+use ratatui::Terminal;
+
+use super::*;
+use crate::capture::{CaptureHeader, ProbeStatus};
+use crate::event::{Event, EventKind};
+use crate::report::text::fmt_ns;
+use crate::tui::app::{ProgramCost, Series, SourceInfo};
+use crate::tui::dashboard::{Dashboard, BUILTIN};
+use crate::tui::render::latency::{buckets, column};
+use crate::tui::ui::Ui;
+
+fn events(scenario: &str) -> (CaptureHeader, Vec<Event>) {
+    let s = crate::scenario::Scenario::load(scenario).unwrap();
+    let mut v = Vec::new();
+    s.run(1, &mut |e| {
+        v.push(*e);
+        Ok(())
+    })
+    .unwrap();
+    (CaptureHeader::for_engine(&s, 1), v)
+}
+
+/// The state after `scenario`, its events spread over the seconds of their own clock.
+fn app_of(scenario: &str) -> App {
+    let (header, evs) = events(scenario);
+    let mut app = App::new(
+        SourceInfo {
+            title: format!("engine: {scenario}"),
+            probes: Vec::new(),
+        },
+        &header,
+        false,
+    );
+    for e in &evs {
+        app.ingest(std::slice::from_ref(e), e.ts_ns);
+    }
+    app
+}
+
+fn screen(app: &App, ui: &Ui, w: u16, h: u16) -> String {
+    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+    t.draw(|f| draw(f, app, ui)).unwrap();
+    let buf = t.backend().buffer().clone();
+    let mut out = String::new();
+    for y in 0..h {
+        for x in 0..w {
+            out.push_str(buf[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
+}
+
+fn ui(name: &str) -> Ui {
+    Ui::new(Dashboard::load(name).unwrap(), None)
+}
+
+/// A dashboard of one panel.
+fn single(toml_panel: &str) -> Ui {
+    let text = format!("name = \"t\"\n[[row]]\n[[row.panel]]\n{toml_panel}\n");
+    Ui::new(Dashboard::parse("t.toml", &text).unwrap(), None)
+}
+
+#[test]
+fn rates_panel_shows_each_series_with_its_totals() {
+    let app = app_of("migrate_fault");
+    let s = screen(&app, &single("type = \"rates\""), 120, 14);
+    for series in Series::ALL {
+        let line = s
+            .lines()
+            .find(|l| l.contains(series.name()))
+            .unwrap_or_else(|| panic!("{} missing:\n{s}", series.name()));
+        let total = app.rates[&series].total;
+        assert!(
+            line.contains(&format!("Σ {:>7}", fmt_count(total))),
+            "{line}"
+        );
+    }
+    assert!(app.rates[&Series::ToDevice].total > 0 && app.rates[&Series::ToRam].total > 0);
+}
+
+#[test]
+fn latency_panel_marks_the_histograms_percentiles() {
+    let app = app_of("migrate_fault");
+    let mut u = single("type = \"latency\"\nkinds = [\"migration\", \"device_fault\"]");
+    u.since_start = true;
+    let s = screen(&app, &u, 120, 12);
+    let h = &app.latency[&EventKind::Migration].since_start;
+    let line = s.lines().find(|l| l.contains("migration")).unwrap();
+    assert!(line.contains(&format!("n={}", h.len())), "{line}");
+    assert!(
+        line.contains(&format!("M:p50 {}", fmt_ns(h.value_at_quantile(0.5)))),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("X:max {}", fmt_ns(h.max()))),
+        "{line}"
+    );
+    assert!(s.contains("latency since start"), "{s}");
+    assert!(
+        s.contains("1us") && s.contains("1ms"),
+        "the axis is labelled:\n{s}"
+    );
+    // The max marker sits in the column its value maps to.
+    let lines: Vec<&str> = s.lines().collect();
+    let at = lines.iter().position(|l| l.contains("migration")).unwrap();
+    let marks: Vec<char> = lines[at + 2].chars().collect();
+    let plot_w = 120 - 2 - 14;
+    let col = 1 + 14 + column(h.max(), plot_w) as usize;
+    assert_eq!(marks[col], 'X', "{}", lines[at + 2]);
+    // Every recorded event lands in one column.
+    assert_eq!(buckets(h, plot_w).iter().sum::<u64>(), h.len());
+    // The rolling window is the default, and says so.
+    let s = screen(&app, &single("type = \"latency\""), 120, 20);
+    assert!(s.contains("latency, last 10 s"), "{s}");
+}
+
+#[test]
+fn top_panel_lists_processes_devices_and_symbols() {
+    let app = app_of("multiple_devices");
+    let mut u = single("type = \"top\"\ntable = \"device\"");
+    let s = screen(&app, &u, 120, 10);
+    assert!(s.contains("dmirror0") && s.contains("dmirror1"), "{s}");
+    let row = &app.by_device.rows["dmirror0"];
+    let line = s.lines().find(|l| l.contains("dmirror0")).unwrap();
+    assert!(line.contains(&fmt_count(row.events)), "{line}");
+    u.top_table = Some(crate::tui::dashboard::TopTable::Symbol);
+    let s = screen(&app, &u, 120, 12);
+    assert!(
+        s.contains("migrate_vma_setup") && s.contains("kernel symbol"),
+        "{s}"
+    );
+    u.top_table = Some(crate::tui::dashboard::TopTable::Process);
+    let s = screen(&app, &u, 60, 10);
+    assert!(
+        s.contains("hmm-tests [1000]"),
+        "narrow tables keep the name:\n{s}"
+    );
+}
+
+#[test]
+fn log_panel_shows_the_newest_matching_events_and_pauses() {
+    let mut app = app_of("mirror_busy");
+    let mut u = single("type = \"log\"\nfilter = \"kind:range_fault\"");
+    let s = screen(&app, &u, 120, 8);
+    let shown = s.lines().filter(|l| l.contains("s range_fault ")).count();
+    assert_eq!(shown, app.total(EventKind::RangeFault) as usize, "{s}");
+    assert!(s.contains("retries"), "{s}");
+    assert!(!s.contains("invalidation "), "filtered out:\n{s}");
+    // Paused: events that arrive later are not shown.
+    u.paused_at = Some(app.events);
+    u.filter = Some((String::new(), Default::default()));
+    let before = screen(&app, &u, 120, 8);
+    let (_, more) = events("migrate");
+    app.ingest(&more, 0);
+    let after = screen(&app, &u, 120, 8);
+    // The title bar counts the new events; the log below it does not move.
+    let body = |s: &str| s.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_ne!(before.lines().next(), after.lines().next());
+    assert_eq!(body(&before), body(&after));
+    assert!(after.contains("PAUSED"));
+    u.paused_at = None;
+    let newest = super::log::describe(app.log.back().unwrap());
+    assert!(screen(&app, &u, 120, 8).contains(&newest), "{newest}");
+}
+
+#[test]
+fn status_panel_shows_probes_losses_and_costs() {
+    let mut app = app_of("migrate");
+    let s = screen(&app, &single("type = \"status\""), 100, 12);
+    assert!(s.contains("lost 0") && s.contains("probes: none"), "{s}");
+    app.source.probes = vec![
+        ProbeStatus {
+            probe: "migration".into(),
+            symbol: "migrate_vma_setup".into(),
+            mechanism: "kprobe".into(),
+            status: "attached (kprobe)".into(),
+        },
+        ProbeStatus {
+            probe: "range_fault".into(),
+            symbol: "hmm_range_fault".into(),
+            mechanism: "-".into(),
+            status: "not in this kernel".into(),
+        },
+    ];
+    app.costs = vec![ProgramCost {
+        name: "kprobe_migrate_vma_setup".into(),
+        run_cnt: 10,
+        run_time_ns: 12_340,
+    }];
+    let mut lost = events("migrate").1[0];
+    lost.body = crate::event::Body::Lost(hmmtrace_common::Lost {
+        count: 5,
+        probe: 0,
+        _pad: 0,
+    });
+    app.ingest(&[lost], 0);
+    let s = screen(&app, &single("type = \"status\""), 100, 12);
+    assert!(
+        s.contains("LOST 5 events") && s.contains("migration 5"),
+        "{s}"
+    );
+    assert!(s.contains("1/1 via kprobe"), "{s}");
+    assert!(s.contains("none: not in this kernel"), "{s}");
+    assert!(
+        s.contains("kprobe_migrate_vma_setup") && s.contains("1234ns each"),
+        "{s}"
+    );
+    assert!(
+        screen(&app, &ui("overview"), 120, 30).contains("LOST 5"),
+        "title bar too"
+    );
+}
+
+#[test]
+fn every_builtin_dashboard_draws_its_panels_at_80x24_and_larger() {
+    let app = app_of("gpu-stream");
+    for (name, _) in BUILTIN {
+        for (w, h) in [(80, 24), (120, 40), (200, 60)] {
+            let u = ui(name);
+            let s = screen(&app, &u, w, h);
+            assert!(s.contains(&format!("[{name}]")), "{name} {w}x{h}:\n{s}");
+            assert!(s.contains("q  quit"), "footer {name} {w}x{h}:\n{s}");
+            for p in u.dashboard.panels() {
+                let title = match &p.kind {
+                    PanelKind::Rates { .. } => "events per second",
+                    PanelKind::Latency { .. } => "latency",
+                    PanelKind::Top { .. } => "top by",
+                    PanelKind::Log { .. } => p.title.as_deref().unwrap_or("events"),
+                    PanelKind::Status => "status",
+                };
+                assert!(s.contains(title), "{name} {w}x{h} lacks {title}:\n{s}");
+            }
+        }
+    }
+    // Too small to be useful still draws without panicking.
+    screen(&app, &ui("overview"), 20, 5);
+}
+
+#[test]
+fn help_overlay_and_filter_editor() {
+    let app = app_of("migrate");
+    let mut u = ui("overview");
+    u.help = true;
+    let s = screen(&app, &u, 120, 40);
+    for (k, what) in super::help::KEYS {
+        let start: String = what.chars().take(20).collect();
+        assert!(s.contains(k) && s.contains(&start), "{k}:\n{s}");
+    }
+    u.help = false;
+    u.editing = Some("kind:migr".into());
+    assert!(screen(&app, &u, 120, 40).contains("/kind:migr"));
+    u.editing = None;
+    u.filter_error = Some("kind:x: no such kind".into());
+    assert!(screen(&app, &u, 120, 40).contains("bad filter: kind:x"));
+}

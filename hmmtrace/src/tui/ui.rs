@@ -1,0 +1,327 @@
+//! What the viewer chose (help shown, filter, scroll, pause, which table and histogram), and the
+//! keys that change it. Kept apart from [`super::app::App`], which only sources change.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+
+use super::app::App;
+use super::dashboard::{Dashboard, PanelKind, TopTable};
+use super::filter::Filter;
+
+/// Replay controls, shared between the keys and the replaying feeder.
+#[derive(Debug)]
+pub struct ReplayControl {
+    pub paused: AtomicBool,
+    /// Speed × 1000 (1000 = as recorded).
+    pub speed_milli: AtomicU64,
+    /// A pending relative seek, in ns of capture time (the feeder takes it).
+    pub seek_ns: AtomicI64,
+}
+
+impl ReplayControl {
+    pub fn new(speed: f64) -> ReplayControl {
+        ReplayControl {
+            paused: AtomicBool::new(false),
+            speed_milli: AtomicU64::new((speed * 1000.0).round().max(1.0) as u64),
+            seek_ns: AtomicI64::new(0),
+        }
+    }
+
+    pub fn speed(&self) -> f64 {
+        self.speed_milli.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+}
+
+/// Seconds one ←/→ press seeks.
+pub const SEEK_STEP_NS: i64 = 10_000_000_000;
+pub const MIN_SPEED_MILLI: u64 = 1000 / 64;
+pub const MAX_SPEED_MILLI: u64 = 1000 * 1024;
+
+/// How top tables are ordered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TopSort {
+    Events,
+    Pages,
+    Time,
+    Max,
+}
+
+impl TopSort {
+    pub fn next(self) -> TopSort {
+        match self {
+            TopSort::Events => TopSort::Pages,
+            TopSort::Pages => TopSort::Time,
+            TopSort::Time => TopSort::Max,
+            TopSort::Max => TopSort::Events,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TopSort::Events => "events",
+            TopSort::Pages => "pages",
+            TopSort::Time => "total time",
+            TopSort::Max => "max latency",
+        }
+    }
+}
+
+pub struct Ui {
+    pub dashboard: Dashboard,
+    pub help: bool,
+    /// The filter being typed after `/`.
+    pub editing: Option<String>,
+    /// The filter the user set, overriding each log panel's own; `None` until one is set.
+    pub filter: Option<(String, Filter)>,
+    /// Why the last typed filter was refused.
+    pub filter_error: Option<String>,
+    /// Log lines scrolled up from the newest.
+    pub scroll: usize,
+    /// The log is frozen at this sequence number (space, when not replaying).
+    pub paused_at: Option<u64>,
+    /// Latency panels show the whole run instead of the rolling window.
+    pub since_start: bool,
+    pub top_table: Option<TopTable>,
+    pub top_sort: TopSort,
+    pub quit: bool,
+    pub replay: Option<Arc<ReplayControl>>,
+}
+
+impl Ui {
+    pub fn new(dashboard: Dashboard, replay: Option<Arc<ReplayControl>>) -> Ui {
+        Ui {
+            dashboard,
+            help: false,
+            editing: None,
+            filter: None,
+            filter_error: None,
+            scroll: 0,
+            paused_at: None,
+            since_start: false,
+            top_table: None,
+            top_sort: TopSort::Events,
+            quit: false,
+            replay,
+        }
+    }
+
+    /// The filter a log panel uses: the user's, else the panel's own.
+    pub fn log_filter(&self, panel_filter: &str) -> Filter {
+        match &self.filter {
+            Some((_, f)) => f.clone(),
+            None => Filter::parse(panel_filter).unwrap_or_default(),
+        }
+    }
+
+    /// The filter text shown in a log panel's title.
+    pub fn log_filter_text<'a>(&'a self, panel_filter: &'a str) -> &'a str {
+        self.filter
+            .as_ref()
+            .map_or(panel_filter, |(t, _)| t.as_str())
+    }
+
+    pub fn key(&mut self, k: KeyEvent, app: &App) {
+        if k.modifiers.contains(KeyModifiers::CONTROL) && k.code == KeyCode::Char('c') {
+            self.quit = true;
+            return;
+        }
+        if let Some(text) = &mut self.editing {
+            match k.code {
+                KeyCode::Enter => {
+                    let text = std::mem::take(text);
+                    self.editing = None;
+                    match Filter::parse(&text) {
+                        Ok(f) => {
+                            self.filter = Some((text, f));
+                            self.filter_error = None;
+                            self.scroll = 0;
+                        }
+                        Err(e) => self.filter_error = Some(e),
+                    }
+                }
+                KeyCode::Esc => self.editing = None,
+                KeyCode::Backspace => {
+                    text.pop();
+                }
+                KeyCode::Char(c) => text.push(c),
+                _ => {}
+            }
+            return;
+        }
+        if self.help {
+            // Any key closes the help; q still quits.
+            self.help = false;
+            if k.code != KeyCode::Char('q') {
+                return;
+            }
+        }
+        match k.code {
+            KeyCode::Char('q') => self.quit = true,
+            KeyCode::Char('?') => self.help = true,
+            KeyCode::Esc => {
+                self.filter_error = None;
+            }
+            KeyCode::Char('/') => {
+                self.editing = Some(
+                    self.filter
+                        .as_ref()
+                        .map_or_else(|| self.first_log_filter(), |(t, _)| t.clone()),
+                );
+            }
+            KeyCode::Char(' ') => match &self.replay {
+                Some(r) => {
+                    r.paused.fetch_xor(true, Ordering::Relaxed);
+                }
+                None => {
+                    self.paused_at = match self.paused_at {
+                        Some(_) => None,
+                        None => Some(app.events),
+                    };
+                    self.scroll = 0;
+                }
+            },
+            KeyCode::Char('w') => self.since_start = !self.since_start,
+            KeyCode::Char('t') => {
+                let current = self.top_table.unwrap_or_else(|| self.first_top_table());
+                self.top_table = Some(current.next());
+            }
+            KeyCode::Char('s') => self.top_sort = self.top_sort.next(),
+            KeyCode::Up => self.scroll = self.scroll.saturating_add(1),
+            KeyCode::Down => self.scroll = self.scroll.saturating_sub(1),
+            KeyCode::PageUp => self.scroll = self.scroll.saturating_add(10),
+            KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(10),
+            KeyCode::Home => self.scroll = usize::MAX / 2,
+            KeyCode::End => self.scroll = 0,
+            KeyCode::Char('+') | KeyCode::Char('=') => self.speed(2.0),
+            KeyCode::Char('-') => self.speed(0.5),
+            KeyCode::Right => self.seek(SEEK_STEP_NS),
+            KeyCode::Left => self.seek(-SEEK_STEP_NS),
+            _ => {}
+        }
+    }
+
+    fn speed(&self, factor: f64) {
+        if let Some(r) = &self.replay {
+            let s = (r.speed_milli.load(Ordering::Relaxed) as f64 * factor) as u64;
+            r.speed_milli
+                .store(s.clamp(MIN_SPEED_MILLI, MAX_SPEED_MILLI), Ordering::Relaxed);
+        }
+    }
+
+    fn seek(&self, ns: i64) {
+        if let Some(r) = &self.replay {
+            r.seek_ns.fetch_add(ns, Ordering::Relaxed);
+        }
+    }
+
+    fn first_log_filter(&self) -> String {
+        self.dashboard
+            .panels()
+            .find_map(|p| match &p.kind {
+                PanelKind::Log { filter } => Some(filter.clone()),
+                _ => None,
+            })
+            .unwrap_or_default()
+    }
+
+    fn first_top_table(&self) -> TopTable {
+        self.dashboard
+            .panels()
+            .find_map(|p| match p.kind {
+                PanelKind::Top { table } => Some(table),
+                _ => None,
+            })
+            .unwrap_or(TopTable::Process)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::capture::CaptureHeader;
+    use crate::tui::app::SourceInfo;
+    use crossterm::event::KeyEvent;
+
+    fn app() -> App {
+        let s = crate::scenario::Scenario::load("migrate").unwrap();
+        App::new(
+            SourceInfo::default(),
+            &CaptureHeader::for_engine(&s, 1),
+            false,
+        )
+    }
+
+    fn press(ui: &mut Ui, app: &App, keys: &str) {
+        for c in keys.chars() {
+            let code = match c {
+                '\n' => KeyCode::Enter,
+                '\x1b' => KeyCode::Esc,
+                c => KeyCode::Char(c),
+            };
+            ui.key(KeyEvent::new(code, KeyModifiers::NONE), app);
+        }
+    }
+
+    #[test]
+    fn keys_change_the_view() {
+        let app = app();
+        let mut ui = Ui::new(Dashboard::load("migration").unwrap(), None);
+        press(&mut ui, &app, "w");
+        assert!(ui.since_start);
+        press(&mut ui, &app, "t");
+        assert_eq!(
+            ui.top_table,
+            Some(TopTable::Symbol),
+            "the dashboard's device table, then next"
+        );
+        press(&mut ui, &app, "ss");
+        assert_eq!(ui.top_sort, TopSort::Time);
+        press(&mut ui, &app, " ");
+        assert_eq!(ui.paused_at, Some(app.events));
+        press(&mut ui, &app, "?");
+        assert!(ui.help);
+        press(&mut ui, &app, "x");
+        assert!(!ui.help && !ui.quit, "any key closes the help");
+        // `/` starts from the panel's filter.
+        press(&mut ui, &app, "/");
+        assert_eq!(ui.editing.as_deref(), Some("kind:migration,device_fault"));
+        ui.editing = Some(String::new());
+        press(&mut ui, &app, "pid:q\n");
+        assert!(ui.filter_error.as_deref().unwrap().contains("not a number"));
+        assert!(!ui.quit, "q typed into the filter does not quit");
+        press(&mut ui, &app, "\x1b/");
+        ui.editing = Some(String::new());
+        press(&mut ui, &app, "kind:page_free\n");
+        assert_eq!(ui.log_filter_text("ignored"), "kind:page_free");
+        ui.key(
+            KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL),
+            &app,
+        );
+        assert!(ui.quit);
+    }
+
+    #[test]
+    fn replay_keys_drive_the_replay() {
+        let app = app();
+        let ctrl = Arc::new(ReplayControl::new(1.0));
+        let mut ui = Ui::new(
+            Dashboard::load("overview").unwrap(),
+            Some(Arc::clone(&ctrl)),
+        );
+        press(&mut ui, &app, " ");
+        assert!(ctrl.paused.load(Ordering::Relaxed));
+        assert_eq!(ui.paused_at, None, "space pauses the replay, not the log");
+        press(&mut ui, &app, "++");
+        assert_eq!(ctrl.speed(), 4.0);
+        press(&mut ui, &app, &"-".repeat(20));
+        assert_eq!(ctrl.speed_milli.load(Ordering::Relaxed), MIN_SPEED_MILLI);
+        ui.key(KeyEvent::new(KeyCode::Right, KeyModifiers::NONE), &app);
+        ui.key(KeyEvent::new(KeyCode::Left, KeyModifiers::NONE), &app);
+        ui.key(KeyEvent::new(KeyCode::Left, KeyModifiers::NONE), &app);
+        assert_eq!(ctrl.seek_ns.load(Ordering::Relaxed), -SEEK_STEP_NS);
+        press(&mut ui, &app, "q");
+        assert!(ui.quit);
+    }
+}
