@@ -3,8 +3,10 @@
 
 mod demo;
 mod export;
+mod live;
 mod probes;
 mod record;
+mod replay;
 mod report;
 mod sim;
 
@@ -80,6 +82,13 @@ enum Command {
         after_help = "Examples:\n  sudo hmmtrace record -o run.hmt -- ./hmm-tests\n  sudo hmmtrace record -o all.hmt --duration 30s\n  sudo hmmtrace record -o p.hmt --pid 4242 --comm python3\n  hmmtrace report run.hmt"
     )]
     Record(record::Args),
+    /// Watch the kernel's HMM events live in the TUI: rates, latency histograms, top
+    /// processes, devices and symbols, the event log, and each probe's state and cost (needs
+    /// root, or CAP_BPF and CAP_PERFMON).
+    #[command(
+        after_help = "Examples:\n  sudo hmmtrace live\n  sudo hmmtrace live --pid 4242 --dashboard migration\n  sudo hmmtrace live -o run.hmt --duration 1m\n\nKeys: ? shows them all; q quits."
+    )]
+    Live(live::Args),
     /// Summarise a capture file: per event kind, count, rate, and latency percentiles.
     #[command(
         after_help = "Examples:\n  hmmtrace report stream.hmt\n  hmmtrace report stream.hmt --format json"
@@ -91,6 +100,11 @@ enum Command {
         after_help = "Examples:\n  hmmtrace export run.hmt > run.jsonl\n  hmmtrace export run.hmt --format csv -o run.csv\n  hmmtrace export run.hmt | jq 'select(.kind == \"device_fault\")'"
     )]
     Export(export::Args),
+    /// Replay a capture file in the TUI at the recorded pace (or faster), with pause and seek.
+    #[command(
+        after_help = "Examples:\n  hmmtrace replay run.hmt\n  hmmtrace replay run.hmt --speed 10 --dashboard migration\n\nKeys: space pauses, + and - change the speed, ← and → seek 10 s, ? shows all keys."
+    )]
+    Replay(replay::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -99,6 +113,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Sim(a) => sim::run(a),
         Command::Report(a) => report::run(a),
         Command::Export(a) => export::run(a),
+        Command::Replay(a) => replay::run(a),
+        Command::Live(a) => live::run(a),
         Command::Probes(a) => probes::run(a),
         Command::Record(a) => record::run(a),
     }
@@ -198,4 +214,37 @@ pub fn stream_capture<R: std::io::Read>(
         (Ok(r), None) => Ok(r),
         (Err(e), None) => Err(bad_input(e)),
     }
+}
+
+/// How the TUI looks: shared by `live`, `demo`, `sim --tui` and `replay`.
+#[derive(clap::Args)]
+pub struct ViewArgs {
+    /// Dashboard layout: a built-in (overview, migration, mirror) or a TOML file (see
+    /// dashboards/README.md).
+    #[arg(long, default_value = "overview")]
+    pub dashboard: String,
+    /// Show pgmap owners as kernel addresses instead of dev1, dev2, ...
+    #[arg(long)]
+    pub kernel_pointers: bool,
+}
+
+impl ViewArgs {
+    /// The dashboard; a bad one is bad input, named with file, line and reason.
+    pub fn dashboard(&self) -> anyhow::Result<hmmtrace::tui::dashboard::Dashboard> {
+        hmmtrace::tui::dashboard::Dashboard::load(&self.dashboard).map_err(bad_input)
+    }
+}
+
+/// A flag that SIGINT and SIGTERM set (checked by loops; nothing runs in the handler).
+pub fn stop_on_signals() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))?;
+    }
+    Ok(stop)
+}
+
+/// Whether standard output is a terminal the TUI can take over.
+pub fn is_terminal() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stdout())
 }

@@ -54,7 +54,7 @@ pub struct Args {
     command: Vec<String>,
 }
 
-fn parse_size(s: &str) -> Result<u32, String> {
+pub(super) fn parse_size(s: &str) -> Result<u32, String> {
     let (num, mult) = match s.trim().to_ascii_uppercase() {
         t if t.ends_with('K') => (t.trim_end_matches('K').to_string(), 1u64 << 10),
         t if t.ends_with('M') => (t.trim_end_matches('M').to_string(), 1 << 20),
@@ -259,7 +259,7 @@ fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     }
 }
 
-fn header(session: &Session) -> CaptureHeader {
+pub(super) fn header(session: &Session) -> CaptureHeader {
     let mut plan: Vec<ProbeStatus> = session
         .plan
         .iter()

@@ -4,10 +4,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use hmmtrace::capture::{CaptureHeader, Writer};
+use hmmtrace::event::Sink as _;
 use hmmtrace::report::{self, Summary};
 use hmmtrace::scenario::{Scenario, BUILTIN};
+use hmmtrace::tui::app::{App, SourceInfo};
+use hmmtrace::tui::ui::Ui;
+use hmmtrace::tui::Feed;
+use std::sync::{Arc, Mutex};
 
-use super::{bad_input, Format, ScenarioArgs};
+use super::{bad_input, is_terminal, Format, ScenarioArgs, ViewArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -21,6 +26,11 @@ pub struct Args {
     list: bool,
     #[arg(long, value_enum, default_value = "text")]
     format: Format,
+    /// Show the run in the TUI (it runs at full speed; the TUI stays up to explore it).
+    #[arg(long)]
+    tui: bool,
+    #[command(flatten)]
+    view: ViewArgs,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -32,6 +42,27 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let (scenario, seed) = a.scenario.load()?;
+    let mut view = None;
+    if a.tui {
+        if !is_terminal() {
+            return Err(bad_input(anyhow::anyhow!("--tui needs a terminal")));
+        }
+        let header = CaptureHeader::for_engine(&scenario, seed);
+        let source = SourceInfo {
+            title: format!(
+                "engine: {} seed={seed} (full speed, simulated time)",
+                scenario.name
+            ),
+            probes: Vec::new(),
+        };
+        let dashboard = a.view.dashboard()?;
+        let app = Arc::new(Mutex::new(App::new(
+            source,
+            &header,
+            a.view.kernel_pointers,
+        )));
+        view = Some((dashboard, Feed::new(Arc::clone(&app)), app));
+    }
     let mut summary = Summary::default();
     let mut writer = match &a.output {
         Some(path) => Some(Writer::create(
@@ -46,6 +77,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             if let Some(w) = writer.as_mut() {
                 w.write_event(e)?;
             }
+            if let Some((_, feed, _)) = view.as_mut() {
+                feed.set_timeline(e.ts_ns);
+                feed.event(e)?;
+            }
             Ok(())
         })
         .map_err(bad_input)?;
@@ -57,6 +92,12 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             a.output.as_ref().unwrap().display(),
             bytes as f64 / events.max(1) as f64
         );
+    }
+    if let Some((dashboard, mut feed, app)) = view {
+        feed.flush(true);
+        feed.with_app(|a| a.finished = Some("scenario finished".into()));
+        let stop = super::stop_on_signals()?;
+        hmmtrace::tui::run(app, Ui::new(dashboard, None), stop)?;
     }
     match a.format {
         Format::Text => print!("{}", report::text::render(&summary, &source)),

@@ -1,0 +1,206 @@
+//! The TUI in a real terminal: `hmmtrace demo` under tmux, driven with send-keys, read back
+//! with capture-pane. Waits poll for what the screen must show, with a deadline; a test that
+//! cannot run (no tmux) fails and says so.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn new(tag: &str) -> Tmux {
+        let ok = Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success());
+        assert!(
+            ok,
+            "this test needs tmux (Debian package tmux) to drive a real terminal"
+        );
+        Tmux {
+            socket: format!("hmmtrace-test-{tag}-{}", std::process::id()),
+        }
+    }
+
+    fn tmux(&self, args: &[&str]) -> String {
+        let o = Command::new("tmux")
+            .args(["-L", &self.socket])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    fn screen(&self) -> String {
+        self.tmux(&["capture-pane", "-p", "-t", "t"])
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "t"];
+        args.extend_from_slice(keys);
+        self.tmux(&args);
+    }
+
+    /// Polls the screen until `pred` holds; fails with the last screen after `limit`.
+    fn wait_for(&self, what: &str, limit: Duration, pred: impl Fn(&str) -> bool) -> String {
+        let start = Instant::now();
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "timed out waiting for {what}; screen:\n{s}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .output();
+    }
+}
+
+/// The event count in the title bar.
+fn events(screen: &str) -> u64 {
+    let first = screen.lines().next().unwrap_or("");
+    let words: Vec<&str> = first.split_whitespace().collect();
+    words
+        .iter()
+        .position(|w| *w == "events")
+        .and_then(|i| words[i - 1].parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn demo_tui_shows_moving_panels_takes_keys_and_restores_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let capture = dir.path().join("demo.hmt");
+    let t = Tmux::new("demo");
+    // After hmmtrace exits, the shell prints its status and the terminal's modes.
+    let cmd = format!(
+        "{} demo --rate 5000 -o {}; echo EXIT=$?; stty -a",
+        env!("CARGO_BIN_EXE_hmmtrace"),
+        capture.display()
+    );
+    t.tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "t",
+        "-x",
+        "120",
+        "-y",
+        "40",
+        &cmd,
+    ]);
+    t.tmux(&["set-option", "-t", "t", "remain-on-exit", "on"]);
+    let long = Duration::from_secs(20);
+    let first = t.wait_for("the panels", long, |s| {
+        s.contains("events per second") && s.contains("latency") && events(s) > 0
+    });
+    for panel in [
+        "status",
+        "top by process",
+        "migrate → device",
+        "M:p50",
+        "q  quit",
+    ] {
+        assert!(first.contains(panel), "{panel} missing:\n{first}");
+    }
+    assert_eq!(
+        t.tmux(&["display", "-p", "-t", "t", "#{alternate_on}"])
+            .trim(),
+        "1"
+    );
+    let n = events(&first);
+    t.wait_for("the numbers to move", long, |s| events(s) > n);
+
+    t.keys(&["?"]);
+    t.wait_for("the help", long, |s| {
+        s.contains(" help ") && s.contains("scroll the log")
+    });
+    t.keys(&["Escape"]);
+    t.wait_for("the help to close", long, |s| !s.contains("scroll the log"));
+
+    t.keys(&["/"]);
+    t.wait_for("the filter editor", long, |s| s.contains(" filter  /"));
+    t.keys(&["-l", "kind:page_free"]);
+    t.keys(&["Enter"]);
+    let s = t.wait_for("the filtered log", long, |s| {
+        s.contains("matching 'kind:page_free'")
+    });
+    let log: Vec<&str> = s
+        .lines()
+        .skip_while(|l| !l.contains("matching 'kind:page_free'"))
+        .skip(1)
+        .filter(|l| l.contains("s ") && l.contains('['))
+        .collect();
+    assert!(!log.is_empty(), "{s}");
+    assert!(log.iter().all(|l| l.contains("page_free")), "{s}");
+
+    t.keys(&["Space"]);
+    t.wait_for("the paused log", long, |s| s.contains("PAUSED"));
+    t.keys(&["Space"]);
+    t.wait_for("the log to resume", long, |s| !s.contains("PAUSED"));
+
+    t.keys(&["q"]);
+    let s = t.wait_for("the final report", long, |s| s.contains("capture:"));
+    assert!(s.contains("kind") && s.contains("p99"), "{s}");
+    assert_eq!(
+        t.tmux(&["display", "-p", "-t", "t", "#{alternate_on}"])
+            .trim(),
+        "0",
+        "the alternate screen was left"
+    );
+    // The terminal is back in cooked mode with echo: stty, run after hmmtrace, says so.
+    let s = t.wait_for("the exit status", long, |s| s.contains("EXIT="));
+    assert!(s.contains("EXIT=0"), "{s}");
+    let s = t.wait_for("stty", long, |s| s.contains("speed"));
+    assert!(
+        s.contains(" icanon") && s.contains(" echo ") && !s.contains("-icanon"),
+        "{s}"
+    );
+    assert!(capture.exists());
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = Tmux::new("term");
+    let cmd = format!(
+        "{} demo -o {}",
+        env!("CARGO_BIN_EXE_hmmtrace"),
+        dir.path().join("d.hmt").display()
+    );
+    t.tmux(&["new-session", "-d", "-s", "t", "-x", "80", "-y", "24", &cmd]);
+    t.tmux(&["set-option", "-t", "t", "remain-on-exit", "on"]);
+    let long = Duration::from_secs(20);
+    t.wait_for("the panels at 80x24", long, |s| {
+        s.contains("events per second")
+    });
+    let pid = t.tmux(&["display", "-p", "-t", "t", "#{pane_pid}"]);
+    let killed = Command::new("kill")
+        .args(["-TERM", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    t.wait_for("the final report", long, |s| s.contains("capture:"));
+    assert_eq!(
+        t.tmux(&["display", "-p", "-t", "t", "#{alternate_on}"])
+            .trim(),
+        "0"
+    );
+}
