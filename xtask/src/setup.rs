@@ -177,7 +177,8 @@ pub fn run() -> anyhow::Result<PathBuf> {
             root.display()
         ));
     }
-    ensure_bpftool()?;
+    ensure_tool("bpftool", "bpftool")?;
+    ensure_tool("tmux", "tmux")?;
     let bin = cache.join("bin");
     std::fs::create_dir_all(&bin)?;
     let link = bin.join("bpf-linker");
@@ -194,27 +195,31 @@ pub fn run() -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
-/// bpftool is how the kernel tests check, independently of hmmtrace, what is loaded. As root
-/// it is installed from Debian's packages when missing; otherwise its absence is reported.
-fn ensure_bpftool() -> anyhow::Result<()> {
-    if have("bpftool") {
-        say("bpftool: present");
+/// Test tools from Debian's packages: bpftool is how the kernel tests check, independently
+/// of hmmtrace, what is loaded; tmux is the real terminal the TUI tests drive. As root a
+/// missing one is installed; otherwise its absence is reported (the tests that need it fail
+/// and say so).
+fn ensure_tool(program: &str, package: &str) -> anyhow::Result<()> {
+    if have(program) {
+        say(&format!("{program}: present"));
         return Ok(());
     }
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 || !have("apt-get") {
-        say("bpftool: missing (apt-get install bpftool); the kernel tests need it and run only as root");
+        say(&format!(
+            "{program}: missing (apt-get install {package}); the tests that need it will fail"
+        ));
         return Ok(());
     }
-    say("bpftool: installing with apt-get");
+    say(&format!("{program}: installing {package} with apt-get"));
     let install = || {
         Command::new("apt-get")
-            .args(["install", "-y", "-qq", "bpftool"])
+            .args(["install", "-y", "-qq", package])
             .status()
     };
     if !install().is_ok_and(|s| s.success()) {
         run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
-        run_cmd(Command::new("apt-get").args(["install", "-y", "-qq", "bpftool"]))?;
+        run_cmd(Command::new("apt-get").args(["install", "-y", "-qq", package]))?;
     }
     Ok(())
 }
