@@ -204,3 +204,60 @@ fn sigterm_restores_the_terminal() {
         "0"
     );
 }
+
+/// Ids of the BPF programs that process `pid` holds (its fdinfo), as the kernel reports them.
+fn programs_of(pid: u32) -> Vec<u64> {
+    let mut ids = Vec::new();
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return ids;
+    };
+    for fd in dir.flatten() {
+        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        if let Some(id) = info.lines().find_map(|l| l.strip_prefix("prog_id:")) {
+            ids.push(id.trim().parse().unwrap());
+        }
+    }
+    ids
+}
+
+#[test]
+#[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
+fn live_shows_kernel_events_and_program_costs_and_unloads_on_quit() {
+    let t = Tmux::new("live");
+    let cmd = format!("exec {} live", env!("CARGO_BIN_EXE_hmmtrace"));
+    t.tmux(&["new-session", "-d", "-s", "t", "-x", "160", "-y", "48", &cmd]);
+    t.tmux(&["set-option", "-t", "t", "remain-on-exit", "on"]);
+    let long = Duration::from_secs(30);
+    t.wait_for("the probe status", long, |s| s.contains("system_migration 1/1 via tracepoint"));
+    let pid: u32 = t.tmux(&["display", "-p", "-t", "t", "#{pane_pid}"]).trim().parse().unwrap();
+    let ours = programs_of(pid);
+    assert!(!ours.is_empty(), "live holds its programs");
+    // Compaction fires migrate:mm_migrate_pages; keep asking until the events show.
+    let start = Instant::now();
+    let s = loop {
+        std::fs::write("/proc/sys/vm/compact_memory", "1").unwrap();
+        let s = t.screen();
+        if events(&s) > 0 && s.contains("runs") {
+            break s;
+        }
+        assert!(start.elapsed() < long, "no events or costs shown:\n{s}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(s.contains("eBPF program cost"), "{s}");
+    let cost = s.lines().find(|l| l.contains("mm_migrate_pages") && l.contains("runs")).unwrap();
+    assert!(cost.contains("ns each") || cost.contains("us each"), "{cost}");
+    t.keys(&["q"]);
+    let start = Instant::now();
+    while t.tmux(&["display", "-p", "-t", "t", "#{pane_dead}"]).trim() != "1" {
+        assert!(start.elapsed() < long, "live did not exit after q");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let o = Command::new("bpftool").args(["-j", "prog", "show"]).output().unwrap();
+    let loaded: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+    let left: Vec<u64> = loaded
+        .iter()
+        .filter_map(|p| p["id"].as_u64())
+        .filter(|id| ours.contains(id))
+        .collect();
+    assert!(left.is_empty(), "programs still loaded after live exited: {left:?}");
+}
