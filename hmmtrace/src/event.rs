@@ -103,6 +103,19 @@ impl Event {
         self.body.kind()
     }
 
+    /// The pages the event concerns, as every report counts them: pages migrated, pages
+    /// range-faulted, pages freed, one per fault, records dropped for `Lost`; 0 otherwise.
+    pub fn pages(&self) -> u64 {
+        match &self.body {
+            Body::Migration(m) => m.migrated,
+            Body::RangeFault(r) => r.npages,
+            Body::PageFree(p) => 1u64 << p.order.min(20),
+            Body::DeviceFault(_) => 1,
+            Body::Lost(l) => l.count,
+            Body::Invalidation(_) | Body::SystemMigration(_) => 0,
+        }
+    }
+
     /// Decodes one ring-buffer record. `None` for a record of unknown kind or wrong length,
     /// which a caller must count, not ignore.
     pub fn from_wire(bytes: &[u8]) -> Option<Event> {

@@ -6,7 +6,6 @@
 //! line and column and a sentence saying what is wrong; nothing here panics on input.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -190,20 +189,8 @@ pub struct Scenario {
 impl Scenario {
     /// A built-in scenario by name, or a file by path.
     pub fn load(name_or_path: &str) -> Result<Scenario, anyhow::Error> {
-        if let Some((name, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
-            return Ok(Scenario::parse(&format!("<builtin {name}>"), text)?);
-        }
-        let path = Path::new(name_or_path);
-        if !path.exists() {
-            let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-            anyhow::bail!(
-                "no built-in scenario or file named '{name_or_path}' (built-ins: {})",
-                names.join(", ")
-            );
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read scenario file {}: {e}", path.display()))?;
-        Ok(Scenario::parse(&path.display().to_string(), &text)?)
+        let (file, text) = crate::textfile::builtin_or_file("scenario", BUILTIN, name_or_path)?;
+        Ok(Scenario::parse(&file, &text)?)
     }
 
     /// Parses and validates scenario text; `file` names it in errors.

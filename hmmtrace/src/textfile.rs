@@ -54,3 +54,26 @@ pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, col)
 }
+
+/// The text of a built-in (by name, from `builtin`) or of a file (by path), and the name to use
+/// for it in errors. `what` ("scenario", "dashboard") words the message when it is neither.
+pub fn builtin_or_file(
+    what: &str,
+    builtin: &[(&'static str, &'static str)],
+    name_or_path: &str,
+) -> anyhow::Result<(String, std::borrow::Cow<'static, str>)> {
+    if let Some((name, text)) = builtin.iter().find(|(n, _)| *n == name_or_path) {
+        return Ok((format!("<builtin {name}>"), (*text).into()));
+    }
+    let path = std::path::Path::new(name_or_path);
+    if !path.exists() {
+        let names: Vec<&str> = builtin.iter().map(|(n, _)| *n).collect();
+        anyhow::bail!(
+            "no built-in {what} or file named '{name_or_path}' (built-ins: {})",
+            names.join(", ")
+        );
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {what} file {}: {e}", path.display()))?;
+    Ok((path.display().to_string(), text.into()))
+}

@@ -38,6 +38,13 @@ impl Tmux {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
+    /// Runs `cmd` in a `w` × `h` terminal whose pane stays after the command exits.
+    fn start(&self, w: u16, h: u16, cmd: &str) {
+        let (w, h) = (w.to_string(), h.to_string());
+        self.tmux(&["new-session", "-d", "-s", "t", "-x", &w, "-y", &h, cmd]);
+        self.tmux(&["set-option", "-t", "t", "remain-on-exit", "on"]);
+    }
+
     fn screen(&self) -> String {
         self.tmux(&["capture-pane", "-p", "-t", "t"])
     }
@@ -95,18 +102,7 @@ fn demo_tui_shows_moving_panels_takes_keys_and_restores_the_terminal() {
         env!("CARGO_BIN_EXE_hmmtrace"),
         capture.display()
     );
-    t.tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        "t",
-        "-x",
-        "120",
-        "-y",
-        "40",
-        &cmd,
-    ]);
-    t.tmux(&["set-option", "-t", "t", "remain-on-exit", "on"]);
+    t.start(120, 40, &cmd);
     let long = Duration::from_secs(20);
     let first = t.wait_for("the panels", long, |s| {
         s.contains("events per second") && s.contains("latency") && events(s) > 0
@@ -185,8 +181,7 @@ fn sigterm_restores_the_terminal() {
         env!("CARGO_BIN_EXE_hmmtrace"),
         dir.path().join("d.hmt").display()
     );
-    t.tmux(&["new-session", "-d", "-s", "t", "-x", "80", "-y", "24", &cmd]);
-    t.tmux(&["set-option", "-t", "t", "remain-on-exit", "on"]);
+    t.start(80, 24, &cmd);
     let long = Duration::from_secs(20);
     t.wait_for("the panels at 80x24", long, |s| {
         s.contains("events per second")
@@ -225,11 +220,16 @@ fn programs_of(pid: u32) -> Vec<u64> {
 fn live_shows_kernel_events_and_program_costs_and_unloads_on_quit() {
     let t = Tmux::new("live");
     let cmd = format!("exec {} live", env!("CARGO_BIN_EXE_hmmtrace"));
-    t.tmux(&["new-session", "-d", "-s", "t", "-x", "160", "-y", "48", &cmd]);
-    t.tmux(&["set-option", "-t", "t", "remain-on-exit", "on"]);
+    t.start(160, 48, &cmd);
     let long = Duration::from_secs(30);
-    t.wait_for("the probe status", long, |s| s.contains("system_migration 1/1 via tracepoint"));
-    let pid: u32 = t.tmux(&["display", "-p", "-t", "t", "#{pane_pid}"]).trim().parse().unwrap();
+    t.wait_for("the probe status", long, |s| {
+        s.contains("system_migration 1/1 via tracepoint")
+    });
+    let pid: u32 = t
+        .tmux(&["display", "-p", "-t", "t", "#{pane_pid}"])
+        .trim()
+        .parse()
+        .unwrap();
     let ours = programs_of(pid);
     assert!(!ours.is_empty(), "live holds its programs");
     // Compaction fires migrate:mm_migrate_pages; keep asking until the events show.
@@ -244,20 +244,32 @@ fn live_shows_kernel_events_and_program_costs_and_unloads_on_quit() {
         std::thread::sleep(Duration::from_millis(200));
     };
     assert!(s.contains("eBPF program cost"), "{s}");
-    let cost = s.lines().find(|l| l.contains("mm_migrate_pages") && l.contains("runs")).unwrap();
-    assert!(cost.contains("ns each") || cost.contains("us each"), "{cost}");
+    let cost = s
+        .lines()
+        .find(|l| l.contains("mm_migrate_pages") && l.contains("runs"))
+        .unwrap();
+    assert!(
+        cost.contains("ns each") || cost.contains("us each"),
+        "{cost}"
+    );
     t.keys(&["q"]);
     let start = Instant::now();
     while t.tmux(&["display", "-p", "-t", "t", "#{pane_dead}"]).trim() != "1" {
         assert!(start.elapsed() < long, "live did not exit after q");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let o = Command::new("bpftool").args(["-j", "prog", "show"]).output().unwrap();
+    let o = Command::new("bpftool")
+        .args(["-j", "prog", "show"])
+        .output()
+        .unwrap();
     let loaded: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
     let left: Vec<u64> = loaded
         .iter()
         .filter_map(|p| p["id"].as_u64())
         .filter(|id| ours.contains(id))
         .collect();
-    assert!(left.is_empty(), "programs still loaded after live exited: {left:?}");
+    assert!(
+        left.is_empty(),
+        "programs still loaded after live exited: {left:?}"
+    );
 }

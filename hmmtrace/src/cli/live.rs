@@ -10,16 +10,14 @@ use std::time::{Duration, Instant};
 use hmmtrace::capture::Writer;
 use hmmtrace::event::Sink as _;
 use hmmtrace::kernel::session::enable_run_time_stats;
-use hmmtrace::kernel::{Session, SessionOptions};
+use hmmtrace::kernel::Session;
 use hmmtrace::tui::app::{App, SourceInfo};
 use hmmtrace::tui::ui::Ui;
 use hmmtrace::tui::{self, Feed};
 
-use super::probes::MechanismArg;
-use super::record::{header, parse_size};
+use super::record::{header, TraceArgs};
 use super::{
-    bad_input, is_terminal, parse_attach, parse_duration, require_privileges, stop_on_signals,
-    ViewArgs,
+    bad_input, is_terminal, parse_duration, require_privileges, stop_on_signals, ViewArgs,
 };
 
 #[derive(clap::Args)]
@@ -30,20 +28,8 @@ pub struct Args {
     /// Stop after this long (e.g. 30s, 5m); the TUI stays up to look at the result.
     #[arg(long, short, value_parser = parse_duration)]
     duration: Option<Duration>,
-    /// Trace only this process and its descendants (repeatable).
-    #[arg(long = "pid", value_name = "PID")]
-    pids: Vec<u32>,
-    /// Trace only tasks with this command name (at most 15 bytes).
-    #[arg(long)]
-    comm: Option<String>,
-    /// Ring buffer size: a power of two, e.g. 4M, 64M.
-    #[arg(long, default_value = "4M", value_parser = parse_size)]
-    ring_size: u32,
-    #[arg(long, value_enum, default_value = "auto")]
-    mechanism: MechanismArg,
-    /// Also hook a driver callback: FUNC=ROLE (see `hmmtrace probes --help`). Repeatable.
-    #[arg(long = "attach", value_name = "FUNC=ROLE")]
-    extra: Vec<String>,
+    #[command(flatten)]
+    trace: TraceArgs,
     #[command(flatten)]
     view: ViewArgs,
 }
@@ -60,12 +46,7 @@ fn monotonic_ns() -> u64 {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let extra = parse_attach(&a.extra)?;
-    for pid in &a.pids {
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            return Err(bad_input(anyhow::anyhow!("--pid {pid}: no such process")));
-        }
-    }
+    let opts = a.trace.options(&[])?;
     let dashboard = a.view.dashboard()?;
     if !is_terminal() {
         return Err(bad_input(anyhow::anyhow!(
@@ -75,14 +56,6 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(code) = require_privileges() {
         return Ok(code);
     }
-    let opts = SessionOptions {
-        ring_bytes: a.ring_size,
-        tgids: a.pids.clone(),
-        comm: a.comm.clone(),
-        mechanism: a.mechanism.into(),
-        extra,
-        ..Default::default()
-    };
     let mut session = Session::start(&opts)?;
     // Program costs are counted only while this descriptor is open; closing it (at exit, or if
     // hmmtrace is killed) turns the statistics off again.

@@ -58,10 +58,10 @@ pub enum Format {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Watch the reference HMM engine run a scenario live, written to a capture file, with a
-    /// refreshing latency summary. Needs no root and no GPU.
+    /// Watch the reference HMM engine run a scenario live in the TUI, written to a capture
+    /// file. Needs no root and no GPU.
     #[command(
-        after_help = "Examples:\n  hmmtrace demo\n  hmmtrace demo --scenario migrate_fault --duration 5s -o demo.hmt"
+        after_help = "Examples:\n  hmmtrace demo\n  hmmtrace demo --scenario migrate_fault --dashboard migration -o demo.hmt\n  hmmtrace demo --no-tui --duration 5s"
     )]
     Demo(demo::Args),
     /// Run a scenario on the reference engine once (as fast as it goes), optionally into a

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use hmmtrace::capture::{CaptureHeader, ClockKind, PagemapOpsInfo, ProbeStatus, Writer};
-use hmmtrace::kernel::plan::{ExtraAttach, Status};
+use hmmtrace::kernel::plan::Status;
 use hmmtrace::kernel::{Session, SessionOptions};
 use hmmtrace::report::{self, Summary};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +31,20 @@ pub struct Args {
     /// Stop after this long (e.g. 30s, 5m).
     #[arg(long, short, value_parser = parse_duration)]
     duration: Option<Duration>,
+    #[command(flatten)]
+    trace: TraceArgs,
+    /// Fail if any probe the kernel has could not be attached.
+    #[arg(long)]
+    strict: bool,
+    /// A command to run and trace, with its children; recording stops when it exits and
+    /// hmmtrace exits with its status.
+    #[arg(last = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+/// What to trace and how: shared by `record` and `live`.
+#[derive(clap::Args)]
+pub struct TraceArgs {
     /// Trace only this process and its descendants (repeatable).
     #[arg(long = "pid", value_name = "PID")]
     pids: Vec<u32>,
@@ -45,16 +59,30 @@ pub struct Args {
     /// Also hook a driver callback: FUNC=ROLE (see `hmmtrace probes --help`). Repeatable.
     #[arg(long = "attach", value_name = "FUNC=ROLE")]
     extra: Vec<String>,
-    /// Fail if any probe the kernel has could not be attached.
-    #[arg(long)]
-    strict: bool,
-    /// A command to run and trace, with its children; recording stops when it exits and
-    /// hmmtrace exits with its status.
-    #[arg(last = true, value_name = "CMD")]
-    command: Vec<String>,
 }
 
-pub(super) fn parse_size(s: &str) -> Result<u32, String> {
+impl TraceArgs {
+    /// The session options these arguments ask for, tracing `more_tgids` too. A pid that does
+    /// not exist or a bad --attach is bad input (checked before anything is loaded).
+    pub fn options(&self, more_tgids: &[u32]) -> anyhow::Result<SessionOptions> {
+        let extra = super::parse_attach(&self.extra)?;
+        for pid in &self.pids {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return Err(bad_input(anyhow::anyhow!("--pid {pid}: no such process")));
+            }
+        }
+        Ok(SessionOptions {
+            ring_bytes: self.ring_size,
+            tgids: self.pids.iter().chain(more_tgids).copied().collect(),
+            comm: self.comm.clone(),
+            mechanism: self.mechanism.into(),
+            extra,
+            ..Default::default()
+        })
+    }
+}
+
+fn parse_size(s: &str) -> Result<u32, String> {
     let (num, mult) = match s.trim().to_ascii_uppercase() {
         t if t.ends_with('K') => (t.trim_end_matches('K').to_string(), 1u64 << 10),
         t if t.ends_with('M') => (t.trim_end_matches('M').to_string(), 1 << 20),
@@ -74,22 +102,17 @@ pub(super) fn parse_size(s: &str) -> Result<u32, String> {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let extra = super::parse_attach(&a.extra)?;
-    for pid in &a.pids {
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            return Err(bad_input(anyhow::anyhow!("--pid {pid}: no such process")));
-        }
-    }
+    let opts = a.trace.options(&[])?;
     if let Some(code) = require_privileges() {
         return Ok(code);
     }
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(record(a, extra))
+        .block_on(record(a, opts))
 }
 
-async fn record(a: Args, extra: Vec<ExtraAttach>) -> anyhow::Result<ExitCode> {
+async fn record(a: Args, mut opts: SessionOptions) -> anyhow::Result<ExitCode> {
     // The command must be traced from its first instruction, so it starts behind a gate: a
     // shell that waits on a pipe (fd 3) and then execs the command, keeping its pid. Its pid
     // goes into the kernel's filter before the gate opens. (Blocking in pre_exec instead would
@@ -119,18 +142,9 @@ async fn record(a: Args, extra: Vec<ExtraAttach>) -> anyhow::Result<ExitCode> {
         gate = Some(wr);
         child = Some(spawned);
     }
-    let mut tgids = a.pids.clone();
     if let Some(c) = &child {
-        tgids.push(c.id());
+        opts.tgids.push(c.id());
     }
-    let opts = SessionOptions {
-        ring_bytes: a.ring_size,
-        tgids,
-        comm: a.comm.clone(),
-        mechanism: a.mechanism.into(),
-        extra,
-        ..Default::default()
-    };
     let mut session = match Session::start(&opts) {
         Ok(s) => s,
         Err(e) => {

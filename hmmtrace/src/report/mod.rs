@@ -75,14 +75,7 @@ impl Summary {
         k.count += 1;
         k.first_ts = k.first_ts.min(e.ts_ns);
         k.last_ts = k.last_ts.max(end);
-        k.pages += match &e.body {
-            Body::Migration(m) => m.migrated,
-            Body::RangeFault(r) => r.npages,
-            Body::PageFree(p) => 1u64 << p.order.min(20),
-            Body::DeviceFault(_) => 1,
-            Body::Lost(l) => l.count,
-            Body::Invalidation(_) | Body::SystemMigration(_) => 0,
-        };
+        k.pages += e.pages();
         if let Body::Lost(l) = &e.body {
             let name = hmmtrace_common::ProbeId::from_u32(l.probe).map_or("unknown", |p| p.name());
             *self.lost.entry(name.to_string()).or_default() += l.count;

@@ -176,7 +176,7 @@ impl TopRow {
     fn add(&mut self, e: &Event) {
         self.events += 1;
         self.by_kind[e.kind() as usize - 1] += 1;
-        self.pages += pages_of(e);
+        self.pages += e.pages();
         let d = e.duration_ns.unwrap_or(0);
         self.time_ns = self.time_ns.saturating_add(d);
         self.max_ns = self.max_ns.max(d);
@@ -199,18 +199,6 @@ impl Top {
         } else {
             self.other.add(e);
         }
-    }
-}
-
-/// The pages an event concerns, as reports count them.
-pub fn pages_of(e: &Event) -> u64 {
-    match &e.body {
-        Body::Migration(m) => m.migrated,
-        Body::RangeFault(r) => r.npages,
-        Body::PageFree(p) => 1u64 << p.order.min(20),
-        Body::DeviceFault(_) => 1,
-        Body::Lost(l) => l.count,
-        Body::Invalidation(_) | Body::SystemMigration(_) => 0,
     }
 }
 
@@ -378,7 +366,7 @@ impl App {
         let k = e.kind() as usize - 1;
         self.events += 1;
         self.totals[k] += 1;
-        self.pages[k] += pages_of(e);
+        self.pages[k] += e.pages();
         self.first_ts = Some(self.first_ts.map_or(e.ts_ns, |t| t.min(e.ts_ns)));
         let rate = self.rates.get_mut(&Series::of(e)).expect("every series");
         rate.total += 1;

@@ -2,8 +2,6 @@
 //! how much room it gets; the built-in ones (`dashboards/*.toml`) are embedded at compile time.
 //! The format is documented in `dashboards/README.md`.
 
-use std::path::Path;
-
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -148,20 +146,8 @@ pub const TIMED_KINDS: [EventKind; 5] = [
 impl Dashboard {
     /// A built-in dashboard by name, or a file by path.
     pub fn load(name_or_path: &str) -> anyhow::Result<Dashboard> {
-        if let Some((name, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_path) {
-            return Ok(Dashboard::parse(&format!("<builtin {name}>"), text)?);
-        }
-        let path = Path::new(name_or_path);
-        if !path.exists() {
-            let names: Vec<&str> = BUILTIN.iter().map(|(n, _)| *n).collect();
-            anyhow::bail!(
-                "no built-in dashboard or file named '{name_or_path}' (built-ins: {})",
-                names.join(", ")
-            );
-        }
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| anyhow::anyhow!("cannot read dashboard {}: {e}", path.display()))?;
-        Ok(Dashboard::parse(&path.display().to_string(), &text)?)
+        let (file, text) = crate::textfile::builtin_or_file("dashboard", BUILTIN, name_or_path)?;
+        Ok(Dashboard::parse(&file, &text)?)
     }
 
     /// Parses and checks dashboard text; `file` names it in errors.
