@@ -56,6 +56,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Some(code) = require_privileges() {
         return Ok(code);
     }
+    let stop = stop_on_signals()?;
     let mut session = Session::start(&opts)?;
     // Program costs are counted only while this descriptor is open; closing it (at exit, or if
     // hmmtrace is killed) turns the statistics off again.
@@ -78,7 +79,6 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     if let Err(e) = &stats {
         tui::lock(&app).finished = Some(format!("no program costs: {e:#}"));
     }
-    let stop = stop_on_signals()?;
     let view = {
         let (app, stop) = (Arc::clone(&app), Arc::clone(&stop));
         std::thread::Builder::new()

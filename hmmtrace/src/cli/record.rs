@@ -113,6 +113,15 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
 }
 
 async fn record(a: Args, mut opts: SessionOptions) -> anyhow::Result<ExitCode> {
+    // Signals only set flags, checked on the timer: no signal driver (tokio's needs AF_UNIX
+    // sockets, which minimal kernels lack) and nothing to do in a handler. Registered first,
+    // so a signal that arrives while the probes attach still stops the recording cleanly.
+    let (sigint, sigterm) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&sigint))?;
+    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&sigterm))?;
     // The command must be traced from its first instruction, so it starts behind a gate: a
     // shell that waits on a pipe (fd 3) and then execs the command, keeping its pid. Its pid
     // goes into the kernel's filter before the gate opens. (Blocking in pre_exec instead would
@@ -183,14 +192,6 @@ async fn record(a: Args, mut opts: SessionOptions) -> anyhow::Result<ExitCode> {
     // SAFETY: the ring's fd stays open as long as `session`, and `ring_fd` is dropped first.
     let ring_fd = unsafe { AsyncFd::register(session.ring_fd().as_raw_fd()) }
         .map_err(|e| anyhow::anyhow!("cannot watch the ring buffer: {e}"))?;
-    // Signals only set flags, checked on the timer: no signal driver (tokio's needs AF_UNIX
-    // sockets, which minimal kernels lack) and nothing to do in a handler.
-    let (sigint, sigterm) = (
-        Arc::new(AtomicBool::new(false)),
-        Arc::new(AtomicBool::new(false)),
-    );
-    signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&sigint))?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, Arc::clone(&sigterm))?;
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let started = Instant::now();
     let deadline = a.duration.map(|d| started + d);
