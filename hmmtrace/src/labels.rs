@@ -1,11 +1,14 @@
 //! How sinks name things for people: devices by their pgmap owner, without printing kernel
-//! pointers unless asked. A kernel capture's owners are kernel addresses (a driver's cookie),
+//! pointers unless asked, and events by the kernel function they were seen at ([`Symbols`]). A kernel capture's owners are kernel addresses (a driver's cookie),
 //! which must not leak into reports by default, so they become `dev1`, `dev2`, ... in order of
 //! first appearance; the engine's owners come with names in the capture header.
 
 use std::collections::HashMap;
 
+use hmmtrace_common::{API_MIGRATE_DEVICE, INVALIDATE_RANGE_START};
+
 use crate::capture::CaptureHeader;
+use crate::event::{Body, Event};
 
 /// Names pgmap owners. Cheap to query per event; grows by one entry per distinct device.
 #[derive(Clone, Debug, Default)]
@@ -47,6 +50,66 @@ impl DeviceNames {
                 format!("dev{next}")
             }
         }))
+    }
+}
+
+/// Names the kernel function (or driver callback) each event was seen at, for tables by
+/// symbol: the core function for core paths, the driver's callback (from the capture's probe
+/// plan, or its `dev_pagemap_ops` symbol) for driver paths.
+#[derive(Clone, Debug, Default)]
+pub struct Symbols {
+    /// `dev_pagemap_ops` symbols by address (kernel captures).
+    ops: HashMap<u64, String>,
+    /// The driver callbacks the plan hooked, by probe.
+    device_fault: Option<String>,
+    invalidate: Option<String>,
+}
+
+impl Symbols {
+    pub fn new(header: &CaptureHeader) -> Symbols {
+        let attached = |probe: &str| {
+            header
+                .probe_plan
+                .iter()
+                .filter(|p| p.probe == probe && p.status.starts_with("attached"))
+                // The core function (`__mmu_notifier_...`) is not the callback.
+                .find(|p| !p.symbol.starts_with("__"))
+                .map(|p| p.symbol.clone())
+        };
+        Symbols {
+            ops: header
+                .pagemap_ops
+                .iter()
+                .map(|o| (o.addr, o.symbol.clone()))
+                .collect(),
+            device_fault: attached("device_fault"),
+            invalidate: attached("invalidation"),
+        }
+    }
+
+    pub fn of(&self, e: &Event) -> String {
+        match &e.body {
+            Body::Migration(m) if m.api == API_MIGRATE_DEVICE => "migrate_device_range".into(),
+            Body::Migration(_) => "migrate_vma_setup".into(),
+            Body::DeviceFault(f) => match self.ops.get(&f.pgmap_ops) {
+                Some(ops) => format!("{ops}.migrate_to_ram"),
+                None => self
+                    .device_fault
+                    .clone()
+                    .unwrap_or_else(|| "migrate_to_ram".into()),
+            },
+            Body::PageFree(_) => "free_zone_device_folio".into(),
+            Body::Invalidation(i) if i.path == INVALIDATE_RANGE_START => {
+                "__mmu_notifier_invalidate_range_start".into()
+            }
+            Body::Invalidation(_) => self
+                .invalidate
+                .clone()
+                .unwrap_or_else(|| "mmu_interval_notifier invalidate".into()),
+            Body::RangeFault(_) => "hmm_range_fault".into(),
+            Body::SystemMigration(_) => "migrate:mm_migrate_pages".into(),
+            Body::Lost(_) => "(ring buffer full)".into(),
+        }
     }
 }
 

@@ -1,7 +1,15 @@
 //! Latency and count reports over any stream of events. [`Summary`] is a sink that aggregates;
-//! [`text`] and [`json`] render it. Memory does not grow with the number of events: one
-//! histogram per kind.
+//! [`text`], [`json`], [`hgrm`] and [`html`] render it, [`compare`] sets two side by side and
+//! [`hdrlog`] writes interval histograms as they go by.
+//!
+//! Memory does not grow with the number of events: one histogram per kind, per group at most
+//! [`GROUP_CAPACITY`] groups (then "(other)"), and per kind a rate series of at most
+//! [`MAX_BINS`] bins whose width doubles as a capture grows longer.
 
+pub mod compare;
+pub mod hdrlog;
+pub mod hgrm;
+pub mod html;
 pub mod json;
 pub mod text;
 
@@ -9,7 +17,67 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
+use crate::capture::CaptureHeader;
 use crate::event::{Body, Event, EventKind, Sink};
+use crate::labels::{DeviceNames, Symbols};
+
+/// How `report --by` groups rows (always per kind within a group).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GroupBy {
+    #[default]
+    Kind,
+    /// By process: `comm [tgid]`.
+    Pid,
+    Comm,
+    /// By pgmap owner (named as in the TUI: the engine's names, else dev1, dev2, ...).
+    Device,
+    /// By the kernel function or driver callback the event was seen at.
+    Symbol,
+}
+
+/// Groups a grouped report keeps before the rest are counted as "(other)".
+pub const GROUP_CAPACITY: usize = 256;
+
+/// Most bins a rate series keeps; past it, bins double in width.
+pub const MAX_BINS: usize = 2048;
+
+/// Events per time bin, from the first event on.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RateSeries {
+    pub start_ns: u64,
+    pub bin_ns: u64,
+    pub counts: Vec<u64>,
+}
+
+impl RateSeries {
+    fn new(start_ns: u64) -> RateSeries {
+        RateSeries {
+            start_ns,
+            bin_ns: 1_000_000_000,
+            counts: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, ts: u64) {
+        let mut i = (ts.saturating_sub(self.start_ns) / self.bin_ns) as usize;
+        while i >= MAX_BINS {
+            // Halve the resolution: pairs of bins become one.
+            self.counts = self.counts.chunks(2).map(|c| c.iter().sum()).collect();
+            self.bin_ns *= 2;
+            i = (ts.saturating_sub(self.start_ns) / self.bin_ns) as usize;
+        }
+        if self.counts.len() <= i {
+            self.counts.resize(i + 1, 0);
+        }
+        self.counts[i] += 1;
+    }
+}
+
+/// What naming groups needs from the capture.
+struct Namer {
+    devices: DeviceNames,
+    symbols: Symbols,
+}
 
 /// Significant decimal digits the histograms keep: values are exact to 1 part in 1000.
 pub const SIGNIFICANT_DIGITS: u8 = 3;
@@ -19,6 +87,7 @@ pub const SIGNIFICANT_DIGITS: u8 = 3;
 pub const MAX_TRACKABLE_NS: u64 = 3_600_000_000_000;
 
 /// Aggregates of one event kind.
+#[derive(Clone)]
 pub struct KindStats {
     pub count: u64,
     /// Pages the events of this kind concern: migrated pages, range-faulted pages, freed pages,
@@ -31,7 +100,32 @@ pub struct KindStats {
 }
 
 impl KindStats {
-    fn new() -> KindStats {
+    fn add(&mut self, e: &Event) {
+        let end = e.ts_ns + e.duration_ns.unwrap_or(0);
+        self.count += 1;
+        self.first_ts = self.first_ts.min(e.ts_ns);
+        self.last_ts = self.last_ts.max(end);
+        self.pages += e.pages();
+        if let Some(d) = e.duration_ns {
+            // Saturates at MAX_TRACKABLE_NS; a zero duration counts as 1 ns (the lowest bucket).
+            self.latency
+                .saturating_record(d.clamp(1, MAX_TRACKABLE_NS));
+        }
+    }
+
+    /// Like [`KindStats::new`], with a histogram that grows only as far as the largest value
+    /// recorded: groups are many, and most see short latencies only.
+    fn growing() -> KindStats {
+        let mut latency =
+            Histogram::new(SIGNIFICANT_DIGITS).expect("precision is valid");
+        latency.auto(true);
+        KindStats {
+            latency,
+            ..KindStats::new()
+        }
+    }
+
+    pub fn new() -> KindStats {
         KindStats {
             count: 0,
             pages: 0,
@@ -46,44 +140,97 @@ impl KindStats {
 /// The aggregate of a stream of events.
 pub struct Summary {
     pub kinds: BTreeMap<EventKind, KindStats>,
+    /// With a grouping other than by kind: the same per group.
+    pub by: GroupBy,
+    pub groups: BTreeMap<String, BTreeMap<EventKind, KindStats>>,
     pub events: u64,
     pub first_ts: u64,
     pub last_ts: u64,
     /// `Lost` records' counts, by probe name.
     pub lost: BTreeMap<String, u64>,
+    /// Events over time, per kind.
+    pub series: BTreeMap<EventKind, RateSeries>,
+    origin: Option<u64>,
+    namer: Option<Namer>,
 }
 
 impl Default for Summary {
     fn default() -> Self {
         Summary {
             kinds: BTreeMap::new(),
+            by: GroupBy::Kind,
+            groups: BTreeMap::new(),
             events: 0,
             first_ts: u64::MAX,
             last_ts: 0,
             lost: BTreeMap::new(),
+            series: BTreeMap::new(),
+            origin: None,
+            namer: None,
         }
     }
 }
 
 impl Summary {
+    /// A summary that also groups by `by`, naming devices and symbols from `header`.
+    pub fn grouped(by: GroupBy, header: &CaptureHeader, show_pointers: bool) -> Summary {
+        Summary {
+            by,
+            namer: Some(Namer {
+                devices: DeviceNames::new(header, show_pointers),
+                symbols: Symbols::new(header),
+            }),
+            ..Summary::default()
+        }
+    }
+
     pub fn add(&mut self, e: &Event) {
         self.events += 1;
         self.first_ts = self.first_ts.min(e.ts_ns);
         let end = e.ts_ns + e.duration_ns.unwrap_or(0);
         self.last_ts = self.last_ts.max(end);
-        let k = self.kinds.entry(e.kind()).or_insert_with(KindStats::new);
-        k.count += 1;
-        k.first_ts = k.first_ts.min(e.ts_ns);
-        k.last_ts = k.last_ts.max(end);
-        k.pages += e.pages();
+        self.kinds
+            .entry(e.kind())
+            .or_insert_with(KindStats::new)
+            .add(e);
+        let origin = *self.origin.get_or_insert(e.ts_ns);
+        self.series
+            .entry(e.kind())
+            .or_insert_with(|| RateSeries::new(origin))
+            .add(e.ts_ns);
         if let Body::Lost(l) = &e.body {
             let name = hmmtrace_common::ProbeId::from_u32(l.probe).map_or("unknown", |p| p.name());
             *self.lost.entry(name.to_string()).or_default() += l.count;
         }
-        if let Some(d) = e.duration_ns {
-            // Saturates at MAX_TRACKABLE_NS; a zero duration counts as 1 ns (the lowest bucket).
-            k.latency.saturating_record(d.max(1));
+        if let Some(key) = self.group_of(e) {
+            let key = if self.groups.contains_key(&key) || self.groups.len() < GROUP_CAPACITY {
+                key
+            } else {
+                "(other)".to_string()
+            };
+            self.groups
+                .entry(key)
+                .or_default()
+                .entry(e.kind())
+                .or_insert_with(KindStats::growing)
+                .add(e);
         }
+    }
+
+    fn group_of(&mut self, e: &Event) -> Option<String> {
+        let namer = self.namer.as_mut()?;
+        Some(match self.by {
+            GroupBy::Kind => return None,
+            GroupBy::Pid => format!("{} [{}]", e.comm, e.tgid),
+            GroupBy::Comm => e.comm.to_string(),
+            GroupBy::Device => e
+                .body
+                .device()
+                .and_then(|o| namer.devices.name(o))
+                .unwrap_or("(none)")
+                .to_string(),
+            GroupBy::Symbol => namer.symbols.of(e),
+        })
     }
 
     /// Time the events span, in ns (0 for fewer than two instants).

@@ -1,8 +1,9 @@
-//! The human-readable report: one row per event kind.
+//! The human-readable report: one row per event kind, and with `--by`, one per group and kind.
+//! Latencies come from the histograms, exact to 3 significant digits (see `SIGNIFICANT_DIGITS`).
 
 use std::fmt::Write as _;
 
-use super::{Summary, PERCENTILES};
+use super::{KindStats, Summary, PERCENTILES};
 
 /// Formats nanoseconds with a unit that keeps three significant digits readable.
 pub fn fmt_ns(ns: u64) -> String {
@@ -14,6 +15,44 @@ pub fn fmt_ns(ns: u64) -> String {
     }
 }
 
+fn header(out: &mut String, first: &str, width: usize) {
+    let _ = write!(
+        out,
+        "{first:<width$} {:>9} {:>10} {:>9} {:>9}",
+        "count", "rate/s", "pages", "min"
+    );
+    for (label, _) in PERCENTILES {
+        let _ = write!(out, " {label:>9}");
+    }
+    let _ = writeln!(out, " {:>9} {:>9}", "mean", "stddev");
+}
+
+fn row(out: &mut String, first: &str, width: usize, k: &KindStats, rate: f64) {
+    let _ = write!(
+        out,
+        "{first:<width$} {:>9} {:>10.1} {:>9}",
+        k.count, rate, k.pages
+    );
+    let h = &k.latency;
+    if h.is_empty() {
+        for _ in 0..PERCENTILES.len() + 3 {
+            let _ = write!(out, " {:>9}", "-");
+        }
+    } else {
+        let _ = write!(out, " {:>9}", fmt_ns(h.min()));
+        for (_, q) in PERCENTILES {
+            let _ = write!(out, " {:>9}", fmt_ns(h.value_at_quantile(q)));
+        }
+        let _ = write!(
+            out,
+            " {:>9} {:>9}",
+            fmt_ns(h.mean().round() as u64),
+            fmt_ns(h.stdev().round() as u64)
+        );
+    }
+    out.push('\n');
+}
+
 /// The table, with a heading line. `title` says what the events came from.
 pub fn render(s: &Summary, title: &str) -> String {
     let mut out = String::new();
@@ -23,36 +62,27 @@ pub fn render(s: &Summary, title: &str) -> String {
         s.events,
         fmt_ns(s.span_ns())
     );
-    let _ = write!(
-        out,
-        "{:<17} {:>9} {:>10} {:>9} {:>9}",
-        "kind", "count", "rate/s", "pages", "min"
-    );
-    for (label, _) in PERCENTILES {
-        let _ = write!(out, " {label:>9}");
-    }
-    out.push('\n');
+    header(&mut out, "kind", 17);
     for (kind, k) in &s.kinds {
-        let _ = write!(
-            out,
-            "{:<17} {:>9} {:>10.1} {:>9}",
-            kind.name(),
-            k.count,
-            s.rate(*kind),
-            k.pages
-        );
-        if k.latency.is_empty() {
-            let _ = write!(out, " {:>9}", "-");
-            for _ in PERCENTILES {
-                let _ = write!(out, " {:>9}", "-");
-            }
-        } else {
-            let _ = write!(out, " {:>9}", fmt_ns(k.latency.min()));
-            for (_, q) in PERCENTILES {
-                let _ = write!(out, " {:>9}", fmt_ns(k.latency.value_at_quantile(q)));
+        row(&mut out, kind.name(), 17, k, s.rate(*kind));
+    }
+    if !s.groups.is_empty() {
+        let width = s
+            .groups
+            .keys()
+            .map(|g| g.chars().count() + 2 + 13)
+            .max()
+            .unwrap_or(17)
+            .max(17);
+        let _ = writeln!(out, "\nby {:?}:", s.by);
+        header(&mut out, "group / kind", width);
+        let span = s.span_ns();
+        for (group, kinds) in &s.groups {
+            for (kind, k) in kinds {
+                let rate = rate(k.count, span);
+                row(&mut out, &format!("{group}  {}", kind.name()), width, k, rate);
             }
         }
-        out.push('\n');
     }
     if s.total_lost() > 0 {
         let _ = writeln!(
@@ -65,4 +95,13 @@ pub fn render(s: &Summary, title: &str) -> String {
         }
     }
     out
+}
+
+/// Events per second over `span` ns.
+pub fn rate(count: u64, span: u64) -> f64 {
+    if span == 0 {
+        0.0
+    } else {
+        count as f64 * 1e9 / span as f64
+    }
 }

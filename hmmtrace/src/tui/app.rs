@@ -11,11 +11,11 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use hdrhistogram::Histogram;
-use hmmtrace_common::{API_MIGRATE_DEVICE, DIRECTION_TO_DEVICE, INVALIDATE_RANGE_START};
+use hmmtrace_common::DIRECTION_TO_DEVICE;
 
 use crate::capture::{CaptureHeader, ProbeStatus};
 use crate::event::{Body, Event, EventKind};
-use crate::labels::DeviceNames;
+use crate::labels::{DeviceNames, Symbols};
 use crate::report::{MAX_TRACKABLE_NS, SIGNIFICANT_DIGITS};
 
 /// Seconds of rate history kept for the sparklines.
@@ -256,46 +256,19 @@ pub struct App {
     second: Option<u64>,
     /// Timestamp of the first event, for relative times in the log.
     pub first_ts: Option<u64>,
-    /// `pgmap_ops` symbols by address (kernel captures), for the symbol table.
-    ops: HashMap<u64, String>,
-    /// Which driver callback each probe role hooked, for the symbol table.
-    callbacks: HashMap<&'static str, String>,
+    symbols: Symbols,
 }
 
 impl App {
     pub fn new(source: SourceInfo, header: &CaptureHeader, show_pointers: bool) -> App {
-        let ops = header
-            .pagemap_ops
-            .iter()
-            .map(|o| (o.addr, o.symbol.clone()))
-            .collect();
-        let mut callbacks = HashMap::new();
-        for p in &source.probes {
-            if p.status.starts_with("attached") {
-                for (probe, role) in [
-                    ("device_fault", "device_fault"),
-                    ("invalidation", "invalidation"),
-                ] {
-                    if p.probe == probe && !p.symbol.starts_with("__") {
-                        callbacks.insert(role, p.symbol.clone());
-                    }
-                }
-            }
-        }
         App::fresh(
             source,
             DeviceNames::new(header, show_pointers),
-            ops,
-            callbacks,
+            Symbols::new(header),
         )
     }
 
-    fn fresh(
-        source: SourceInfo,
-        devices: DeviceNames,
-        ops: HashMap<u64, String>,
-        callbacks: HashMap<&'static str, String>,
-    ) -> App {
+    fn fresh(source: SourceInfo, devices: DeviceNames, symbols: Symbols) -> App {
         App {
             source,
             devices,
@@ -317,8 +290,7 @@ impl App {
             replay: None,
             second: None,
             first_ts: None,
-            ops,
-            callbacks,
+            symbols,
         }
     }
 
@@ -390,7 +362,7 @@ impl App {
             let name = self.devices.name(owner).unwrap_or("?").to_string();
             self.by_device.add(&name, e);
         }
-        let sym = self.symbol(e);
+        let sym = self.symbols.of(e);
         self.by_symbol.add(&sym, e);
         if self.log.len() == LOG_CAPACITY {
             self.log.pop_front();
@@ -407,34 +379,6 @@ impl App {
         });
     }
 
-    /// The kernel function (or driver callback) an event was seen at.
-    pub fn symbol(&self, e: &Event) -> String {
-        match &e.body {
-            Body::Migration(m) if m.api == API_MIGRATE_DEVICE => "migrate_device_range".into(),
-            Body::Migration(_) => "migrate_vma_setup".into(),
-            Body::DeviceFault(f) => match self.ops.get(&f.pgmap_ops) {
-                Some(ops) => format!("{ops}.migrate_to_ram"),
-                None => self
-                    .callbacks
-                    .get("device_fault")
-                    .cloned()
-                    .unwrap_or_else(|| "migrate_to_ram".into()),
-            },
-            Body::PageFree(_) => "free_zone_device_folio".into(),
-            Body::Invalidation(i) if i.path == INVALIDATE_RANGE_START => {
-                "__mmu_notifier_invalidate_range_start".into()
-            }
-            Body::Invalidation(_) => self
-                .callbacks
-                .get("invalidation")
-                .cloned()
-                .unwrap_or_else(|| "mmu_interval_notifier invalidate".into()),
-            Body::RangeFault(_) => "hmm_range_fault".into(),
-            Body::SystemMigration(_) => "migrate:mm_migrate_pages".into(),
-            Body::Lost(_) => "(ring buffer full)".into(),
-        }
-    }
-
     pub fn total(&self, kind: EventKind) -> u64 {
         self.totals[kind as usize - 1]
     }
@@ -449,8 +393,7 @@ impl App {
         let mut fresh = App::fresh(
             std::mem::take(&mut self.source),
             std::mem::take(&mut self.devices),
-            std::mem::take(&mut self.ops),
-            std::mem::take(&mut self.callbacks),
+            std::mem::take(&mut self.symbols),
         );
         fresh.costs = std::mem::take(&mut self.costs);
         fresh.replay = self.replay;
