@@ -163,3 +163,59 @@ fn export_writes_every_event_and_stops_quietly_on_a_closed_pipe() {
     let (code, _, err) = run(hmmtrace().args(["export", "/nonexistent/x.hmt"]));
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn compare_and_fail_if_gate_with_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let sim = |seed: &str| {
+        let p = dir.path().join(format!("g{seed}.hmt"));
+        let (code, _, err) = run(hmmtrace()
+            .args(["sim", "-s", "gpu-stream", "--seed", seed, "-o"])
+            .arg(&p));
+        assert_eq!(code, 0, "{err}");
+        p
+    };
+    let (a, b) = (sim("1"), sim("9"));
+    // Against itself nothing changes: the strictest thresholds pass.
+    let (code, out, err) = run(hmmtrace()
+        .arg("report")
+        .arg(&a)
+        .arg("--compare")
+        .arg(&a)
+        .args(["--fail-if", "p99>+0%", "--fail-if", "count<-0%"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("against baseline") && out.contains("+0.0%"),
+        "{out}"
+    );
+    // Another seed moves range_fault's p99 far more than 10%.
+    let (code, _, err) = run(hmmtrace()
+        .arg("report")
+        .arg(&a)
+        .arg("--compare")
+        .arg(&b)
+        .args(["--fail-if", "range_fault.p99>+10%"]));
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("range_fault p99 went from"), "{err}");
+    // The same change is within a generous absolute threshold.
+    let (code, _, err) = run(hmmtrace()
+        .arg("report")
+        .arg(&a)
+        .arg("--compare")
+        .arg(&b)
+        .args(["--fail-if", "range_fault.p99>+1s", "--format", "json"]));
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = run(hmmtrace()
+        .arg("report")
+        .arg(&a)
+        .arg("--compare")
+        .arg(&b)
+        .args(["--fail-if", "p99>>1"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--fail-if"), "{err}");
+    let (code, _, err) = run(hmmtrace()
+        .arg("report")
+        .arg(&a)
+        .args(["--fail-if", "p99>+1%"]));
+    assert_eq!(code, 2, "--fail-if needs --compare: {err}");
+}

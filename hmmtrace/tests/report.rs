@@ -85,3 +85,102 @@ fn lost_records_are_counted_per_probe() {
     assert_eq!(s.lost["page_free"], 10);
     assert!(hmmtrace::report::text::render(&s, "t").contains("LOST EVENTS: 10"));
 }
+
+#[test]
+fn groups_partition_the_events_of_each_kind() {
+    use hmmtrace::report::GroupBy;
+    let s = hmmtrace::scenario::Scenario::load("multiple_devices").unwrap();
+    let header = hmmtrace::capture::CaptureHeader::for_engine(&s, 1);
+    for by in [
+        GroupBy::Pid,
+        GroupBy::Comm,
+        GroupBy::Device,
+        GroupBy::Symbol,
+    ] {
+        let mut sum = Summary::grouped(by, &header, false);
+        let mut durations: std::collections::BTreeMap<(String, EventKind), Vec<u64>> =
+            Default::default();
+        s.run(1, &mut |e| {
+            sum.add(e);
+            Ok(())
+        })
+        .unwrap();
+        for (kind, k) in &sum.kinds {
+            let in_groups: u64 = sum
+                .groups
+                .values()
+                .filter_map(|g| g.get(kind))
+                .map(|g| g.count)
+                .sum();
+            assert_eq!(in_groups, k.count, "{by:?} {kind:?}");
+        }
+        if by == GroupBy::Device {
+            assert!(sum.groups.contains_key("dmirror0") && sum.groups.contains_key("dmirror1"));
+            // A group's percentiles against a sort of its own events.
+            let mut names = hmmtrace::labels::DeviceNames::new(&header, false);
+            s.run(1, &mut |e| {
+                let g = e
+                    .body
+                    .device()
+                    .and_then(|o| names.name(o))
+                    .unwrap_or("(none)")
+                    .to_string();
+                durations
+                    .entry((g, e.kind()))
+                    .or_default()
+                    .push(e.duration_ns.unwrap());
+                Ok(())
+            })
+            .unwrap();
+            for ((g, kind), mut v) in durations {
+                v.sort_unstable();
+                let h = &sum.groups[&g][&kind].latency;
+                for q in [0.5, 0.99, 1.0] {
+                    let want = nearest_rank(&v, q) as f64;
+                    let got = h.value_at_quantile(q) as f64;
+                    assert!((got - want).abs() <= want * 0.001 + 1.0, "{g} {kind:?} {q}");
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn hgrm_is_the_histograms_percentile_distribution() {
+    let s = hmmtrace::scenario::Scenario::load("gpu-stream").unwrap();
+    let mut sum = Summary::default();
+    s.run(2, &mut |e| {
+        sum.add(e);
+        Ok(())
+    })
+    .unwrap();
+    let text = hmmtrace::report::hgrm::render(&sum);
+    let h = &sum.kinds[&EventKind::Migration].latency;
+    let section: Vec<&str> = text
+        .split("# ")
+        .find(|s| s.starts_with("migration:"))
+        .unwrap()
+        .lines()
+        .collect();
+    assert!(section[1].trim_start().starts_with("Value"), "{section:?}");
+    let rows: Vec<(f64, f64, u64)> = section
+        .iter()
+        .filter(|l| !l.starts_with('#') && l.split_whitespace().count() >= 3)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((f[0].parse().ok()?, f[1].parse().ok()?, f[2].parse().ok()?))
+        })
+        .collect();
+    let median = rows.iter().find(|r| r.1 >= 0.5).unwrap();
+    assert_eq!((median.0 * 1000.0).round() as u64, h.value_at_quantile(0.5));
+    let last = rows.last().unwrap();
+    assert_eq!((last.1, last.2), (1.0, h.len()));
+    assert_eq!((last.0 * 1000.0).round() as u64, h.max());
+    assert!(
+        rows.windows(2)
+            .all(|w| w[0].0 <= w[1].0 && w[0].2 <= w[1].2),
+        "monotonic"
+    );
+    assert!(text.contains(&format!("Total count    = {:>12}", h.len())));
+    assert!(text.contains("SubBuckets     =         2048"));
+}

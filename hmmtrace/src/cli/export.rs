@@ -11,6 +11,7 @@ use clap::ValueEnum;
 use hmmtrace::capture::Reader;
 use hmmtrace::export::csv::CsvWriter;
 use hmmtrace::export::jsonl::JsonlWriter;
+use hmmtrace::export::perfetto::PerfettoWriter;
 use hmmtrace::export::Flattener;
 
 use super::{bad_input, stream_capture};
@@ -21,6 +22,8 @@ pub enum ExportFormat {
     Jsonl,
     /// A header row, then one row per event.
     Csv,
+    /// Perfetto's protobuf trace: open it in ui.perfetto.dev.
+    Perfetto,
 }
 
 #[derive(clap::Args)]
@@ -38,8 +41,8 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let reader = Reader::open(&a.file).map_err(bad_input)?;
-    let flat = Flattener::new(&reader.header, a.kernel_pointers);
+    let header = Reader::open(&a.file).map_err(bad_input)?.header;
+    let flat = Flattener::new(&header, a.kernel_pointers);
     let out: Box<dyn Write> = match &a.output {
         Some(p) => Box::new(
             std::fs::OpenOptions::new()
@@ -53,27 +56,22 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         None => Box::new(std::io::stdout().lock()),
     };
     let out = BufWriter::with_capacity(256 * 1024, out);
-    let read = match a.format {
+    match a.format {
         ExportFormat::Jsonl => {
             let mut w = JsonlWriter::new(out, flat);
-            let r = stream_capture(reader, &mut w)?;
+            stream_capture(&a.file, &mut w)?;
             w.finish()?;
-            r
+        }
+        ExportFormat::Perfetto => {
+            let mut w = PerfettoWriter::new(out, flat);
+            stream_capture(&a.file, &mut w)?;
+            w.finish()?;
         }
         ExportFormat::Csv => {
             let mut w = CsvWriter::new(out, flat)?;
-            let r = stream_capture(reader, &mut w)?;
+            stream_capture(&a.file, &mut w)?;
             w.finish()?;
-            r
         }
     };
-    if read.dropped_bytes > 0 {
-        eprintln!(
-            "hmmtrace: {}: the last block is incomplete; exported {} complete blocks, dropped {} bytes",
-            a.file.display(),
-            read.blocks,
-            read.dropped_bytes
-        );
-    }
     Ok(ExitCode::SUCCESS)
 }

@@ -89,15 +89,17 @@ enum Command {
         after_help = "Examples:\n  sudo hmmtrace live\n  sudo hmmtrace live --pid 4242 --dashboard migration\n  sudo hmmtrace live -o run.hmt --duration 1m\n\nKeys: ? shows them all; q quits."
     )]
     Live(live::Args),
-    /// Summarise a capture file: per event kind, count, rate, and latency percentiles.
+    /// Summarise capture files: per event kind (and --by process, comm, device or symbol),
+    /// count, rate, and latency percentiles from HdrHistogram (3 significant digits), as text,
+    /// JSON, HdrHistogram's hgrm or a self-contained HTML page; optionally against a baseline.
     #[command(
-        after_help = "Examples:\n  hmmtrace report stream.hmt\n  hmmtrace report stream.hmt --format json"
+        after_help = "Examples:\n  hmmtrace report stream.hmt\n  hmmtrace report stream.hmt --by pid --format json\n  hmmtrace report stream.hmt --format html -o stream.html\n  hmmtrace report stream.hmt --hdr-log stream.hlog --hdr-interval 1s\n  hmmtrace report new.hmt --compare old.hmt --fail-if 'p99>+10%' --fail-if 'count<-5%'\n\nExit codes: 0 ok, 2 bad input, 4 a --fail-if threshold was crossed."
     )]
     Report(report::Args),
-    /// Write every event of a capture as JSON Lines or CSV, for tools of your own
-    /// (schema: docs/export.md).
+    /// Write every event of a capture as JSON Lines or CSV for tools of your own (schema:
+    /// docs/export.md), or as a Perfetto trace for ui.perfetto.dev.
     #[command(
-        after_help = "Examples:\n  hmmtrace export run.hmt > run.jsonl\n  hmmtrace export run.hmt --format csv -o run.csv\n  hmmtrace export run.hmt | jq 'select(.kind == \"device_fault\")'"
+        after_help = "Examples:\n  hmmtrace export run.hmt > run.jsonl\n  hmmtrace export run.hmt --format csv -o run.csv\n  hmmtrace export run.hmt --format perfetto -o run.pftrace\n  hmmtrace export run.hmt | jq 'select(.kind == \"device_fault\")'"
     )]
     Export(export::Args),
     /// Replay a capture file in the TUI at the recorded pace (or faster), with pause and seek.
@@ -195,25 +197,52 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
-/// Streams a capture into `sink`. A fault of the file (corrupt, unreadable) is bad input; a
-/// fault of the sink (a full disk, a closed pipe) is reported as itself.
-pub fn stream_capture<R: std::io::Read>(
-    reader: hmmtrace::capture::Reader<R>,
+/// Streams a capture file into `sink`, one block at a time, with a progress bar on stderr when
+/// it is a terminal. A fault of the file (corrupt, unreadable) is bad input; a fault of the
+/// sink (a full disk, a closed pipe) is reported as itself.
+pub fn stream_capture(
+    path: &std::path::Path,
     sink: &mut dyn hmmtrace::event::Sink,
 ) -> anyhow::Result<hmmtrace::capture::ReadSummary> {
-    let mut sink_err = None;
-    let read = reader.for_each(|e| {
-        sink.event(e).map_err(|err| {
-            let msg = format!("{err:#}");
-            sink_err = Some(err);
-            anyhow::anyhow!(msg)
-        })
-    });
-    match (read, sink_err) {
-        (_, Some(err)) => Err(err),
-        (Ok(r), None) => Ok(r),
-        (Err(e), None) => Err(bad_input(e)),
+    let mut reader = hmmtrace::capture::Reader::open(path).map_err(bad_input)?;
+    let size = std::fs::metadata(path).map_or(0, |m| m.len());
+    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && size > 64 << 20 {
+        let bar = indicatif::ProgressBar::new(size);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+            )
+            .expect("valid template"),
+        );
+        bar.set_message(path.display().to_string());
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut sum = hmmtrace::capture::ReadSummary::default();
+    let mut events = Vec::new();
+    while reader
+        .next_block(&mut events, &mut sum.dropped_bytes)
+        .map_err(bad_input)?
+    {
+        sum.blocks += 1;
+        for e in &events {
+            sum.events += 1;
+            sink.event(e)?;
+        }
+        bar.set_position(reader.offset());
     }
+    bar.finish_and_clear();
+    if sum.dropped_bytes > 0 {
+        eprintln!(
+            "hmmtrace: {}: the last block is incomplete (the writer stopped mid-block); \
+             recovered {} complete blocks, dropped {} bytes",
+            path.display(),
+            sum.blocks,
+            sum.dropped_bytes
+        );
+    }
+    Ok(sum)
 }
 
 /// How the TUI looks: shared by `live`, `demo`, `sim --tui` and `replay`.

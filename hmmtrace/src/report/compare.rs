@@ -196,8 +196,12 @@ pub fn render(file: &Summary, base: &Summary, file_name: &str, base_name: &str) 
         "{:<17} {:<7} {:>12} {:>12} {:>9}",
         "kind", "metric", "baseline", "this", "change"
     );
-    let kinds: std::collections::BTreeSet<EventKind> =
-        file.kinds.keys().chain(base.kinds.keys()).copied().collect();
+    let kinds: std::collections::BTreeSet<EventKind> = file
+        .kinds
+        .keys()
+        .chain(base.kinds.keys())
+        .copied()
+        .collect();
     let empty = KindStats::new();
     for kind in kinds {
         let f = file.kinds.get(&kind).unwrap_or(&empty);
@@ -258,7 +262,10 @@ mod tests {
     #[test]
     fn thresholds_parse_with_kinds_units_and_clear_errors() {
         let t: Threshold = "p99>+10%".parse().unwrap();
-        assert_eq!((t.kind, t.metric, t.greater), (None, Metric::Quantile(990), true));
+        assert_eq!(
+            (t.kind, t.metric, t.greater),
+            (None, Metric::Quantile(990), true)
+        );
         assert_eq!(t.change, Change::Percent(10.0));
         let t: Threshold = "migration.p99.9>2ms".parse().unwrap();
         assert_eq!(t.kind, Some(EventKind::Migration));
@@ -266,11 +273,26 @@ mod tests {
         assert_eq!(t.change, Change::Amount(2e6));
         let t: Threshold = "count<-5%".parse().unwrap();
         assert!(!t.greater);
-        assert!("p99=10%".parse::<Threshold>().unwrap_err().contains("expected METRIC>CHANGE"));
-        assert!("p42>1%".parse::<Threshold>().unwrap_err().contains("unknown metric"));
-        assert!("p99>10".parse::<Threshold>().unwrap_err().contains("time unit"));
-        assert!("count>3ms".parse::<Threshold>().unwrap_err().contains("plain number"));
-        assert!("p99>lots".parse::<Threshold>().unwrap_err().contains("not a change"));
+        assert!("p99=10%"
+            .parse::<Threshold>()
+            .unwrap_err()
+            .contains("expected METRIC>CHANGE"));
+        assert!("p42>1%"
+            .parse::<Threshold>()
+            .unwrap_err()
+            .contains("unknown metric"));
+        assert!("p99>10"
+            .parse::<Threshold>()
+            .unwrap_err()
+            .contains("time unit"));
+        assert!("count>3ms"
+            .parse::<Threshold>()
+            .unwrap_err()
+            .contains("plain number"));
+        assert!("p99>lots"
+            .parse::<Threshold>()
+            .unwrap_err()
+            .contains("not a change"));
     }
 
     #[test]

@@ -31,9 +31,18 @@ pub struct HdrLog<W: Write> {
 
 impl<W: Write> HdrLog<W> {
     /// Writes the log's header. `start_unix_ns` is the capture's wall-clock start (StartTime).
-    pub fn new(mut out: W, interval: Duration, start_unix_ns: u64, source: &str) -> anyhow::Result<Self> {
+    pub fn new(
+        mut out: W,
+        interval: Duration,
+        start_unix_ns: u64,
+        source: &str,
+    ) -> anyhow::Result<Self> {
         anyhow::ensure!(!interval.is_zero(), "the interval must be longer than 0");
-        writeln!(out, "#[hmmtrace {}: entry-to-exit latency per event kind, ns; tag = kind]", source)?;
+        writeln!(
+            out,
+            "#[hmmtrace {}: entry-to-exit latency per event kind, ns; tag = kind]",
+            source
+        )?;
         writeln!(out, "#[Histogram log format version 1.3]")?;
         writeln!(
             out,

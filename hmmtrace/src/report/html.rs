@@ -15,7 +15,7 @@ const H: f64 = 260.0;
 const LEFT: f64 = 70.0;
 const BOTTOM: f64 = 40.0;
 const TOP: f64 = 16.0;
-const RIGHT: f64 = 16.0;
+const RIGHT: f64 = 34.0;
 /// Plot colour of each figure's data (the screenshot test looks for it).
 pub const STROKE: &str = "#1f77b4";
 
@@ -33,7 +33,10 @@ fn spectrum(h: &Histogram<u64>) -> String {
         .iter_quantiles(5)
         .map(|v| {
             let q = v.quantile_iterated_to().min(0.99999);
-            ((1.0 / (1.0 - q)).log10(), (v.value_iterated_to().max(1) as f64).log10())
+            (
+                (1.0 / (1.0 - q)).log10(),
+                (v.value_iterated_to().max(1) as f64).log10(),
+            )
         })
         .collect();
     let (ymin, ymax) = (
@@ -44,7 +47,10 @@ fn spectrum(h: &Histogram<u64>) -> String {
     let x = |v: f64| LEFT + v / 5.0 * (W - LEFT - RIGHT);
     let y = |v: f64| H - BOTTOM - (v - ymin) / (ymax - ymin) * (H - BOTTOM - TOP);
     let mut svg = open_svg("percentile spectrum");
-    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"].iter().enumerate() {
+    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
+        .iter()
+        .enumerate()
+    {
         let xv = x(i as f64);
         let _ = write!(
             svg,
@@ -146,7 +152,11 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
     );
     let lost = s.total_lost();
     if lost > 0 {
-        let per: Vec<String> = s.lost.iter().map(|(p, n)| format!("{} {n}", esc(p))).collect();
+        let per: Vec<String> = s
+            .lost
+            .iter()
+            .map(|(p, n)| format!("{} {n}", esc(p)))
+            .collect();
         let _ = write!(
             o,
             r#"<p class="lost" id="lost">LOST {lost} events (the ring buffer was full): {}</p>"#,
@@ -221,7 +231,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
             esc(&header.source)
         );
     } else {
-        o.push_str("<table><tr><th>probe</th><th>symbol</th><th>mechanism</th><th>status</th></tr>");
+        o.push_str(
+            "<table><tr><th>probe</th><th>symbol</th><th>mechanism</th><th>status</th></tr>",
+        );
         for p in &header.probe_plan {
             let _ = write!(
                 o,
@@ -234,9 +246,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
         }
         o.push_str("</table>");
     }
-    let _ = write!(
+    let _ = writeln!(
         o,
-        "<p>Source {}, host {}, kernel {}.</p></body></html>\n",
+        "<p>Source {}, host {}, kernel {}.</p></body></html>",
         esc(&header.source),
         esc(&header.host),
         esc(if header.kernel_release.is_empty() {

@@ -53,7 +53,7 @@ impl RateSeries {
     fn new(start_ns: u64) -> RateSeries {
         RateSeries {
             start_ns,
-            bin_ns: 1_000_000_000,
+            bin_ns: 1_000_000,
             counts: Vec::new(),
         }
     }
@@ -99,6 +99,12 @@ pub struct KindStats {
     pub latency: Histogram<u64>,
 }
 
+impl Default for KindStats {
+    fn default() -> Self {
+        KindStats::new()
+    }
+}
+
 impl KindStats {
     fn add(&mut self, e: &Event) {
         let end = e.ts_ns + e.duration_ns.unwrap_or(0);
@@ -108,16 +114,20 @@ impl KindStats {
         self.pages += e.pages();
         if let Some(d) = e.duration_ns {
             // Saturates at MAX_TRACKABLE_NS; a zero duration counts as 1 ns (the lowest bucket).
-            self.latency
-                .saturating_record(d.clamp(1, MAX_TRACKABLE_NS));
+            let v = d.clamp(1, MAX_TRACKABLE_NS);
+            // A growing histogram must grow, not saturate at its current top.
+            if self.latency.is_auto_resize() {
+                let _ = self.latency.record(v);
+            } else {
+                self.latency.saturating_record(v);
+            }
         }
     }
 
     /// Like [`KindStats::new`], with a histogram that grows only as far as the largest value
     /// recorded: groups are many, and most see short latencies only.
     fn growing() -> KindStats {
-        let mut latency =
-            Histogram::new(SIGNIFICANT_DIGITS).expect("precision is valid");
+        let mut latency = Histogram::new(SIGNIFICANT_DIGITS).expect("precision is valid");
         latency.auto(true);
         KindStats {
             latency,
@@ -189,10 +199,7 @@ impl Summary {
         self.first_ts = self.first_ts.min(e.ts_ns);
         let end = e.ts_ns + e.duration_ns.unwrap_or(0);
         self.last_ts = self.last_ts.max(end);
-        self.kinds
-            .entry(e.kind())
-            .or_insert_with(KindStats::new)
-            .add(e);
+        self.kinds.entry(e.kind()).or_default().add(e);
         let origin = *self.origin.get_or_insert(e.ts_ns);
         self.series
             .entry(e.kind())

@@ -80,7 +80,13 @@ pub fn render(s: &Summary, title: &str) -> String {
         for (group, kinds) in &s.groups {
             for (kind, k) in kinds {
                 let rate = rate(k.count, span);
-                row(&mut out, &format!("{group}  {}", kind.name()), width, k, rate);
+                row(
+                    &mut out,
+                    &format!("{group}  {}", kind.name()),
+                    width,
+                    k,
+                    rate,
+                );
             }
         }
     }

@@ -1,0 +1,276 @@
+//! Reports and exports read by the tools people already use: Python's `hdrhistogram` reads the
+//! HdrHistogram log, Perfetto's own Python protos decode the trace, headless Chromium draws the
+//! HTML page. Each test says which tool it needs; the Python packages are installed with pip
+//! when missing, and a test that cannot get its tool fails saying so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use hmmtrace::capture::Reader;
+use hmmtrace::report::{GroupBy, Summary};
+
+fn hmmtrace(args: &[&str]) -> (i32, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_hmmtrace"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
+}
+
+/// A capture of `scenario`, in `dir`.
+fn capture(dir: &Path, scenario: &str, seed: u64) -> PathBuf {
+    let p = dir.join(format!("{scenario}-{seed}.hmt"));
+    let (code, _, err) = hmmtrace(&[
+        "sim",
+        "-s",
+        scenario,
+        "--seed",
+        &seed.to_string(),
+        "-o",
+        p.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    p
+}
+
+fn summary(path: &Path) -> Summary {
+    let r = Reader::open(path).unwrap();
+    let mut s = Summary::grouped(GroupBy::Kind, &r.header.clone(), false);
+    r.for_each(|e| {
+        s.add(e);
+        Ok(())
+    })
+    .unwrap();
+    s
+}
+
+/// Runs a Python script, installing `package` (import name `module`) with pip first if needed.
+fn python(module: &str, package: &str, script: &str) -> String {
+    let have = Command::new("python3")
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        let pip = Command::new("python3")
+            .args(["-m", "pip", "install", "-q", package])
+            .output()
+            .expect("this test needs python3 (with pip) to check the output independently");
+        assert!(
+            pip.status.success(),
+            "this test needs the Python package {package} and pip could not install it: {}",
+            String::from_utf8_lossy(&pip.stderr)
+        );
+    }
+    let o = Command::new("python3")
+        .args(["-c", script])
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into()
+}
+
+#[test]
+fn python_hdrhistogram_reads_the_interval_log_as_the_same_histograms() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = capture(dir.path(), "gpu-stream", 4);
+    let log = dir.path().join("g.hlog");
+    let (code, _, err) = hmmtrace(&[
+        "report",
+        cap.to_str().unwrap(),
+        "--hdr-log",
+        log.to_str().unwrap(),
+        "--hdr-interval",
+        "50ms",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let script = format!(
+        r#"
+from hdrh.log import HistogramLogReader
+from hdrh.histogram import HdrHistogram
+r = HistogramLogReader({log:?}, HdrHistogram(1, 3600 * 10**9, 3))
+per, intervals = {{}}, 0
+while True:
+    h = r.get_next_interval_histogram()
+    if h is None:
+        break
+    intervals += 1
+    t = h.get_tag()
+    if t in per:
+        per[t].add(h)
+    else:
+        per[t] = h
+print("intervals", intervals)
+for t, h in sorted(per.items()):
+    pairs = " ".join("%d:%d" % (v.value_iterated_to, v.count_at_value_iterated_to) for v in h.get_recorded_iterator())
+    print(t, h.get_total_count(), h.get_max_value(), pairs)
+"#,
+        log = log.display().to_string()
+    );
+    let out = python("hdrh", "hdrhistogram", &script);
+    let mut lines = out.lines();
+    let intervals: u64 = lines.next().unwrap()["intervals ".len()..].parse().unwrap();
+    let s = summary(&cap);
+    let span_ms = s.span_ns() / 50_000_000;
+    assert!(
+        intervals > span_ms,
+        "{intervals} interval histograms over {span_ms} intervals"
+    );
+    let mut seen = 0;
+    for line in lines {
+        let mut f = line.split(' ');
+        let tag = f.next().unwrap();
+        let count: u64 = f.next().unwrap().parse().unwrap();
+        let max: u64 = f.next().unwrap().parse().unwrap();
+        let pairs: Vec<(u64, u64)> = f
+            .map(|p| {
+                let (v, c) = p.split_once(':').unwrap();
+                (v.parse().unwrap(), c.parse().unwrap())
+            })
+            .collect();
+        let (_, k) = s.kinds.iter().find(|(k, _)| k.name() == tag).unwrap();
+        let h = &k.latency;
+        assert_eq!(count, h.len(), "{tag}");
+        assert_eq!(max, h.max(), "{tag}");
+        let ours: Vec<(u64, u64)> = h
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect();
+        assert_eq!(
+            pairs, ours,
+            "{tag}: the same buckets and counts, so every percentile agrees"
+        );
+        seen += 1;
+    }
+    assert_eq!(seen, 5, "{out}");
+}
+
+#[test]
+fn perfettos_own_protos_decode_the_trace_with_its_tracks_and_slices() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = capture(dir.path(), "multiple_devices", 1);
+    let out = dir.path().join("t.pftrace");
+    let (code, _, err) = hmmtrace(&[
+        "export",
+        cap.to_str().unwrap(),
+        "--format",
+        "perfetto",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let script = format!(
+        r#"
+from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import Trace, TrackEvent
+t = Trace()
+t.ParseFromString(open({out:?}, "rb").read())
+tracks, begins, ends, instants, counters = {{}}, 0, 0, 0, 0
+for p in t.packet:
+    if p.HasField("track_descriptor"):
+        d = p.track_descriptor
+        kind = "process" if d.HasField("process") else "thread" if d.HasField("thread") else "counter" if d.HasField("counter") else "child"
+        tracks[d.uuid] = (kind, d.name or d.process.process_name or d.thread.thread_name, d.parent_uuid)
+    elif p.HasField("track_event"):
+        e = p.track_event
+        assert e.track_uuid in tracks, "event on an undescribed track"
+        if e.type == TrackEvent.TYPE_SLICE_BEGIN: begins += 1
+        elif e.type == TrackEvent.TYPE_SLICE_END: ends += 1
+        elif e.type == TrackEvent.TYPE_INSTANT: instants += 1
+        elif e.type == TrackEvent.TYPE_COUNTER: counters += 1
+print(len(t.packet), begins, ends, instants, counters)
+for u, (kind, name, parent) in sorted(tracks.items(), key=lambda x: (x[1][0], x[1][1])):
+    print(kind, name, tracks.get(parent, ("-",))[0])
+"#,
+        out = out.display().to_string()
+    );
+    let text = python("perfetto", "perfetto", &script);
+    let mut lines = text.lines();
+    let nums: Vec<u64> = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let events = summary(&cap).events;
+    let (begins, ends, instants) = (nums[1], nums[2], nums[3]);
+    assert_eq!(begins, ends, "every slice ends");
+    assert_eq!(begins + instants, events, "one slice or instant per event");
+    assert!(nums[4] > 0, "counters");
+    let tracks: Vec<&str> = lines.collect();
+    assert!(tracks.contains(&"process hmm-tests -"), "{tracks:?}");
+    assert!(tracks.contains(&"thread hmm-tests process"), "{tracks:?}");
+    assert!(tracks.contains(&"child migration thread"), "{tracks:?}");
+    for dev in ["dmirror0", "dmirror1"] {
+        assert!(
+            tracks.contains(&format!("counter {dev} events /s -").as_str()),
+            "a counter track per device: {tracks:?}"
+        );
+    }
+}
+
+#[test]
+fn headless_chromium_draws_the_html_reports_plots() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = capture(dir.path(), "migrate_fault", 1);
+    let html = dir.path().join("r.html");
+    let (code, _, err) = hmmtrace(&[
+        "report",
+        cap.to_str().unwrap(),
+        "--format",
+        "html",
+        "-o",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    // Self-contained: no scripts, nothing fetched.
+    assert!(!page.contains("<script") && !page.contains("src=") && !page.contains("href="));
+    assert!(page.contains("No events were lost"));
+    let shot = dir.path().join("r.png");
+    let chromium = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("this test needs headless Chromium (Debian package chromium; cargo xtask setup installs it as root)");
+    let o = Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+        ])
+        .arg(format!("--screenshot={}", shot.display()))
+        .args(["--window-size=1000,1400"])
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .unwrap();
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buf).unwrap();
+    let bpp = info.color_type.samples();
+    // The plots' colour (report::html::STROKE, #1f77b4), give or take anti-aliasing.
+    let plotted = buf[..info.buffer_size()]
+        .chunks(bpp)
+        .filter(|p| {
+            (p[0] as i32 - 0x1f).abs() < 12
+                && (p[1] as i32 - 0x77).abs() < 12
+                && (p[2] as i32 - 0xb4).abs() < 12
+        })
+        .count();
+    assert!(
+        plotted > 2000,
+        "only {plotted} plot-coloured pixels: the plots were not drawn"
+    );
+}
