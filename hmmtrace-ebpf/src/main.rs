@@ -14,6 +14,7 @@ mod kread;
 mod migration;
 mod page_free;
 mod range_fault;
+mod stress;
 mod system_migration;
 
 #[cfg(not(test))]

@@ -214,6 +214,13 @@ impl<'a> Cursor<'a> {
     }
 
     fn var(&mut self) -> Result<u64, DecodeError> {
+        // Most values are small deltas: one byte, no loop.
+        if let Some(&b) = self.buf.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.byte()?;

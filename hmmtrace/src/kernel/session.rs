@@ -28,6 +28,9 @@ pub struct SessionOptions {
     pub mechanism: MechanismChoice,
     /// `--attach FUNC=ROLE`.
     pub extra: Vec<ExtraAttach>,
+    /// Benchmarks only: attach nothing but the ring-buffer stress program on
+    /// `syscalls:sys_enter_getppid` (see hmmtrace-ebpf's `stress` module).
+    pub stress: bool,
 }
 
 impl Default for SessionOptions {
@@ -39,6 +42,7 @@ impl Default for SessionOptions {
             wakeup_bytes: Settings::DEFAULT.wakeup_bytes,
             mechanism: MechanismChoice::Auto,
             extra: Vec::new(),
+            stress: false,
         }
     }
 }
@@ -80,6 +84,9 @@ impl Session {
             pagemap_ops,
         } = load(opts)?;
         let aya_btf = aya::Btf::from_sys_fs().ok();
+        if opts.stress {
+            plan.clear();
+        }
         for row in &mut plan {
             attach::attach_row(&mut ebpf, aya_btf.as_ref(), row);
             let lacking: Vec<String> = missing
@@ -107,14 +114,19 @@ impl Session {
                 "cannot attach to tracepoint sched:sched_process_fork (needed to follow children)",
             )?;
         }
+        let (program, category, name) = if opts.stress {
+            ("ring_stress", "syscalls", "sys_enter_getppid")
+        } else {
+            ("mm_migrate_pages", "migrate", "mm_migrate_pages")
+        };
         let tp: &mut TracePoint = ebpf
-            .program_mut("mm_migrate_pages")
-            .context("the eBPF object has no mm_migrate_pages program")?
+            .program_mut(program)
+            .with_context(|| format!("the eBPF object has no {program} program"))?
             .try_into()?;
         tp.load()
-            .context("the kernel rejected the mm_migrate_pages program")?;
-        tp.attach("migrate", "mm_migrate_pages")
-            .context("cannot attach to tracepoint migrate:mm_migrate_pages")?;
+            .with_context(|| format!("the kernel rejected the {program} program"))?;
+        tp.attach(category, name)
+            .with_context(|| format!("cannot attach to tracepoint {category}:{name}"))?;
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("no DROPS map")?)?;
         Ok(Session {
