@@ -169,7 +169,10 @@ fn ring(rate: u64, secs: f64, ring_bytes: u32) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).filter(|a| a != "--bench").collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect();
     let num = |i: usize| -> u64 {
         args.get(i)
             .and_then(|s| s.parse().ok())

@@ -58,7 +58,7 @@ impl DeviceNames {
 /// plan, or its `dev_pagemap_ops` symbol) for driver paths.
 #[derive(Clone, Debug, Default)]
 pub struct Symbols {
-    /// `dev_pagemap_ops` symbols by address (kernel captures).
+    /// `<dev_pagemap_ops symbol>.migrate_to_ram` by ops address (kernel captures).
     ops: HashMap<u64, String>,
     /// The driver callbacks the plan hooked, by probe.
     device_fault: Option<String>,
@@ -80,35 +80,33 @@ impl Symbols {
             ops: header
                 .pagemap_ops
                 .iter()
-                .map(|o| (o.addr, o.symbol.clone()))
+                .map(|o| (o.addr, format!("{}.migrate_to_ram", o.symbol)))
                 .collect(),
             device_fault: attached("device_fault"),
             invalidate: attached("invalidation"),
         }
     }
 
-    pub fn of(&self, e: &Event) -> String {
+    /// The name, borrowed: sinks call this per event, so it allocates nothing.
+    pub fn of(&self, e: &Event) -> &str {
         match &e.body {
-            Body::Migration(m) if m.api == API_MIGRATE_DEVICE => "migrate_device_range".into(),
-            Body::Migration(_) => "migrate_vma_setup".into(),
+            Body::Migration(m) if m.api == API_MIGRATE_DEVICE => "migrate_device_range",
+            Body::Migration(_) => "migrate_vma_setup",
             Body::DeviceFault(f) => match self.ops.get(&f.pgmap_ops) {
-                Some(ops) => format!("{ops}.migrate_to_ram"),
-                None => self
-                    .device_fault
-                    .clone()
-                    .unwrap_or_else(|| "migrate_to_ram".into()),
+                Some(name) => name,
+                None => self.device_fault.as_deref().unwrap_or("migrate_to_ram"),
             },
-            Body::PageFree(_) => "free_zone_device_folio".into(),
+            Body::PageFree(_) => "free_zone_device_folio",
             Body::Invalidation(i) if i.path == INVALIDATE_RANGE_START => {
-                "__mmu_notifier_invalidate_range_start".into()
+                "__mmu_notifier_invalidate_range_start"
             }
             Body::Invalidation(_) => self
                 .invalidate
-                .clone()
-                .unwrap_or_else(|| "mmu_interval_notifier invalidate".into()),
-            Body::RangeFault(_) => "hmm_range_fault".into(),
-            Body::SystemMigration(_) => "migrate:mm_migrate_pages".into(),
-            Body::Lost(_) => "(ring buffer full)".into(),
+                .as_deref()
+                .unwrap_or("mmu_interval_notifier invalidate"),
+            Body::RangeFault(_) => "hmm_range_fault",
+            Body::SystemMigration(_) => "migrate:mm_migrate_pages",
+            Body::Lost(_) => "(ring buffer full)",
         }
     }
 }

@@ -53,7 +53,9 @@ fn timed(cmd: &mut Command, dir: &Path) -> anyhow::Result<(Usage, std::process::
     let mut t = Command::new("/usr/bin/time");
     t.args(["-f", "%e %U %S %M", "-o"]).arg(&out);
     t.arg(cmd.get_program()).args(cmd.get_args());
-    let o = t.output().context("cannot run /usr/bin/time (Debian package time)")?;
+    let o = t
+        .output()
+        .context("cannot run /usr/bin/time (Debian package time)")?;
     anyhow::ensure!(
         o.status.success(),
         "{cmd:?} failed: {}",
@@ -190,7 +192,11 @@ fn report(bin: &Path, dir: &Path, quick: bool) -> anyhow::Result<Figure> {
             dir,
         )?;
         let v: serde_json::Value = serde_json::from_slice(&o.stdout)?;
-        anyhow::ensure!(v["events"].as_u64() == Some(n), "report counted {}", v["events"]);
+        anyhow::ensure!(
+            v["events"].as_u64() == Some(n),
+            "report counted {}",
+            v["events"]
+        );
         rows.push((n, bytes, u));
         std::fs::remove_file(&cap)?;
     }
@@ -317,14 +323,25 @@ fn engine(bin: &Path, dir: &Path, quick: bool) -> anyhow::Result<Figure> {
 }
 
 fn tmux(args: &[&str]) -> anyhow::Result<String> {
-    let o = Command::new("tmux").args(["-L", "hmmtrace-bench"]).args(args).output()?;
-    anyhow::ensure!(o.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new("tmux")
+        .args(["-L", "hmmtrace-bench"])
+        .args(args)
+        .output()?;
+    anyhow::ensure!(
+        o.status.success(),
+        "tmux {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 fn tui(bin: &Path, dir: &Path, quick: bool) -> anyhow::Result<Figure> {
     if !have("tmux") {
-        return Ok(Figure::missing("TUI", "≤ 5 % of one core, ≤ 64 MB RSS", "tmux is missing".into()));
+        return Ok(Figure::missing(
+            "TUI",
+            "≤ 5 % of one core, ≤ 64 MB RSS",
+            "tmux is missing".into(),
+        ));
     }
     let secs = if quick { 5 } else { 60 };
     let rate = "100000";
@@ -351,7 +368,17 @@ fn tui(bin: &Path, dir: &Path, quick: bool) -> anyhow::Result<Figure> {
         dir.join("t.hmt").display()
     );
     let _ = tmux(&["kill-server"]);
-    tmux(&["new-session", "-d", "-s", "b", "-x", "160", "-y", "48", &cmd])?;
+    tmux(&[
+        "new-session",
+        "-d",
+        "-s",
+        "b",
+        "-x",
+        "160",
+        "-y",
+        "48",
+        &cmd,
+    ])?;
     let started = Instant::now();
     // The demo stops feeding at --duration and says so; then the viewer quits.
     loop {
@@ -367,7 +394,10 @@ fn tui(bin: &Path, dir: &Path, quick: bool) -> anyhow::Result<Figure> {
     }
     tmux(&["send-keys", "-t", "b", "q"])?;
     while std::fs::read_to_string(&usage).map_or(true, |t| t.trim().is_empty()) {
-        anyhow::ensure!(started.elapsed() < Duration::from_secs(secs + 90), "no usage written");
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(secs + 90),
+            "no usage written"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let _ = tmux(&["kill-server"]);
@@ -434,13 +464,19 @@ impl Drop for StatsSysctl {
 fn kernel_cost(bin: &Path, dir: &Path, quick: bool) -> anyhow::Result<Figure> {
     const TARGET: &str = "hmmtrace full event ≤ 0.5 × bpftrace count()";
     if !is_root() {
-        return Ok(Figure::missing("kernel cost per event", TARGET, "needs root".into()));
+        return Ok(Figure::missing(
+            "kernel cost per event",
+            TARGET,
+            "needs root".into(),
+        ));
     }
     if !have("bpftrace") {
         crate::vm::ensure_packages(&["bpftrace"])?;
     }
     let _restore = StatsSysctl(
-        std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")?.trim().to_string(),
+        std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled")?
+            .trim()
+            .to_string(),
     );
     std::fs::write("/proc/sys/kernel/bpf_stats_enabled", "1")?;
     let cap = dir.join("k.hmt");
@@ -489,7 +525,10 @@ fn kernel_cost(bin: &Path, dir: &Path, quick: bool) -> anyhow::Result<Figure> {
     };
     let (our_ns, our_cnt) = per(ours0, ours1);
     let (their_ns, their_cnt) = per(theirs0, theirs1);
-    anyhow::ensure!(our_cnt > 0 && their_cnt > 0, "no events: compaction moved nothing");
+    anyhow::ensure!(
+        our_cnt > 0 && their_cnt > 0,
+        "no events: compaction moved nothing"
+    );
     let ratio = our_ns / their_ns;
     Ok(Figure {
         name: "kernel cost per event",
@@ -509,7 +548,11 @@ fn kernel_cost(bin: &Path, dir: &Path, quick: bool) -> anyhow::Result<Figure> {
 fn ring(quick: bool) -> anyhow::Result<Figure> {
     const TARGET: &str = "0 lost at the largest sustained rate; losses counted above it";
     if !is_root() {
-        return Ok(Figure::missing("ring buffer end to end", TARGET, "needs root".into()));
+        return Ok(Figure::missing(
+            "ring buffer end to end",
+            TARGET,
+            "needs root".into(),
+        ));
     }
     let secs = if quick { "1" } else { "5" };
     let mut lines = Vec::new();
@@ -523,7 +566,11 @@ fn ring(quick: bool) -> anyhow::Result<Figure> {
         }
         lines.push(format!(
             "{} → {:.0}k/s fired, {} delivered, {lost} lost",
-            if rate == "0" { "max".to_string() } else { format!("{}k/s", rate.parse::<u64>()? / 1000) },
+            if rate == "0" {
+                "max".to_string()
+            } else {
+                format!("{}k/s", rate.parse::<u64>()? / 1000)
+            },
             fired / 1e3,
             v["delivered"]
         ));
@@ -557,7 +604,10 @@ fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
-        .find_map(|l| l.strip_prefix("model name").map(|m| m.trim_start_matches([' ', '\t', ':']).to_string()))
+        .find_map(|l| {
+            l.strip_prefix("model name")
+                .map(|m| m.trim_start_matches([' ', '\t', ':']).to_string())
+        })
         .unwrap_or_default();
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let mem = std::fs::read_to_string("/proc/meminfo")
@@ -583,7 +633,10 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
     type Run<'a> = Box<dyn Fn() -> anyhow::Result<Figure> + 'a>;
     let runs: Vec<(&str, Run)> = vec![
-        ("kernel cost per event", Box::new(|| kernel_cost(&bin, &dir, quick))),
+        (
+            "kernel cost per event",
+            Box::new(|| kernel_cost(&bin, &dir, quick)),
+        ),
         ("userspace pipeline", Box::new(|| pipeline(quick))),
         ("ring buffer end to end", Box::new(|| ring(quick))),
         ("capture size", Box::new(|| capture_size(&bin, &dir))),
@@ -619,7 +672,10 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     if !quick {
         std::fs::write(
-            Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().join("BENCHMARKS.md"),
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .parent()
+                .unwrap()
+                .join("BENCHMARKS.md"),
             markdown(&figures),
         )?;
         say("wrote BENCHMARKS.md");
@@ -639,7 +695,10 @@ fn markdown(figures: &[Figure]) -> String {
         date(),
         machine()
     );
-    let _ = writeln!(o, "| figure | measured | target | ratio | |\n|---|---|---|---|---|");
+    let _ = writeln!(
+        o,
+        "| figure | measured | target | ratio | |\n|---|---|---|---|---|"
+    );
     for f in figures {
         let _ = writeln!(
             o,

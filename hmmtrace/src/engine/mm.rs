@@ -1,7 +1,9 @@
 //! Address spaces: VMAs, PTEs and pages with their reverse maps; mmap, munmap, mprotect, fork
 //! with copy-on-write, exit, and CPU accesses (which fault device-private pages back to RAM).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use super::HashMap;
 
 use hmmtrace_common::{
     PageFree, MMU_NOTIFY_CLEAR, MMU_NOTIFY_PROTECTION_PAGE, MMU_NOTIFY_PROTECTION_VMA,
@@ -122,7 +124,7 @@ impl Engine {
             Process {
                 comm: Comm::new(comm),
                 vmas: BTreeMap::new(),
-                ptes: HashMap::new(),
+                ptes: HashMap::default(),
                 next_vpn: 0x10000,
             },
         );

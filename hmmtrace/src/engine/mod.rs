@@ -23,7 +23,13 @@ mod migrate;
 mod mirror;
 mod mm;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+/// The engine's maps are keyed by small integers it made up itself (pfns, vpns, tgids): no
+/// untrusted keys, so a fast non-cryptographic hash (Fx) instead of SipHash, which was a third
+/// of the engine's time in a profile.
+pub(crate) type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
+pub(crate) type HashSet<K> = rustc_hash::FxHashSet<K>;
 
 use hmmtrace_common::{MEMORY_DEVICE_COHERENT, MEMORY_DEVICE_PRIVATE};
 
@@ -78,7 +84,7 @@ pub(crate) struct Device {
     /// Pages evicted together, aligned (like test_hmm's chunks).
     pub evict_chunk: u64,
     /// Mirrored virtual pages per process: what `hmm_range_fault` filled in and invalidations clear.
-    pub mirror: HashMap<Tgid, std::collections::HashSet<u64>>,
+    pub mirror: HashMap<Tgid, HashSet<u64>>,
     /// Device pfn offset → page, for `migrate_device_range`.
     pub by_pfn: HashMap<u64, PageId>,
     /// The driver's file release evicts all of its memory with one `migrate_device_range`
@@ -175,7 +181,7 @@ impl Engine {
             clock: Clock::new(cost, seed),
             page_size: 4096,
             ncpus: 2,
-            procs: HashMap::new(),
+            procs: HashMap::default(),
             next_tgid: 1000,
             devices: Vec::new(),
             notifiers: Vec::new(),
@@ -225,8 +231,8 @@ impl Engine {
             free: (0..pages).rev().collect(),
             lru: VecDeque::new(),
             evict_chunk: evict_chunk.max(1),
-            mirror: HashMap::new(),
-            by_pfn: HashMap::new(),
+            mirror: HashMap::default(),
+            by_pfn: HashMap::default(),
             evict_on_release: false,
         });
         id

@@ -236,7 +236,7 @@ impl Summary {
                 .and_then(|o| namer.devices.name(o))
                 .unwrap_or("(none)")
                 .to_string(),
-            GroupBy::Symbol => namer.symbols.of(e),
+            GroupBy::Symbol => namer.symbols.of(e).to_string(),
         })
     }
 

@@ -9,6 +9,7 @@
 //! tables capped at [`TOP_CAPACITY`] keys, past which new keys are counted under "other".
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt::Write as _;
 
 use hdrhistogram::Histogram;
 use hmmtrace_common::DIRECTION_TO_DEVICE;
@@ -208,7 +209,7 @@ pub struct LogEntry {
     /// 1 for the first event ingested, then +1.
     pub seq: u64,
     pub event: Event,
-    pub device: Option<String>,
+    pub device: Option<std::sync::Arc<str>>,
 }
 
 /// What a source tells the TUI about itself.
@@ -257,6 +258,10 @@ pub struct App {
     /// Timestamp of the first event, for relative times in the log.
     pub first_ts: Option<u64>,
     symbols: Symbols,
+    /// Device labels by owner, shared with the log's entries.
+    device_labels: HashMap<u64, std::sync::Arc<str>>,
+    /// Scratch for the process table's key.
+    key: String,
 }
 
 impl App {
@@ -291,6 +296,8 @@ impl App {
             second: None,
             first_ts: None,
             symbols,
+            device_labels: HashMap::new(),
+            key: String::new(),
         }
     }
 
@@ -356,22 +363,26 @@ impl App {
             let name = hmmtrace_common::ProbeId::from_u32(l.probe).map_or("unknown", |p| p.name());
             *self.lost.entry(name.to_string()).or_default() += l.count;
         }
-        let proc_key = format!("{} [{}]", e.comm, e.tgid);
-        self.by_process.add(&proc_key, e);
-        if let Some(owner) = e.body.device() {
-            let name = self.devices.name(owner).unwrap_or("?").to_string();
-            self.by_device.add(&name, e);
+        // Keys are built in a reused buffer and device names shared: nothing per event
+        // allocates once the tables have their rows.
+        self.key.clear();
+        let _ = write!(self.key, "{} [{}]", e.comm, e.tgid);
+        self.by_process.add(&self.key, e);
+        let device = e.body.device().map(|owner| {
+            let names = &mut self.devices;
+            self.device_labels
+                .entry(owner)
+                .or_insert_with(|| names.name(owner).unwrap_or("?").into())
+                .clone()
+        });
+        if let Some(name) = &device {
+            self.by_device.add(name, e);
         }
         let sym = self.symbols.of(e);
-        self.by_symbol.add(&sym, e);
+        self.by_symbol.add(sym, e);
         if self.log.len() == LOG_CAPACITY {
             self.log.pop_front();
         }
-        let device = e
-            .body
-            .device()
-            .and_then(|o| self.devices.name(o))
-            .map(str::to_string);
         self.log.push_back(LogEntry {
             seq: self.events,
             event: *e,
@@ -396,6 +407,7 @@ impl App {
             std::mem::take(&mut self.symbols),
         );
         fresh.costs = std::mem::take(&mut self.costs);
+        fresh.device_labels = std::mem::take(&mut self.device_labels);
         fresh.replay = self.replay;
         *self = fresh;
     }

@@ -106,7 +106,7 @@ mod tests {
                 unknown: 0,
                 body,
             },
-            device: device.map(str::to_string),
+            device: device.map(Into::into),
         }
     }
 
