@@ -435,6 +435,9 @@ fn programs_of(pid: u32) -> Vec<u64> {
             }
         }
     }
+    // A program and its link are two descriptors of the same program id.
+    ids.sort_unstable();
+    ids.dedup();
     ids
 }
 

@@ -202,7 +202,13 @@ pub fn run() -> anyhow::Result<PathBuf> {
 /// missing one is installed; otherwise its absence is reported (the tests that need it fail
 /// and say so).
 fn ensure_tool(program: &str, package: &str) -> anyhow::Result<()> {
-    if have(program) {
+    // On the PATH, not `--version`: tmux answers that with an error.
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
         say(&format!("{program}: present"));
         return Ok(());
     }
