@@ -3,7 +3,7 @@
 //!
 //! The crate is split by concern. [`event`] defines the one `Event` type; sources produce it
 //! ([`engine`] via [`scenario`], [`capture`] replay, and the kernel probes in [`kernel`]) and
-//! sinks consume it ([`capture`] writer, [`report`], [`export`], the [`tui`]). No source knows
+//! sinks consume it ([`capture`] writer, [`report`], [`export`], [`metrics`], the [`tui`]). No source knows
 //! about any sink.
 
 pub mod capture;
@@ -12,6 +12,7 @@ pub mod event;
 pub mod export;
 pub mod kernel;
 pub mod labels;
+pub mod metrics;
 pub mod report;
 pub mod scenario;
 pub mod textfile;

@@ -180,6 +180,7 @@ pub fn run() -> anyhow::Result<PathBuf> {
     ensure_tool("bpftool", "bpftool")?;
     ensure_tool("tmux", "tmux")?;
     ensure_tool("chromium", "chromium")?;
+    ensure_tool("promtool", "prometheus")?;
     let bin = cache.join("bin");
     std::fs::create_dir_all(&bin)?;
     let link = bin.join("bpf-linker");
@@ -198,7 +199,7 @@ pub fn run() -> anyhow::Result<PathBuf> {
 
 /// Test tools from Debian's packages: bpftool is how the kernel tests check, independently
 /// of hmmtrace, what is loaded; tmux is the real terminal the TUI tests drive; chromium draws
-/// the HTML report for its screenshot test. As root a
+/// the HTML report for its screenshot test; prometheus (and promtool) check `serve`. As root a
 /// missing one is installed; otherwise its absence is reported (the tests that need it fail
 /// and say so).
 fn ensure_tool(program: &str, package: &str) -> anyhow::Result<()> {

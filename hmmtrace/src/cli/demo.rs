@@ -52,14 +52,14 @@ impl std::fmt::Display for Stop {
 impl std::error::Error for Stop {}
 
 /// Where the paced engine's events go: the capture and a view, told the time every 64 events.
-trait Out {
+pub(super) trait Out {
     fn event(&mut self, e: &Event) -> anyhow::Result<()>;
     fn tick(&mut self, elapsed: Duration, runs: u64);
 }
 
 /// Runs `scenario` again and again (seeds `seed0`, `seed0 + 1`, ...) into `out`, releasing
 /// `rate` events per second, until `stop` or `deadline`. Returns the number of completed runs.
-fn paced(
+pub(super) fn paced(
     scenario: &Scenario,
     seed0: u64,
     rate: u64,

@@ -8,6 +8,7 @@ mod probes;
 mod record;
 mod replay;
 mod report;
+mod serve;
 mod sim;
 
 use std::process::ExitCode;
@@ -107,6 +108,12 @@ enum Command {
         after_help = "Examples:\n  hmmtrace replay run.hmt\n  hmmtrace replay run.hmt --speed 10 --dashboard migration\n\nKeys: space pauses, + and - change the speed, ← and → seek 10 s, ? shows all keys."
     )]
     Replay(replay::Args),
+    /// Serve the metrics of a source (the kernel, the engine or a capture) to Prometheus at
+    /// /metrics (Prometheus text format), on loopback unless told otherwise.
+    #[command(
+        after_help = "Examples:\n  sudo hmmtrace serve\n  hmmtrace serve --source sim:gpu-stream\n  hmmtrace serve --source replay:run.hmt --listen 127.0.0.1:9500\n  sudo hmmtrace serve --listen 0.0.0.0:9435   # reachable from the network: an explicit choice\n\nGrafana dashboards for these metrics: dashboards/grafana/."
+    )]
+    Serve(serve::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -117,6 +124,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Export(a) => export::run(a),
         Command::Replay(a) => replay::run(a),
         Command::Live(a) => live::run(a),
+        Command::Serve(a) => serve::run(a),
         Command::Probes(a) => probes::run(a),
         Command::Record(a) => record::run(a),
     }
