@@ -139,6 +139,9 @@ fn dashboard_queries() -> Vec<(String, String)> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../dashboards/grafana");
     let mut out = Vec::new();
     for f in std::fs::read_dir(dir).unwrap().flatten() {
+        if f.path().extension().is_none_or(|e| e != "json") {
+            continue;
+        }
         let d: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(f.path()).unwrap()).unwrap();
         for p in d["panels"].as_array().unwrap() {
