@@ -368,3 +368,106 @@ fn a_full_ring_becomes_lost_events_per_probe() {
     }
     assert!(delivered > 0, "records that fit were still delivered");
 }
+
+/// Program and map ids a process holds (its fdinfo): what the kernel must drop when it dies.
+fn bpf_objects_of(pid: u32) -> (Vec<u64>, Vec<u64>) {
+    let (mut progs, mut maps) = (Vec::new(), Vec::new());
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fdinfo"))
+        .unwrap()
+        .flatten()
+    {
+        let info = std::fs::read_to_string(fd.path()).unwrap_or_default();
+        for l in info.lines() {
+            if let Some(id) = l.strip_prefix("prog_id:") {
+                progs.push(id.trim().parse().unwrap());
+            }
+            if let Some(id) = l.strip_prefix("map_id:") {
+                maps.push(id.trim().parse().unwrap());
+            }
+        }
+    }
+    (progs, maps)
+}
+
+fn bpftool_ids(what: &str) -> Vec<u64> {
+    let o = Command::new("bpftool")
+        .args(["-j", what, "show"])
+        .output()
+        .unwrap();
+    let v: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap_or_default();
+    v.iter().filter_map(|p| p["id"].as_u64()).collect()
+}
+
+#[test]
+#[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
+fn record_killed_by_any_signal_leaves_its_capture_readable_and_nothing_loaded() {
+    for signal in [libc::SIGKILL, libc::SIGTERM, libc::SIGINT] {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("k.hmt");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hmmtrace"))
+            .args(["record", "--duration", "120s", "-o"])
+            .arg(&out)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while std::fs::metadata(&out).map_or(0, |m| m.len()) == 0 {
+            assert!(Instant::now() < deadline, "record did not start");
+            std::thread::yield_now();
+        }
+        let header_len = std::fs::metadata(&out).unwrap().len();
+        let (progs, maps) = bpf_objects_of(child.id());
+        assert!(!progs.is_empty() && !maps.is_empty());
+        // Events, then a block on disk (record writes one at least every second).
+        while std::fs::metadata(&out).unwrap().len() == header_len {
+            std::fs::write("/proc/sys/vm/compact_memory", "1").unwrap();
+            assert!(Instant::now() < deadline, "no block was written");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // SAFETY: kill(2) on our own child.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        child.wait().unwrap();
+        // Every complete block reads back; a SIGKILL may leave a partial one, which the
+        // reader reports as dropped bytes instead of failing.
+        let r = hmmtrace::capture::Reader::open(&out).unwrap();
+        let mut events = 0;
+        let sum = r
+            .for_each(|_| {
+                events += 1;
+                Ok(())
+            })
+            .unwrap();
+        assert!(events > 0 && sum.blocks > 0, "signal {signal}: {sum:?}");
+        let o = Command::new(env!("CARGO_BIN_EXE_hmmtrace"))
+            .arg("report")
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        // The kernel frees programs and maps once their last descriptor closes (after an RCU
+        // grace period): wait for it, then nothing of hmmtrace's is left.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (p, m) = (bpftool_ids("prog"), bpftool_ids("map"));
+            let left: Vec<u64> = progs
+                .iter()
+                .chain(&maps)
+                .filter(|id| p.contains(id) || m.contains(id))
+                .copied()
+                .collect();
+            if left.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "signal {signal}: still loaded after exit: {left:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

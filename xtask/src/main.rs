@@ -4,7 +4,9 @@
 //! inputs, so a second run is fast and a fresh machine still builds them from nothing.
 
 mod bench;
+mod fuzz;
 mod setup;
+mod soak;
 mod vm;
 
 use std::process::{Command, ExitCode};
@@ -51,11 +53,23 @@ enum Task {
         #[arg(long, default_value_t = 900)]
         limit: u64,
     },
-    /// Set up, then measure capture size and engine speed.
+    /// Set up, then measure every benchmark figure and write BENCHMARKS.md.
     Bench {
-        /// A short pass that checks the benchmarks run (for CI).
+        /// A short pass that checks the benchmarks run (for CI); writes nothing.
         #[arg(long)]
         quick: bool,
+    },
+    /// Run the cargo-fuzz targets (capture reader, scenario and dashboard parsers).
+    Fuzz {
+        /// Seconds per target.
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
+    /// The long checks: the engine at full rate through the TUI and the capture writer with
+    /// its RSS sampled (must stay flat), then each fuzz target, for this many minutes each.
+    Soak {
+        #[arg(long, default_value_t = 10)]
+        minutes: u64,
     },
 }
 
@@ -66,6 +80,8 @@ fn main() -> ExitCode {
         Task::Test { args } => test(&args),
         Task::Demo { args } => demo(&args),
         Task::Bench { quick } => setup::run().and_then(|_| bench::run(quick)),
+        Task::Fuzz { seconds } => setup::run().and_then(|_| fuzz::run(seconds)),
+        Task::Soak { minutes } => setup::run().and_then(|_| soak::run(minutes)),
         Task::VmTest { source, limit } => {
             setup::run().and_then(|_| vm::test(&source, std::time::Duration::from_secs(limit)))
         }
@@ -116,6 +132,9 @@ fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+/// Seconds per fuzz target in `cargo xtask test`.
+const FUZZ_SECONDS_IN_TEST: u64 = 20;
+
 fn test(args: &[String]) -> anyhow::Result<()> {
     setup::run()?;
     // The VM checks first, so that nextest's summary is the run's last line; a failure is
@@ -132,6 +151,14 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         eprintln!("xtask: not run: the VM checks (cargo xtask vm-test) need root to install qemu and the kernel source");
         false
     };
+    // A short pass of every fuzz target (`cargo xtask soak` runs them long).
+    let fuzz_failed = match fuzz::run(FUZZ_SECONDS_IN_TEST) {
+        Ok(()) => false,
+        Err(e) => {
+            eprintln!("xtask: fuzzing FAILED: {e:#}");
+            true
+        }
+    };
     let mut cmd = Command::new("cargo");
     // The default members: every crate but hmmtrace-ebpf, which only builds for BPF.
     cmd.args(["nextest", "run", "--no-fail-fast"]);
@@ -146,7 +173,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     }
     cmd.args(args);
     run_cmd(&mut cmd)?;
-    if vm_failed {
+    if vm_failed || fuzz_failed {
         // Already reported above; keep nextest's summary as the last line.
         std::process::exit(1);
     }

@@ -304,6 +304,11 @@ struct Loaded {
 /// Reads the kernel's facts, resolves the plan, and loads the object with its globals filled
 /// (nothing attached yet). Also returns the struct fields (`type.member`) this kernel lacks.
 fn load(opts: &SessionOptions) -> anyhow::Result<Loaded> {
+    if EBPF_OBJECT.is_empty() {
+        bail!(
+            "this hmmtrace was built without its `ebpf` feature: it has no eBPF programs to load"
+        );
+    }
     let root = tracefs::root()?;
     let offsets = tracefs::migrate_pages_offsets(&tracefs::read_format(
         &root,
