@@ -308,18 +308,7 @@ fn record_a_command_and_its_children() {
 fn record_stops_cleanly_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("s.hmt");
-    let child = Command::new(env!("CARGO_BIN_EXE_hmmtrace"))
-        .args(["record", "--duration", "120s", "-o"])
-        .arg(&out)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The capture's header is written once everything is attached: wait for it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::fs::metadata(&out).map_or(0, |m| m.len()) == 0 {
-        assert!(Instant::now() < deadline, "record did not start");
-        std::thread::yield_now();
-    }
+    let child = start_record(&out, std::process::Stdio::piped());
     std::fs::write("/proc/sys/vm/compact_memory", "1").unwrap();
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -369,6 +358,23 @@ fn a_full_ring_becomes_lost_events_per_probe() {
     assert!(delivered > 0, "records that fit were still delivered");
 }
 
+/// `hmmtrace record` of the whole system into `out`, returned once it has attached (the
+/// capture's header is written then).
+fn start_record(out: &std::path::Path, stderr: std::process::Stdio) -> std::process::Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_hmmtrace"))
+        .args(["record", "--duration", "120s", "-o"])
+        .arg(out)
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::fs::metadata(out).map_or(0, |m| m.len()) == 0 {
+        assert!(Instant::now() < deadline, "record did not start");
+        std::thread::yield_now();
+    }
+    child
+}
+
 /// Program and map ids a process holds (its fdinfo): what the kernel must drop when it dies.
 fn bpf_objects_of(pid: u32) -> (Vec<u64>, Vec<u64>) {
     let (mut progs, mut maps) = (Vec::new(), Vec::new());
@@ -404,17 +410,8 @@ fn record_killed_by_any_signal_leaves_its_capture_readable_and_nothing_loaded() 
     for signal in [libc::SIGKILL, libc::SIGTERM, libc::SIGINT] {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("k.hmt");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_hmmtrace"))
-            .args(["record", "--duration", "120s", "-o"])
-            .arg(&out)
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
+        let mut child = start_record(&out, std::process::Stdio::null());
         let deadline = Instant::now() + Duration::from_secs(30);
-        while std::fs::metadata(&out).map_or(0, |m| m.len()) == 0 {
-            assert!(Instant::now() < deadline, "record did not start");
-            std::thread::yield_now();
-        }
         let header_len = std::fs::metadata(&out).unwrap().len();
         let (progs, maps) = bpf_objects_of(child.id());
         assert!(!progs.is_empty() && !maps.is_empty());

@@ -80,18 +80,7 @@ fn parse_usage(text: &str) -> anyhow::Result<Usage> {
     })
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use crate::{have_on_path as have, is_root};
 
 /// Runs the hmmtrace crate's `figures` bench with `args`; returns its JSON line.
 fn figures(args: &[&str]) -> anyhow::Result<serde_json::Value> {
@@ -323,16 +312,7 @@ fn engine(bin: &Path, dir: &Path, quick: bool) -> anyhow::Result<Figure> {
 }
 
 fn tmux(args: &[&str]) -> anyhow::Result<String> {
-    let o = Command::new("tmux")
-        .args(["-L", "hmmtrace-bench"])
-        .args(args)
-        .output()?;
-    anyhow::ensure!(
-        o.status.success(),
-        "tmux {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    crate::tmux("hmmtrace-bench", args)
 }
 
 fn tui(bin: &Path, dir: &Path, quick: bool) -> anyhow::Result<Figure> {

@@ -127,9 +127,33 @@ pub fn build_release_hmmtrace() -> anyhow::Result<std::path::PathBuf> {
     Ok(target.join("release/hmmtrace"))
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether `program` is on the PATH.
+pub fn have_on_path(program: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Runs tmux on its own server `socket` (so tests and benchmarks never touch a user's).
+pub fn tmux(socket: &str, args: &[&str]) -> anyhow::Result<String> {
+    let o = Command::new("tmux")
+        .args(["-L", socket])
+        .args(args)
+        .output()
+        .context("cannot run tmux (Debian package tmux)")?;
+    anyhow::ensure!(
+        o.status.success(),
+        "tmux {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
 }
 
 /// Seconds per fuzz target in `cargo xtask test`.

@@ -204,12 +204,7 @@ pub fn run() -> anyhow::Result<PathBuf> {
 /// and say so).
 fn ensure_tool(program: &str, package: &str) -> anyhow::Result<()> {
     // On the PATH, not `--version`: tmux answers that with an error.
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
+    if crate::have_on_path(program) {
         say(&format!("{program}: present"));
         return Ok(());
     }

@@ -2,23 +2,12 @@
 //! (in tmux) and the capture writer for M minutes, with the process's RSS sampled every 10 s:
 //! it must stay flat (the curve is printed). Then each fuzz target for M minutes.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
 
 fn tmux(args: &[&str]) -> anyhow::Result<String> {
-    let o = Command::new("tmux")
-        .args(["-L", "hmmtrace-soak"])
-        .args(args)
-        .output()
-        .context("the soak needs tmux")?;
-    anyhow::ensure!(
-        o.status.success(),
-        "tmux {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+    crate::tmux("hmmtrace-soak", args)
 }
 
 fn rss_kb(pid: u32) -> Option<u64> {

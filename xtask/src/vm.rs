@@ -38,18 +38,7 @@ fn say(msg: &str) {
     eprintln!("vm: {msg}");
 }
 
-fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-fn have(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
+use crate::{have_on_path as have, is_root};
 
 /// Installs Debian packages that are missing (as root), or says which are.
 pub fn ensure_packages(packages: &[&str]) -> anyhow::Result<()> {
