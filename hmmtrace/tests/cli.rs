@@ -65,6 +65,27 @@ fn bad_inputs_exit_2_with_a_clear_message() {
     let (code, _, err) = run(hmmtrace().args(["demo", "--duration", "ten"]));
     assert_eq!(code, 2);
     assert!(err.contains("not a duration"), "{err}");
+
+    let dash = dir.path().join("dash.toml");
+    std::fs::write(
+        &dash,
+        "name = \"d\"\n[[row]]\n[[row.panel]]\ntype = \"pie\"\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(hmmtrace()
+        .args(["demo", "--no-tui", "--duration", "1s", "--dashboard"])
+        .arg(&dash)
+        .arg("-o")
+        .arg(dir.path().join("never.hmt")));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("dash.toml:3:1: unknown panel type 'pie'") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(
+        !dir.path().join("never.hmt").exists(),
+        "nothing is created for bad input"
+    );
 }
 
 #[test]

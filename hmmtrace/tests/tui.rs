@@ -273,3 +273,54 @@ fn live_shows_kernel_events_and_program_costs_and_unloads_on_quit() {
         "programs still loaded after live exited: {left:?}"
     );
 }
+
+#[test]
+#[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
+fn live_killed_by_sigterm_or_sigkill_leaves_nothing_loaded() {
+    for signal in ["TERM", "KILL"] {
+        let t = Tmux::new(&format!("live-{signal}"));
+        let cmd = format!("exec {} live", env!("CARGO_BIN_EXE_hmmtrace"));
+        t.start(120, 40, &cmd);
+        let long = Duration::from_secs(30);
+        t.wait_for("the probe status", long, |s| {
+            s.contains("system_migration 1/1 via tracepoint")
+        });
+        let pid = t.tmux(&["display", "-p", "-t", "t", "#{pane_pid}"]);
+        let ours = programs_of(pid.trim().parse().unwrap());
+        assert!(!ours.is_empty());
+        let killed = Command::new("kill")
+            .args([&format!("-{signal}"), pid.trim()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        let start = Instant::now();
+        loop {
+            let o = Command::new("bpftool")
+                .args(["-j", "prog", "show"])
+                .output()
+                .unwrap();
+            let loaded: Vec<serde_json::Value> = serde_json::from_slice(&o.stdout).unwrap();
+            let left = loaded
+                .iter()
+                .filter_map(|p| p["id"].as_u64())
+                .filter(|id| ours.contains(id))
+                .count();
+            if left == 0 {
+                break;
+            }
+            assert!(
+                start.elapsed() < long,
+                "SIG{signal}: {left} programs still loaded"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if signal == "TERM" {
+            // A clean exit on SIGTERM gives the terminal back.
+            t.wait_for("the alternate screen to be left", long, |_| {
+                t.tmux(&["display", "-p", "-t", "t", "#{alternate_on}"])
+                    .trim()
+                    == "0"
+            });
+        }
+    }
+}
