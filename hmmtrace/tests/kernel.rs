@@ -246,6 +246,36 @@ fn probes_command_as_root_and_unprivileged() {
         "{err}"
     );
     assert!(o.stdout.is_empty());
+    // record likewise, and it creates no capture file.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never.hmt");
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let o = Command::new("setpriv")
+        .args([
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "--inh-caps=-all",
+            bin,
+            "record",
+            "--duration",
+            "1s",
+            "-o",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!out.exists(), "an unprivileged record creates nothing");
 }
 
 fn capture_events(path: &std::path::Path) -> (hmmtrace::capture::CaptureHeader, Vec<Event>) {
