@@ -183,6 +183,14 @@ fn test(args: &[String]) -> anyhow::Result<()> {
             true
         }
     };
+    // The benchmarks' short pass: they still run (figures come from `cargo xtask bench`).
+    let bench_failed = match bench::run(true) {
+        Ok(()) => false,
+        Err(e) => {
+            eprintln!("xtask: bench --quick FAILED: {e:#}");
+            true
+        }
+    };
     let mut cmd = Command::new("cargo");
     // The default members: every crate but hmmtrace-ebpf, which only builds for BPF.
     cmd.args(["nextest", "run", "--no-fail-fast"]);
@@ -197,7 +205,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     }
     cmd.args(args);
     run_cmd(&mut cmd)?;
-    if vm_failed || fuzz_failed {
+    if vm_failed || fuzz_failed || bench_failed {
         // Already reported above; keep nextest's summary as the last line.
         std::process::exit(1);
     }
