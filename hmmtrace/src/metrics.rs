@@ -4,7 +4,7 @@
 //!
 //! # Series and their bounds
 //! - `hmmtrace_events_total{kind}`, `hmmtrace_pages_total{kind}`: per event kind (7 kinds).
-//! - `hmmtrace_latency_seconds{kind}`: a histogram per kind with [`LATENCY_BUCKETS`]:
+//! - `hmmtrace_latency_seconds{kind}`: a histogram per kind with [`latency_buckets`]:
 //!   powers of two from 250 ns to about 1 s, which spans a page free (hundreds of ns) up to an
 //!   eviction of a large chunk (milliseconds) with a bucket every factor of two.
 //! - `hmmtrace_device_events_total{device,kind}` and `hmmtrace_process_events_total{process,kind}`:
@@ -19,7 +19,7 @@
 //!   each eBPF program's own run count and run time (kernel statistics).
 //! - `hmmtrace_build_info{version,source}`: 1.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use prometheus::{
     Encoder as _, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
@@ -41,35 +41,36 @@ pub fn latency_buckets() -> Vec<f64> {
     (0..23).map(|k| 250e-9 * f64::powi(2.0, k)).collect()
 }
 
-/// See [`latency_buckets`].
-pub const LATENCY_BUCKETS: &str = "250 ns × 2^k, k = 0..=22 (250 ns to 1.05 s)";
-
 /// The content type of [`Metrics::encode`]'s text.
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Keeps the first `cap` values of a label, mapping later ones to "other".
-struct Bounded {
+/// Gives each key a label value once: its own name for the first `cap` keys, "other" after.
+/// The per-event path is one map lookup, with no string built.
+struct Bounded<K> {
     cap: usize,
-    kept: HashSet<String>,
+    kept: usize,
+    labels: HashMap<K, String>,
 }
 
-impl Bounded {
-    fn new(cap: usize) -> Bounded {
+impl<K: std::hash::Hash + Eq + Copy> Bounded<K> {
+    fn new(cap: usize) -> Bounded<K> {
         Bounded {
             cap,
-            kept: HashSet::new(),
+            kept: 0,
+            labels: HashMap::new(),
         }
     }
 
-    fn label<'a>(&mut self, value: &'a str) -> &'a str {
-        if self.kept.contains(value) {
-            value
-        } else if self.kept.len() < self.cap {
-            self.kept.insert(value.to_string());
-            value
-        } else {
-            "other"
-        }
+    fn label(&mut self, key: K, name: impl FnOnce() -> String) -> &str {
+        let (cap, kept) = (self.cap, &mut self.kept);
+        self.labels.entry(key).or_insert_with(|| {
+            if *kept < cap {
+                *kept += 1;
+                name()
+            } else {
+                "other".to_string()
+            }
+        })
     }
 }
 
@@ -88,8 +89,8 @@ pub struct Metrics {
     /// The last program statistics seen, to turn the kernel's totals into increments.
     last_costs: HashMap<String, (u64, u64)>,
     names: DeviceNames,
-    device_bound: Bounded,
-    process_bound: Bounded,
+    device_bound: Bounded<u64>,
+    process_bound: Bounded<crate::event::Comm>,
 }
 
 fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -260,12 +261,13 @@ impl Sink for Metrics {
                 .observe(d as f64 / 1e9);
         }
         if let Some(owner) = e.body.device() {
-            let name = self.names.name(owner).unwrap_or("?");
-            let device = self.device_bound.label(name);
+            let names = &mut self.names;
+            let device = self
+                .device_bound
+                .label(owner, || names.name(owner).unwrap_or("?").to_string());
             self.devices.with_label_values(&[device, kind]).inc();
         }
-        let comm = e.comm.to_string();
-        let process = self.process_bound.label(&comm);
+        let process = self.process_bound.label(e.comm, || e.comm.to_string());
         self.processes.with_label_values(&[process, kind]).inc();
         if let Body::Lost(x) = &e.body {
             let probe = hmmtrace_common::ProbeId::from_u32(x.probe).map_or("unknown", |p| p.name());

@@ -14,19 +14,11 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
-use prost::Message;
-
 use super::Flattener;
 use crate::event::{Event, Sink};
 
 pub mod proto {
     //! The subset of Perfetto's trace protos hmmtrace writes.
-
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Trace {
-        #[prost(message, repeated, tag = "1")]
-        pub packet: Vec<TracePacket>,
-    }
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct TracePacket {
@@ -330,9 +322,4 @@ impl<W: Write> Sink for PerfettoWriter<W> {
         }
         Ok(())
     }
-}
-
-/// Decodes a whole trace (for tests and tools).
-pub fn decode(bytes: &[u8]) -> anyhow::Result<Trace> {
-    Ok(Trace::decode(bytes)?)
 }

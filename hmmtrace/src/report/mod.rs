@@ -129,20 +129,23 @@ impl KindStats {
     fn growing() -> KindStats {
         let mut latency = Histogram::new(SIGNIFICANT_DIGITS).expect("precision is valid");
         latency.auto(true);
-        KindStats {
-            latency,
-            ..KindStats::new()
-        }
+        KindStats::with(latency)
     }
 
     pub fn new() -> KindStats {
+        KindStats::with(
+            Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, SIGNIFICANT_DIGITS)
+                .expect("bounds and precision are valid"),
+        )
+    }
+
+    fn with(latency: Histogram<u64>) -> KindStats {
         KindStats {
             count: 0,
             pages: 0,
             first_ts: u64::MAX,
             last_ts: 0,
-            latency: Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, SIGNIFICANT_DIGITS)
-                .expect("bounds and precision are valid"),
+            latency,
         }
     }
 }
@@ -247,11 +250,7 @@ impl Summary {
 
     /// Events per second over the whole stream's span.
     pub fn rate(&self, kind: EventKind) -> f64 {
-        let span = self.span_ns();
-        match self.kinds.get(&kind) {
-            Some(k) if span > 0 => k.count as f64 * 1e9 / span as f64,
-            _ => 0.0,
-        }
+        text::rate(self.count(kind), self.span_ns())
     }
 
     pub fn count(&self, kind: EventKind) -> u64 {

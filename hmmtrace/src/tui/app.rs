@@ -79,19 +79,6 @@ impl Series {
             Body::Lost(_) => Series::Lost,
         }
     }
-
-    /// The event kind the series belongs to.
-    pub fn kind(self) -> EventKind {
-        match self {
-            Series::ToDevice | Series::ToRam => EventKind::Migration,
-            Series::DeviceFault => EventKind::DeviceFault,
-            Series::PageFree => EventKind::PageFree,
-            Series::Invalidation => EventKind::Invalidation,
-            Series::RangeFault => EventKind::RangeFault,
-            Series::SystemMigration => EventKind::SystemMigration,
-            Series::Lost => EventKind::Lost,
-        }
-    }
 }
 
 /// Events per second of one series over the last [`RATE_HISTORY`] seconds.
