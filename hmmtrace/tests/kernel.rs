@@ -228,17 +228,7 @@ fn probes_command_as_root_and_unprivileged() {
         "{out}"
     );
     // As nobody: one clear message, exit 3, nothing loaded.
-    let o = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            bin,
-            "probes",
-        ])
-        .output()
-        .unwrap();
+    let o = as_nobody(bin).arg("probes").output().unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(3), "{err}");
     assert!(
@@ -254,18 +244,8 @@ fn probes_command_as_root_and_unprivileged() {
         std::os::unix::fs::PermissionsExt::from_mode(0o777),
     )
     .unwrap();
-    let o = Command::new("setpriv")
-        .args([
-            "--reuid=65534",
-            "--regid=65534",
-            "--clear-groups",
-            "--inh-caps=-all",
-            bin,
-            "record",
-            "--duration",
-            "1s",
-            "-o",
-        ])
+    let o = as_nobody(bin)
+        .args(["record", "--duration", "1s", "-o"])
         .arg(&out)
         .output()
         .unwrap();
@@ -276,6 +256,19 @@ fn probes_command_as_root_and_unprivileged() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(!out.exists(), "an unprivileged record creates nothing");
+}
+
+/// `bin` run as user nobody with no capabilities.
+fn as_nobody(bin: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        "--inh-caps=-all",
+        bin,
+    ]);
+    c
 }
 
 fn capture_events(path: &std::path::Path) -> (hmmtrace::capture::CaptureHeader, Vec<Event>) {

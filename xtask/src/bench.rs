@@ -348,17 +348,7 @@ fn tui(bin: &Path, dir: &Path, quick: bool) -> anyhow::Result<Figure> {
         dir.join("t.hmt").display()
     );
     let _ = tmux(&["kill-server"]);
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        "b",
-        "-x",
-        "160",
-        "-y",
-        "48",
-        &cmd,
-    ])?;
+    crate::tmux_session("hmmtrace-bench", "b", 160, 48, &cmd)?;
     let started = Instant::now();
     // The demo stops feeding at --duration and says so; then the viewer quits.
     loop {

@@ -141,6 +141,16 @@ pub fn have_on_path(program: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// Starts `cmd` in a detached `w` × `h` tmux session `name` on server `socket`.
+pub fn tmux_session(socket: &str, name: &str, w: u16, h: u16, cmd: &str) -> anyhow::Result<()> {
+    let (w, h) = (w.to_string(), h.to_string());
+    tmux(
+        socket,
+        &["new-session", "-d", "-s", name, "-x", &w, "-y", &h, cmd],
+    )
+    .map(|_| ())
+}
+
 /// Runs tmux on its own server `socket` (so tests and benchmarks never touch a user's).
 pub fn tmux(socket: &str, args: &[&str]) -> anyhow::Result<String> {
     let o = Command::new("tmux")

@@ -23,17 +23,7 @@ pub fn run(minutes: u64) -> anyhow::Result<()> {
     let _ = tmux(&["kill-server"]);
     // The capture goes to /dev/null: the writer does all its work, the disk does not fill.
     let cmd = format!("exec {} demo --rate 100000000 -o /dev/null", bin.display());
-    tmux(&[
-        "new-session",
-        "-d",
-        "-s",
-        "s",
-        "-x",
-        "160",
-        "-y",
-        "48",
-        &cmd,
-    ])?;
+    crate::tmux_session("hmmtrace-soak", "s", 160, 48, &cmd)?;
     let pid: u32 = tmux(&["display", "-p", "-t", "s", "#{pane_pid}"])?
         .trim()
         .parse()
