@@ -5,7 +5,9 @@ use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, map},
     maps::HashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+    EbpfContext,
 };
+use aya_log_ebpf::{debug, warn};
 use hmmtrace_common::{DeviceFault, EventKind, ProbeId, Record};
 
 use crate::emit;
@@ -15,23 +17,30 @@ use crate::kread::{field, now, offsets, pgmap_of, tid, Entry};
 static FAULT_INFLIGHT: HashMap<u32, Entry> = HashMap::with_max_entries(16384, 0);
 
 #[inline(always)]
-fn entry(vmf: u64) {
+fn entry<C: EbpfContext>(ctx: &C, vmf: u64) {
     if emit::wanted() {
-        let _ = FAULT_INFLIGHT.insert(
-            tid(),
-            Entry {
-                ts: now(),
-                arg: vmf,
-            },
-            0,
-        );
+        let e = Entry {
+            ts: now(),
+            arg: vmf,
+        };
+        if FAULT_INFLIGHT.insert(tid(), e, 0).is_err() {
+            warn!(
+                ctx,
+                "in-flight map full: a device fault on this task is not traced"
+            );
+        }
     }
 }
 
 #[inline(always)]
-fn exit(result: u32) {
+fn exit<C: EbpfContext>(ctx: &C, result: u32) {
     let key = tid();
+    // SAFETY: copied out at once; only this task's programs touch its entry.
     let Some(e) = (unsafe { FAULT_INFLIGHT.get(key) }).copied() else {
+        debug!(
+            ctx,
+            "migrate_to_ram returned without its entry on this task"
+        );
         return;
     };
     let _ = FAULT_INFLIGHT.remove(key);
@@ -59,29 +68,37 @@ fn exit(result: u32) {
     };
     let header = emit::header(EventKind::DeviceFault, e.ts, Some(end - e.ts), unknown);
     emit::submit(ProbeId::DeviceFault, Record { header, payload });
+    // Logged last, with nothing but integers live: an `Option` kept across the log call gets
+    // its undefined payload spilled, which the verifier rejects.
+    if unknown & DeviceFault::FIELD_PGMAP_OWNER != 0 {
+        warn!(
+            ctx,
+            "cannot read the faulting page's dev_pagemap: owner unknown"
+        );
+    }
 }
 
 #[fentry(function = "dmirror_devmem_fault")]
 pub fn fentry_migrate_to_ram(ctx: FEntryContext) -> u32 {
-    entry(ctx.arg::<u64>(0));
+    entry(&ctx, ctx.arg::<u64>(0));
     0
 }
 
 #[fexit(function = "dmirror_devmem_fault")]
 pub fn fexit_migrate_to_ram(ctx: FExitContext) -> u32 {
     // vm_fault_t migrate_to_ram(struct vm_fault *): the return value follows the argument.
-    exit(ctx.arg::<u32>(1));
+    exit(&ctx, ctx.arg::<u32>(1));
     0
 }
 
 #[kprobe]
 pub fn kprobe_migrate_to_ram(ctx: ProbeContext) -> u32 {
-    entry(ctx.arg::<u64>(0).unwrap_or(0));
+    entry(&ctx, ctx.arg::<u64>(0).unwrap_or(0));
     0
 }
 
 #[kretprobe]
 pub fn kretprobe_migrate_to_ram(ctx: RetProbeContext) -> u32 {
-    exit(ctx.ret::<u32>());
+    exit(&ctx, ctx.ret::<u32>());
     0
 }

@@ -1,5 +1,9 @@
 //! The path from a probe to userspace: filters, the ring buffer, wake-up policy and the per-probe
 //! drop counters that turn a full ring into `Lost` events instead of silence.
+//!
+//! Diagnostics (`--ebpf-log`) go through aya-log's own ring, not this one: the modules log
+//! with aya-log-ebpf's macros; userspace patches `AYA_LOG_LEVEL` to 0 without `--ebpf-log`,
+//! and the verifier then removes the logging code (it sees the constant).
 
 use aya_ebpf::{
     bindings::{BPF_RB_FORCE_WAKEUP, BPF_RB_NO_WAKEUP},
@@ -26,8 +30,8 @@ static SETTINGS: Settings = Settings::DEFAULT;
 
 #[inline(always)]
 pub(crate) fn settings() -> Settings {
-    // Volatile: the value is patched into .rodata at load time, so the compiler must not fold
-    // the default above into the code.
+    // SAFETY: a plain read of a static; volatile because the value is patched into .rodata at
+    // load time, so the compiler must not fold the default above into the code.
     unsafe { core::ptr::read_volatile(&SETTINGS) }
 }
 
@@ -41,6 +45,7 @@ pub(crate) fn wanted() -> bool {
     let s = settings();
     if s.filter_tgids != 0 {
         let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        // SAFETY: the value is only tested for presence, never read through.
         if unsafe { TGIDS.get(tgid) }.is_none() {
             return false;
         }
@@ -70,6 +75,7 @@ pub(crate) fn header(
         duration_ns: duration_ns.unwrap_or(0),
         tgid: (pid_tgid >> 32) as u32,
         pid: pid_tgid as u32,
+        // SAFETY: bpf_get_smp_processor_id takes no arguments and has no preconditions.
         cpu: unsafe { bpf_get_smp_processor_id() },
         kind: kind as u16,
         flags: if duration_ns.is_some() {
@@ -101,6 +107,8 @@ pub(crate) fn submit<P: 'static>(probe: ProbeId, record: Record<P>) {
         }
         None => {
             if let Some(count) = DROPS.get_ptr_mut(probe as u32) {
+                // SAFETY: the pointer is this CPU's slot of a per-CPU array, valid for the
+                // program's run, and no other program runs on this CPU meanwhile.
                 unsafe { *count += 1 };
             }
         }

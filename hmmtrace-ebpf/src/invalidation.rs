@@ -7,7 +7,9 @@ use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, map},
     maps::HashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+    EbpfContext,
 };
+use aya_log_ebpf::warn;
 use hmmtrace_common::{
     EventKind, Invalidation, ProbeId, Record, INVALIDATE_CALLBACK, INVALIDATE_RANGE_START,
 };
@@ -22,22 +24,25 @@ static RANGE_START_INFLIGHT: HashMap<u32, Entry> = HashMap::with_max_entries(163
 static CALLBACK_INFLIGHT: HashMap<u32, Entry> = HashMap::with_max_entries(16384, 0);
 
 #[inline(always)]
-fn entry(map: &HashMap<u32, Entry>, range: u64) {
+fn entry<C: EbpfContext>(ctx: &C, map: &HashMap<u32, Entry>, range: u64) {
     if emit::wanted() {
-        let _ = map.insert(
-            tid(),
-            Entry {
-                ts: now(),
-                arg: range,
-            },
-            0,
-        );
+        let e = Entry {
+            ts: now(),
+            arg: range,
+        };
+        if map.insert(tid(), e, 0).is_err() {
+            warn!(
+                ctx,
+                "in-flight map full: an invalidation on this task is not traced"
+            );
+        }
     }
 }
 
 #[inline(always)]
 fn exit(map: &HashMap<u32, Entry>, path: u8) {
     let key = tid();
+    // SAFETY: copied out at once; only this task's programs touch its entry.
     let Some(e) = (unsafe { map.get(key) }).copied() else {
         return;
     };
@@ -79,7 +84,7 @@ fn exit(map: &HashMap<u32, Entry>, path: u8) {
 
 #[fentry(function = "__mmu_notifier_invalidate_range_start")]
 pub fn fentry_invalidate_range_start(ctx: FEntryContext) -> u32 {
-    entry(&RANGE_START_INFLIGHT, ctx.arg::<u64>(0));
+    entry(&ctx, &RANGE_START_INFLIGHT, ctx.arg::<u64>(0));
     0
 }
 
@@ -91,7 +96,7 @@ pub fn fexit_invalidate_range_start(_ctx: FExitContext) -> u32 {
 
 #[kprobe]
 pub fn kprobe_invalidate_range_start(ctx: ProbeContext) -> u32 {
-    entry(&RANGE_START_INFLIGHT, ctx.arg::<u64>(0).unwrap_or(0));
+    entry(&ctx, &RANGE_START_INFLIGHT, ctx.arg::<u64>(0).unwrap_or(0));
     0
 }
 
@@ -106,7 +111,7 @@ pub fn kretprobe_invalidate_range_start(_ctx: RetProbeContext) -> u32 {
 
 #[fentry(function = "dmirror_interval_invalidate")]
 pub fn fentry_interval_invalidate(ctx: FEntryContext) -> u32 {
-    entry(&CALLBACK_INFLIGHT, ctx.arg::<u64>(1));
+    entry(&ctx, &CALLBACK_INFLIGHT, ctx.arg::<u64>(1));
     0
 }
 
@@ -118,7 +123,7 @@ pub fn fexit_interval_invalidate(_ctx: FExitContext) -> u32 {
 
 #[kprobe]
 pub fn kprobe_interval_invalidate(ctx: ProbeContext) -> u32 {
-    entry(&CALLBACK_INFLIGHT, ctx.arg::<u64>(1).unwrap_or(0));
+    entry(&ctx, &CALLBACK_INFLIGHT, ctx.arg::<u64>(1).unwrap_or(0));
     0
 }
 

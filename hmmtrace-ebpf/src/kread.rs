@@ -1,5 +1,5 @@
-//! Reading kernel memory at offsets userspace found in BTF, and the per-task pairing helpers
-//! every entry/exit pair uses.
+//! Reading kernel memory at offsets userspace found in BTF, the clock, and the per-task
+//! pairing helpers every entry/exit pair uses.
 
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel};
 use hmmtrace_common::offsets::{KernelOffsets, UNKNOWN};
@@ -9,7 +9,8 @@ static KERNEL_OFFSETS: KernelOffsets = KernelOffsets::UNKNOWN;
 
 #[inline(always)]
 pub(crate) fn offsets() -> KernelOffsets {
-    // Volatile: patched into .rodata at load time.
+    // SAFETY: a plain read of a static; volatile because userspace patches the value into
+    // .rodata at load time, so the compiler must not fold the default into the code.
     unsafe { core::ptr::read_volatile(&KERNEL_OFFSETS) }
 }
 
@@ -19,8 +20,10 @@ pub(crate) fn tid() -> u32 {
     bpf_get_current_pid_tgid() as u32
 }
 
+/// `CLOCK_MONOTONIC` in ns: every timestamp and duration hmmtrace records.
 #[inline(always)]
 pub(crate) fn now() -> u64 {
+    // SAFETY: bpf_ktime_get_ns takes no arguments and has no preconditions.
     unsafe { bpf_ktime_get_ns() }
 }
 
@@ -31,6 +34,8 @@ pub(crate) fn field<T>(base: u64, offset: u32) -> Option<T> {
     if offset == UNKNOWN || base == 0 {
         return None;
     }
+    // SAFETY: bpf_probe_read_kernel copies through the kernel's fault-handling accessor: a bad
+    // address returns an error (→ None), it never faults the program.
     unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T).ok() }
 }
 

@@ -1,7 +1,9 @@
-//! Device migration: `migrate_vma_setup` → `migrate_vma_pages` → `migrate_vma_finalize` (and
-//! the `migrate_device_*` family that evicts device pfns, below), paired
-//! per task in the kernel so userspace gets one `Migration` record with the duration of each
-//! step and of the whole.
+//! Device migration: `migrate_vma_setup` → `migrate_vma_pages` → `migrate_vma_finalize`, and
+//! the `migrate_device_range` → `migrate_device_pages` → `migrate_device_finalize` family that
+//! evicts device pfns back to RAM. One state machine serves both: each task's migration in
+//! progress is an [`InFlight`] in the family's map, advanced by each step's entry and exit, and
+//! turned into one `Migration` record with the duration of each step and of the whole at the
+//! finalize's exit.
 //!
 //! Each step has an entry and an exit program in two mechanisms (fentry/fexit and
 //! kprobe/kretprobe); userspace loads the pair its attach plan chose, against the function the
@@ -10,11 +12,13 @@
 //! amdkfd, drm_pagemap all do), so the task id is the pairing key.
 
 use aya_ebpf::{
-    helpers::{bpf_ktime_get_ns, bpf_probe_read_kernel_buf},
+    helpers::bpf_probe_read_kernel_buf,
     macros::{fentry, fexit, kprobe, kretprobe, map},
     maps::{HashMap, PerCpuArray},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+    EbpfContext,
 };
+use aya_log_ebpf::{debug, warn};
 use hmmtrace_common::{
     offsets::{MigrateVmaOffsets, MAX_SRC_ENTRIES, MIGRATE_PFN_MIGRATE, SRC_CHUNK},
     EventKind, Migration, ProbeId, Record, API_MIGRATE_DEVICE, API_MIGRATE_VMA,
@@ -22,294 +26,26 @@ use hmmtrace_common::{
 };
 
 use crate::emit;
-use crate::kread::{field, tid};
+use crate::kread::{field, now, tid};
 
 #[unsafe(no_mangle)]
 static MIGRATE_VMA_OFFSETS: MigrateVmaOffsets = MigrateVmaOffsets::UNKNOWN;
 
-/// A migration in progress on one task.
+#[inline(always)]
+fn offsets() -> MigrateVmaOffsets {
+    // SAFETY: a plain read of a static; volatile because userspace patches it into .rodata at
+    // load time.
+    unsafe { core::ptr::read_volatile(&MIGRATE_VMA_OFFSETS) }
+}
+
+/// A migration in progress on one task, of either family.
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct InFlight {
     entry_ns: u64,
-    /// The `struct migrate_vma *` of the call.
-    args: u64,
-    setup_ns: u64,
-    pages_entry_ns: u64,
-    pages_ns: u64,
-    finalize_entry_ns: u64,
-    migrated: u64,
-    unknown: u32,
-    _pad: u32,
-}
-
-#[map]
-static MIGRATE_VMA_INFLIGHT: HashMap<u32, InFlight> = HashMap::with_max_entries(16384, 0);
-
-/// Scratch space for a chunk of `migrate_vma.src`: too big for the 512-byte BPF stack.
-#[map]
-static SRC_SCRATCH: PerCpuArray<[u64; SRC_CHUNK]> = PerCpuArray::with_max_entries(1, 0);
-
-#[inline(always)]
-fn offsets() -> MigrateVmaOffsets {
-    unsafe { core::ptr::read_volatile(&MIGRATE_VMA_OFFSETS) }
-}
-
-#[inline(always)]
-fn setup_entry(args: u64) {
-    if !emit::wanted() {
-        return;
-    }
-    let now = unsafe { bpf_ktime_get_ns() };
-    let s = InFlight {
-        entry_ns: now,
-        args,
-        setup_ns: 0,
-        pages_entry_ns: 0,
-        pages_ns: 0,
-        finalize_entry_ns: 0,
-        migrated: 0,
-        unknown: 0,
-        _pad: 0,
-    };
-    let _ = MIGRATE_VMA_INFLIGHT.insert(tid(), s, 0);
-}
-
-#[inline(always)]
-fn setup_exit(ret: i64) {
-    let key = tid();
-    let Some(s) = MIGRATE_VMA_INFLIGHT.get_ptr_mut(key) else {
-        return;
-    };
-    if ret != 0 {
-        // migrate_vma_setup failed: the driver calls neither pages nor finalize.
-        let _ = MIGRATE_VMA_INFLIGHT.remove(key);
-        return;
-    }
-    let now = unsafe { bpf_ktime_get_ns() };
-    unsafe { (*s).setup_ns = now - (*s).entry_ns };
-}
-
-#[inline(always)]
-fn pages_entry() {
-    if let Some(s) = MIGRATE_VMA_INFLIGHT.get_ptr_mut(tid()) {
-        unsafe { (*s).pages_entry_ns = bpf_ktime_get_ns() };
-    }
-}
-
-#[inline(always)]
-fn pages_exit() {
-    if let Some(s) = MIGRATE_VMA_INFLIGHT.get_ptr_mut(tid()) {
-        unsafe { (*s).pages_ns = bpf_ktime_get_ns() - (*s).pages_entry_ns };
-    }
-}
-
-/// At finalize entry `src` still says which pages migrated; finalize then clears it.
-#[inline(always)]
-fn finalize_entry() {
-    let Some(s) = MIGRATE_VMA_INFLIGHT.get_ptr_mut(tid()) else {
-        return;
-    };
-    let now = unsafe { bpf_ktime_get_ns() };
-    let args = unsafe { (*s).args };
-    let off = offsets();
-    let (migrated, known) = match (field::<u64>(args, off.src), field::<u64>(args, off.npages)) {
-        (Some(src), Some(npages)) if npages <= MAX_SRC_ENTRIES => {
-            (count_migrated(src, npages), true)
-        }
-        _ => (0, false),
-    };
-    unsafe {
-        (*s).finalize_entry_ns = now;
-        (*s).migrated = migrated;
-        if !known {
-            (*s).unknown |= Migration::FIELD_MIGRATED;
-        }
-    }
-}
-
-/// Entries of `src[0..npages]` with `MIGRATE_PFN_MIGRATE`, read a chunk at a time.
-#[inline(always)]
-fn count_migrated(src: u64, npages: u64) -> u64 {
-    let Some(buf) = SRC_SCRATCH.get_ptr_mut(0) else {
-        return 0;
-    };
-    let buf = unsafe { &mut *buf };
-    let mut migrated = 0u64;
-    let chunks = (MAX_SRC_ENTRIES as usize) / SRC_CHUNK;
-    for c in 0..chunks {
-        let first = (c * SRC_CHUNK) as u64;
-        if first >= npages {
-            break;
-        }
-        let n = core::cmp::min(SRC_CHUNK as u64, npages - first) as usize;
-        let bytes = unsafe {
-            core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), SRC_CHUNK * 8)
-        };
-        let len = n * 8;
-        if len > bytes.len() {
-            break;
-        }
-        if unsafe { bpf_probe_read_kernel_buf((src + first * 8) as *const u8, &mut bytes[..len]) }
-            .is_err()
-        {
-            break;
-        }
-        for (i, entry) in buf.iter().enumerate() {
-            if i >= n {
-                break;
-            }
-            if entry & MIGRATE_PFN_MIGRATE != 0 {
-                migrated += 1;
-            }
-        }
-    }
-    migrated
-}
-
-#[inline(always)]
-fn finalize_exit() {
-    let key = tid();
-    let Some(s) = MIGRATE_VMA_INFLIGHT.get_ptr_mut(key) else {
-        return;
-    };
-    let s = unsafe { *s };
-    let _ = MIGRATE_VMA_INFLIGHT.remove(key);
-    let now = unsafe { bpf_ktime_get_ns() };
-    let off = offsets();
-    let mut unknown = s.unknown;
-    let start = field::<u64>(s.args, off.start).unwrap_or(0);
-    let end = field::<u64>(s.args, off.end).unwrap_or(0);
-    let npages = field::<u64>(s.args, off.npages).unwrap_or(0);
-    // cpages is what setup collected; finalize leaves it as it was.
-    let cpages = match field::<u64>(s.args, off.cpages) {
-        Some(v) => v,
-        None => {
-            unknown |= Migration::FIELD_CPAGES;
-            0
-        }
-    };
-    let pgmap_owner = match field::<u64>(s.args, off.pgmap_owner) {
-        Some(v) => v,
-        None => {
-            unknown |= Migration::FIELD_PGMAP_OWNER;
-            0
-        }
-    };
-    let select = field::<u64>(s.args, off.flags).unwrap_or(0) as u32;
-    let payload = Migration {
-        start,
-        end,
-        pgmap_owner,
-        npages,
-        cpages,
-        migrated: s.migrated,
-        setup_ns: s.setup_ns,
-        pages_ns: s.pages_ns,
-        finalize_ns: now - s.finalize_entry_ns,
-        select,
-        direction: if select & MIGRATE_VMA_SELECT_SYSTEM != 0 {
-            DIRECTION_TO_DEVICE
-        } else {
-            DIRECTION_TO_RAM
-        },
-        api: API_MIGRATE_VMA,
-        _pad: [0; 2],
-    };
-    let header = emit::header(
-        EventKind::Migration,
-        s.entry_ns,
-        Some(now - s.entry_ns),
-        unknown,
-    );
-    emit::submit(ProbeId::Migration, Record { header, payload });
-}
-
-// fentry/fexit: the arguments, then (fexit) the return value, as 64-bit slots.
-
-#[fentry(function = "migrate_vma_setup")]
-pub fn fentry_migrate_vma_setup(ctx: FEntryContext) -> u32 {
-    setup_entry(ctx.arg::<u64>(0));
-    0
-}
-
-#[fexit(function = "migrate_vma_setup")]
-pub fn fexit_migrate_vma_setup(ctx: FExitContext) -> u32 {
-    setup_exit(ctx.arg::<i32>(1) as i64);
-    0
-}
-
-#[fentry(function = "migrate_vma_pages")]
-pub fn fentry_migrate_vma_pages(_ctx: FEntryContext) -> u32 {
-    pages_entry();
-    0
-}
-
-#[fexit(function = "migrate_vma_pages")]
-pub fn fexit_migrate_vma_pages(_ctx: FExitContext) -> u32 {
-    pages_exit();
-    0
-}
-
-#[fentry(function = "migrate_vma_finalize")]
-pub fn fentry_migrate_vma_finalize(_ctx: FEntryContext) -> u32 {
-    finalize_entry();
-    0
-}
-
-#[fexit(function = "migrate_vma_finalize")]
-pub fn fexit_migrate_vma_finalize(_ctx: FExitContext) -> u32 {
-    finalize_exit();
-    0
-}
-
-// kprobe/kretprobe: the same, where fentry cannot attach.
-
-#[kprobe]
-pub fn kprobe_migrate_vma_setup(ctx: ProbeContext) -> u32 {
-    setup_entry(ctx.arg::<u64>(0).unwrap_or(0));
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_migrate_vma_setup(ctx: RetProbeContext) -> u32 {
-    setup_exit(ctx.ret::<i32>() as i64);
-    0
-}
-
-#[kprobe]
-pub fn kprobe_migrate_vma_pages(_ctx: ProbeContext) -> u32 {
-    pages_entry();
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_migrate_vma_pages(_ctx: RetProbeContext) -> u32 {
-    pages_exit();
-    0
-}
-
-#[kprobe]
-pub fn kprobe_migrate_vma_finalize(_ctx: ProbeContext) -> u32 {
-    finalize_entry();
-    0
-}
-
-#[kretprobe]
-pub fn kretprobe_migrate_vma_finalize(_ctx: RetProbeContext) -> u32 {
-    finalize_exit();
-    0
-}
-
-// migrate_device_range(src_pfns, start, npages) → migrate_device_pages(src, dst, npages) →
-// migrate_device_finalize(src, dst, npages): eviction of device pfns back to RAM, with no
-// address space and no migrate_vma. cpages is what the range call collected.
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct DeviceInFlight {
-    entry_ns: u64,
-    src: u64,
+    /// `migrate_vma_*`: the `struct migrate_vma *`; `migrate_device_*`: the `src_pfns` array.
+    arg: u64,
+    /// `migrate_device_*` only (its arguments); `migrate_vma_*` reads them from `arg`.
     start: u64,
     npages: u64,
     setup_ns: u64,
@@ -322,17 +58,28 @@ struct DeviceInFlight {
     _pad: u32,
 }
 
+type InFlightMap = HashMap<u32, InFlight>;
+
 #[map]
-static MIGRATE_DEVICE_INFLIGHT: HashMap<u32, DeviceInFlight> = HashMap::with_max_entries(16384, 0);
+static MIGRATE_VMA_INFLIGHT: InFlightMap = HashMap::with_max_entries(16384, 0);
+
+#[map]
+static MIGRATE_DEVICE_INFLIGHT: InFlightMap = HashMap::with_max_entries(16384, 0);
+
+/// Scratch space for a chunk of a `src` array: too big for the 512-byte BPF stack.
+#[map]
+static SRC_SCRATCH: PerCpuArray<[u64; SRC_CHUNK]> = PerCpuArray::with_max_entries(1, 0);
+
+// The state machine: the same steps for both families.
 
 #[inline(always)]
-fn device_range_entry(src: u64, start: u64, npages: u64) {
+fn begin<C: EbpfContext>(ctx: &C, map: &InFlightMap, arg: u64, start: u64, npages: u64) {
     if !emit::wanted() {
         return;
     }
-    let s = DeviceInFlight {
-        entry_ns: unsafe { bpf_ktime_get_ns() },
-        src,
+    let s = InFlight {
+        entry_ns: now(),
+        arg,
         start,
         npages,
         setup_ns: 0,
@@ -344,65 +91,233 @@ fn device_range_entry(src: u64, start: u64, npages: u64) {
         unknown: 0,
         _pad: 0,
     };
-    let _ = MIGRATE_DEVICE_INFLIGHT.insert(tid(), s, 0);
+    if map.insert(tid(), s, 0).is_err() {
+        warn!(
+            ctx,
+            "in-flight map full: a migration on this task is not traced"
+        );
+    }
 }
 
+/// The setup step returned `ret`; `collected` counts what it collected (the device family).
 #[inline(always)]
-fn device_range_exit(ret: i64) {
+fn setup_done<C: EbpfContext>(ctx: &C, map: &InFlightMap, ret: i64, collected: bool) {
     let key = tid();
-    let Some(s) = MIGRATE_DEVICE_INFLIGHT.get_ptr_mut(key) else {
+    let Some(s) = map.get_ptr_mut(key) else {
         return;
     };
     if ret != 0 {
-        let _ = MIGRATE_DEVICE_INFLIGHT.remove(key);
+        // The setup failed: the driver calls neither pages nor finalize.
+        let _ = map.remove(key);
+        debug!(ctx, "migration setup returned {}: nothing migrated", ret);
         return;
     }
-    let now = unsafe { bpf_ktime_get_ns() };
-    unsafe {
-        (*s).setup_ns = now - (*s).entry_ns;
-        if (*s).npages <= MAX_SRC_ENTRIES {
-            (*s).cpages = count_migrated((*s).src, (*s).npages);
-        } else {
-            (*s).unknown |= Migration::FIELD_CPAGES | Migration::FIELD_MIGRATED;
-        }
-    }
-}
-
-#[inline(always)]
-fn device_pages_entry() {
-    if let Some(s) = MIGRATE_DEVICE_INFLIGHT.get_ptr_mut(tid()) {
-        unsafe { (*s).pages_entry_ns = bpf_ktime_get_ns() };
-    }
-}
-
-#[inline(always)]
-fn device_pages_exit() {
-    if let Some(s) = MIGRATE_DEVICE_INFLIGHT.get_ptr_mut(tid()) {
-        unsafe { (*s).pages_ns = bpf_ktime_get_ns() - (*s).pages_entry_ns };
-    }
-}
-
-#[inline(always)]
-fn device_finalize_entry() {
-    if let Some(s) = MIGRATE_DEVICE_INFLIGHT.get_ptr_mut(tid()) {
-        unsafe {
-            (*s).finalize_entry_ns = bpf_ktime_get_ns();
-            if (*s).npages <= MAX_SRC_ENTRIES {
-                (*s).migrated = count_migrated((*s).src, (*s).npages);
+    let now = now();
+    // SAFETY: `s` points at this task's entry of a per-task map; only this task's programs
+    // touch it, and they do not run concurrently with themselves on one task.
+    let s = unsafe { &mut *s };
+    s.setup_ns = now - s.entry_ns;
+    if collected {
+        match count_migrated(s.arg, s.npages) {
+            Some(n) => s.cpages = n,
+            None => {
+                s.unknown |= Migration::FIELD_CPAGES | Migration::FIELD_MIGRATED;
+                warn!(
+                    ctx,
+                    "{} pages exceed the {} this probe reads: counts unknown",
+                    s.npages,
+                    MAX_SRC_ENTRIES
+                );
             }
         }
     }
 }
 
 #[inline(always)]
-fn device_finalize_exit() {
-    let key = tid();
-    let Some(s) = MIGRATE_DEVICE_INFLIGHT.get_ptr_mut(key) else {
+fn pages_entry(map: &InFlightMap) {
+    if let Some(s) = map.get_ptr_mut(tid()) {
+        // SAFETY: this task's entry (see `setup_done`).
+        unsafe { (*s).pages_entry_ns = now() };
+    }
+}
+
+#[inline(always)]
+fn pages_exit(map: &InFlightMap) {
+    if let Some(s) = map.get_ptr_mut(tid()) {
+        // SAFETY: this task's entry (see `setup_done`).
+        unsafe { (*s).pages_ns = now() - (*s).pages_entry_ns };
+    }
+}
+
+/// At finalize entry `src` still says which pages migrated (finalize then clears it):
+/// `src` and `npages` are where the family keeps them.
+#[inline(always)]
+fn finalize_entry<C: EbpfContext>(
+    ctx: &C,
+    map: &InFlightMap,
+    src: impl Fn(&InFlight) -> Option<(u64, u64)>,
+) {
+    let Some(s) = map.get_ptr_mut(tid()) else {
+        debug!(
+            ctx,
+            "a migration finalize without its setup on this task: not paired"
+        );
         return;
     };
+    // SAFETY: this task's entry (see `setup_done`).
+    let s = unsafe { &mut *s };
+    s.finalize_entry_ns = now();
+    match src(s).and_then(|(src, npages)| count_migrated(src, npages)) {
+        Some(n) => s.migrated = n,
+        None => s.unknown |= Migration::FIELD_MIGRATED,
+    }
+}
+
+/// Takes the task's migration out of `map` at finalize exit: it, and the time.
+#[inline(always)]
+fn finish(map: &InFlightMap) -> Option<(InFlight, u64)> {
+    let key = tid();
+    let s = map.get_ptr_mut(key)?;
+    // SAFETY: this task's entry (see `setup_done`); copied out before it is removed.
     let s = unsafe { *s };
-    let _ = MIGRATE_DEVICE_INFLIGHT.remove(key);
-    let now = unsafe { bpf_ktime_get_ns() };
+    let _ = map.remove(key);
+    Some((s, now()))
+}
+
+#[inline(always)]
+fn submit(s: &InFlight, end: u64, unknown: u32, payload: Migration) {
+    let header = emit::header(
+        EventKind::Migration,
+        s.entry_ns,
+        Some(end - s.entry_ns),
+        unknown,
+    );
+    emit::submit(ProbeId::Migration, Record { header, payload });
+}
+
+/// Entries of `src[0..npages]` with `MIGRATE_PFN_MIGRATE`, read a chunk at a time; `None`
+/// when there are more than the probe reads or the array cannot be read.
+#[inline(always)]
+fn count_migrated(src: u64, npages: u64) -> Option<u64> {
+    if npages > MAX_SRC_ENTRIES {
+        return None;
+    }
+    let buf = SRC_SCRATCH.get_ptr_mut(0)?;
+    // SAFETY: this CPU's slot of a per-CPU array, valid for the program's run and used by no
+    // other program meanwhile.
+    let buf = unsafe { &mut *buf };
+    let mut migrated = 0u64;
+    let chunks = (MAX_SRC_ENTRIES as usize) / SRC_CHUNK;
+    for c in 0..chunks {
+        let first = (c * SRC_CHUNK) as u64;
+        if first >= npages {
+            break;
+        }
+        let n = core::cmp::min(SRC_CHUNK as u64, npages - first) as usize;
+        // SAFETY: views the u64 scratch array as its bytes: same memory, u8 has no alignment
+        // or validity requirements.
+        let bytes = unsafe {
+            core::slice::from_raw_parts_mut(buf.as_mut_ptr().cast::<u8>(), SRC_CHUNK * 8)
+        };
+        let len = n * 8;
+        if len > bytes.len() {
+            break;
+        }
+        // SAFETY: bpf_probe_read_kernel_buf copies through the kernel's fault-handling
+        // accessor into `bytes[..len]`, which is in bounds (checked above).
+        if unsafe { bpf_probe_read_kernel_buf((src + first * 8) as *const u8, &mut bytes[..len]) }
+            .is_err()
+        {
+            return None;
+        }
+        for (i, entry) in buf.iter().enumerate() {
+            if i >= n {
+                break;
+            }
+            if entry & MIGRATE_PFN_MIGRATE != 0 {
+                migrated += 1;
+            }
+        }
+    }
+    Some(migrated)
+}
+
+// migrate_vma_setup(struct migrate_vma *args) → migrate_vma_pages(args) →
+// migrate_vma_finalize(args): the fields are read from `args`.
+
+#[inline(always)]
+fn vma_src(s: &InFlight) -> Option<(u64, u64)> {
+    let off = offsets();
+    Some((
+        field::<u64>(s.arg, off.src)?,
+        field::<u64>(s.arg, off.npages)?,
+    ))
+}
+
+#[inline(always)]
+fn vma_finalize_exit<C: EbpfContext>(ctx: &C) {
+    let Some((s, end)) = finish(&MIGRATE_VMA_INFLIGHT) else {
+        debug!(
+            ctx,
+            "migrate_vma_finalize returned without its setup on this task"
+        );
+        return;
+    };
+    let off = offsets();
+    let mut unknown = s.unknown;
+    let mut read = |offset: u32, bit: u32| {
+        field::<u64>(s.arg, offset).unwrap_or_else(|| {
+            unknown |= bit;
+            0
+        })
+    };
+    // cpages is what setup collected; finalize leaves it as it was.
+    let cpages = read(off.cpages, Migration::FIELD_CPAGES);
+    let pgmap_owner = read(off.pgmap_owner, Migration::FIELD_PGMAP_OWNER);
+    let start = field::<u64>(s.arg, off.start).unwrap_or(0);
+    let stop = field::<u64>(s.arg, off.end).unwrap_or(0);
+    let npages = field::<u64>(s.arg, off.npages).unwrap_or(0);
+    let select = field::<u64>(s.arg, off.flags).unwrap_or(0) as u32;
+    let payload = Migration {
+        start,
+        end: stop,
+        pgmap_owner,
+        npages,
+        cpages,
+        migrated: s.migrated,
+        setup_ns: s.setup_ns,
+        pages_ns: s.pages_ns,
+        finalize_ns: end - s.finalize_entry_ns,
+        select,
+        direction: if select & MIGRATE_VMA_SELECT_SYSTEM != 0 {
+            DIRECTION_TO_DEVICE
+        } else {
+            DIRECTION_TO_RAM
+        },
+        api: API_MIGRATE_VMA,
+        _pad: [0; 2],
+    };
+    submit(&s, end, unknown, payload);
+}
+
+// migrate_device_range(src_pfns, start, npages) → migrate_device_pages(src, dst, npages) →
+// migrate_device_finalize(src, dst, npages): device pfns evicted to RAM, with no address space
+// and no migrate_vma. cpages is what the range call collected.
+
+#[inline(always)]
+fn device_src(s: &InFlight) -> Option<(u64, u64)> {
+    Some((s.arg, s.npages))
+}
+
+#[inline(always)]
+fn device_finalize_exit<C: EbpfContext>(ctx: &C) {
+    let Some((s, end)) = finish(&MIGRATE_DEVICE_INFLIGHT) else {
+        debug!(
+            ctx,
+            "migrate_device_finalize returned without its range call on this task"
+        );
+        return;
+    };
     let payload = Migration {
         start: s.start,
         end: s.start + s.npages,
@@ -413,61 +328,149 @@ fn device_finalize_exit() {
         migrated: s.migrated,
         setup_ns: s.setup_ns,
         pages_ns: s.pages_ns,
-        finalize_ns: now - s.finalize_entry_ns,
+        finalize_ns: end - s.finalize_entry_ns,
         select: 0,
         direction: DIRECTION_TO_RAM,
         api: API_MIGRATE_DEVICE,
         _pad: [0; 2],
     };
-    let unknown = s.unknown | Migration::FIELD_PGMAP_OWNER;
-    let header = emit::header(
-        EventKind::Migration,
-        s.entry_ns,
-        Some(now - s.entry_ns),
-        unknown,
-    );
-    emit::submit(ProbeId::Migration, Record { header, payload });
+    submit(&s, end, s.unknown | Migration::FIELD_PGMAP_OWNER, payload);
+}
+
+// fentry/fexit: the arguments, then (fexit) the return value, as 64-bit slots.
+
+#[fentry(function = "migrate_vma_setup")]
+pub fn fentry_migrate_vma_setup(ctx: FEntryContext) -> u32 {
+    begin(&ctx, &MIGRATE_VMA_INFLIGHT, ctx.arg::<u64>(0), 0, 0);
+    0
+}
+
+#[fexit(function = "migrate_vma_setup")]
+pub fn fexit_migrate_vma_setup(ctx: FExitContext) -> u32 {
+    setup_done(&ctx, &MIGRATE_VMA_INFLIGHT, ctx.arg::<i32>(1) as i64, false);
+    0
+}
+
+#[fentry(function = "migrate_vma_pages")]
+pub fn fentry_migrate_vma_pages(_ctx: FEntryContext) -> u32 {
+    pages_entry(&MIGRATE_VMA_INFLIGHT);
+    0
+}
+
+#[fexit(function = "migrate_vma_pages")]
+pub fn fexit_migrate_vma_pages(_ctx: FExitContext) -> u32 {
+    pages_exit(&MIGRATE_VMA_INFLIGHT);
+    0
+}
+
+#[fentry(function = "migrate_vma_finalize")]
+pub fn fentry_migrate_vma_finalize(ctx: FEntryContext) -> u32 {
+    finalize_entry(&ctx, &MIGRATE_VMA_INFLIGHT, vma_src);
+    0
+}
+
+#[fexit(function = "migrate_vma_finalize")]
+pub fn fexit_migrate_vma_finalize(ctx: FExitContext) -> u32 {
+    vma_finalize_exit(&ctx);
+    0
 }
 
 #[fentry(function = "migrate_device_range")]
 pub fn fentry_migrate_device_range(ctx: FEntryContext) -> u32 {
-    device_range_entry(ctx.arg::<u64>(0), ctx.arg::<u64>(1), ctx.arg::<u64>(2));
+    begin(
+        &ctx,
+        &MIGRATE_DEVICE_INFLIGHT,
+        ctx.arg::<u64>(0),
+        ctx.arg::<u64>(1),
+        ctx.arg::<u64>(2),
+    );
     0
 }
 
 #[fexit(function = "migrate_device_range")]
 pub fn fexit_migrate_device_range(ctx: FExitContext) -> u32 {
-    device_range_exit(ctx.arg::<i32>(3) as i64);
+    setup_done(
+        &ctx,
+        &MIGRATE_DEVICE_INFLIGHT,
+        ctx.arg::<i32>(3) as i64,
+        true,
+    );
     0
 }
 
 #[fentry(function = "migrate_device_pages")]
 pub fn fentry_migrate_device_pages(_ctx: FEntryContext) -> u32 {
-    device_pages_entry();
+    pages_entry(&MIGRATE_DEVICE_INFLIGHT);
     0
 }
 
 #[fexit(function = "migrate_device_pages")]
 pub fn fexit_migrate_device_pages(_ctx: FExitContext) -> u32 {
-    device_pages_exit();
+    pages_exit(&MIGRATE_DEVICE_INFLIGHT);
     0
 }
 
 #[fentry(function = "migrate_device_finalize")]
-pub fn fentry_migrate_device_finalize(_ctx: FEntryContext) -> u32 {
-    device_finalize_entry();
+pub fn fentry_migrate_device_finalize(ctx: FEntryContext) -> u32 {
+    finalize_entry(&ctx, &MIGRATE_DEVICE_INFLIGHT, device_src);
     0
 }
 
 #[fexit(function = "migrate_device_finalize")]
-pub fn fexit_migrate_device_finalize(_ctx: FExitContext) -> u32 {
-    device_finalize_exit();
+pub fn fexit_migrate_device_finalize(ctx: FExitContext) -> u32 {
+    device_finalize_exit(&ctx);
+    0
+}
+
+// kprobe/kretprobe: the same, where fentry cannot attach.
+
+#[kprobe]
+pub fn kprobe_migrate_vma_setup(ctx: ProbeContext) -> u32 {
+    begin(
+        &ctx,
+        &MIGRATE_VMA_INFLIGHT,
+        ctx.arg::<u64>(0).unwrap_or(0),
+        0,
+        0,
+    );
+    0
+}
+
+#[kretprobe]
+pub fn kretprobe_migrate_vma_setup(ctx: RetProbeContext) -> u32 {
+    setup_done(&ctx, &MIGRATE_VMA_INFLIGHT, ctx.ret::<i32>() as i64, false);
+    0
+}
+
+#[kprobe]
+pub fn kprobe_migrate_vma_pages(_ctx: ProbeContext) -> u32 {
+    pages_entry(&MIGRATE_VMA_INFLIGHT);
+    0
+}
+
+#[kretprobe]
+pub fn kretprobe_migrate_vma_pages(_ctx: RetProbeContext) -> u32 {
+    pages_exit(&MIGRATE_VMA_INFLIGHT);
+    0
+}
+
+#[kprobe]
+pub fn kprobe_migrate_vma_finalize(ctx: ProbeContext) -> u32 {
+    finalize_entry(&ctx, &MIGRATE_VMA_INFLIGHT, vma_src);
+    0
+}
+
+#[kretprobe]
+pub fn kretprobe_migrate_vma_finalize(ctx: RetProbeContext) -> u32 {
+    vma_finalize_exit(&ctx);
     0
 }
 
 #[kprobe]
 pub fn kprobe_migrate_device_range(ctx: ProbeContext) -> u32 {
-    device_range_entry(
+    begin(
+        &ctx,
+        &MIGRATE_DEVICE_INFLIGHT,
         ctx.arg::<u64>(0).unwrap_or(0),
         ctx.arg::<u64>(1).unwrap_or(0),
         ctx.arg::<u64>(2).unwrap_or(0),
@@ -477,30 +480,35 @@ pub fn kprobe_migrate_device_range(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn kretprobe_migrate_device_range(ctx: RetProbeContext) -> u32 {
-    device_range_exit(ctx.ret::<i32>() as i64);
+    setup_done(
+        &ctx,
+        &MIGRATE_DEVICE_INFLIGHT,
+        ctx.ret::<i32>() as i64,
+        true,
+    );
     0
 }
 
 #[kprobe]
 pub fn kprobe_migrate_device_pages(_ctx: ProbeContext) -> u32 {
-    device_pages_entry();
+    pages_entry(&MIGRATE_DEVICE_INFLIGHT);
     0
 }
 
 #[kretprobe]
 pub fn kretprobe_migrate_device_pages(_ctx: RetProbeContext) -> u32 {
-    device_pages_exit();
+    pages_exit(&MIGRATE_DEVICE_INFLIGHT);
     0
 }
 
 #[kprobe]
-pub fn kprobe_migrate_device_finalize(_ctx: ProbeContext) -> u32 {
-    device_finalize_entry();
+pub fn kprobe_migrate_device_finalize(ctx: ProbeContext) -> u32 {
+    finalize_entry(&ctx, &MIGRATE_DEVICE_INFLIGHT, device_src);
     0
 }
 
 #[kretprobe]
-pub fn kretprobe_migrate_device_finalize(_ctx: RetProbeContext) -> u32 {
-    device_finalize_exit();
+pub fn kretprobe_migrate_device_finalize(ctx: RetProbeContext) -> u32 {
+    device_finalize_exit(&ctx);
     0
 }

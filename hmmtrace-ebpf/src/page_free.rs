@@ -7,7 +7,9 @@ use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, map},
     maps::HashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+    EbpfContext,
 };
+use aya_log_ebpf::warn;
 use hmmtrace_common::{offsets::UNKNOWN, EventKind, PageFree, ProbeId, Record};
 
 use crate::emit;
@@ -30,7 +32,7 @@ struct Freeing {
 static FREE_INFLIGHT: HashMap<u32, Freeing> = HashMap::with_max_entries(16384, 0);
 
 #[inline(always)]
-fn entry(page: u64) {
+fn entry<C: EbpfContext>(ctx: &C, page: u64) {
     if emit::wanted() {
         let f = Freeing {
             ts: now(),
@@ -40,13 +42,19 @@ fn entry(page: u64) {
             callback_seen: 0,
             _pad: 0,
         };
-        let _ = FREE_INFLIGHT.insert(tid(), f, 0);
+        if FREE_INFLIGHT.insert(tid(), f, 0).is_err() {
+            warn!(
+                ctx,
+                "in-flight map full: a page free on this task is not traced"
+            );
+        }
     }
 }
 
 #[inline(always)]
 fn callback_entry() {
     if let Some(f) = FREE_INFLIGHT.get_ptr_mut(tid()) {
+        // SAFETY: this task's entry of a per-task map; only this task's programs touch it.
         unsafe { (*f).callback_entry = now() };
     }
 }
@@ -54,6 +62,7 @@ fn callback_entry() {
 #[inline(always)]
 fn callback_exit() {
     if let Some(f) = FREE_INFLIGHT.get_ptr_mut(tid()) {
+        // SAFETY: this task's entry of a per-task map; only this task's programs touch it.
         unsafe {
             if (*f).callback_entry != 0 {
                 (*f).callback_ns = now() - (*f).callback_entry;
@@ -66,6 +75,7 @@ fn callback_exit() {
 #[inline(always)]
 fn exit() {
     let key = tid();
+    // SAFETY: copied out at once; only this task's programs touch its entry.
     let Some(e) = (unsafe { FREE_INFLIGHT.get(key) }).copied() else {
         return;
     };
@@ -119,7 +129,7 @@ fn exit() {
 
 #[fentry(function = "free_zone_device_folio")]
 pub fn fentry_free_zone_device(ctx: FEntryContext) -> u32 {
-    entry(ctx.arg::<u64>(0));
+    entry(&ctx, ctx.arg::<u64>(0));
     0
 }
 
@@ -131,7 +141,7 @@ pub fn fexit_free_zone_device(_ctx: FExitContext) -> u32 {
 
 #[kprobe]
 pub fn kprobe_free_zone_device(ctx: ProbeContext) -> u32 {
-    entry(ctx.arg::<u64>(0).unwrap_or(0));
+    entry(&ctx, ctx.arg::<u64>(0).unwrap_or(0));
     0
 }
 

@@ -6,7 +6,9 @@ use aya_ebpf::{
     macros::{fentry, fexit, kprobe, kretprobe, map},
     maps::HashMap,
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+    EbpfContext,
 };
+use aya_log_ebpf::{info, warn};
 use hmmtrace_common::{EventKind, ProbeId, RangeFault, Record, EBUSY};
 
 use crate::emit;
@@ -26,7 +28,7 @@ struct Attempts {
 static RANGE_FAULT_INFLIGHT: HashMap<u32, Attempts> = HashMap::with_max_entries(16384, 0);
 
 #[inline(always)]
-fn entry(range: u64) {
+fn entry<C: EbpfContext>(ctx: &C, range: u64) {
     if !emit::wanted() {
         return;
     }
@@ -34,33 +36,41 @@ fn entry(range: u64) {
     let start = field::<u64>(range, offsets().hmm_start).unwrap_or(0);
     if let Some(a) = RANGE_FAULT_INFLIGHT.get_ptr_mut(key) {
         // A retry of the same range after -EBUSY keeps its first entry time and count.
+        // SAFETY: this task's entry of a per-task map; only this task's programs touch it.
         if unsafe { (*a).range == range && (*a).start == start && (*a).retries > 0 } {
             return;
         }
     }
-    let _ = RANGE_FAULT_INFLIGHT.insert(
-        key,
-        Attempts {
-            first_ts: now(),
-            range,
-            start,
-            retries: 0,
-            _pad: 0,
-        },
-        0,
-    );
+    let a = Attempts {
+        first_ts: now(),
+        range,
+        start,
+        retries: 0,
+        _pad: 0,
+    };
+    if RANGE_FAULT_INFLIGHT.insert(key, a, 0).is_err() {
+        warn!(
+            ctx,
+            "in-flight map full: a range fault on this task is not traced"
+        );
+    }
 }
 
 #[inline(always)]
-fn exit(ret: i32) {
+fn exit<C: EbpfContext>(ctx: &C, ret: i32) {
     let key = tid();
     let Some(a) = RANGE_FAULT_INFLIGHT.get_ptr_mut(key) else {
         return;
     };
     if ret == EBUSY {
+        // SAFETY: this task's entry (see `entry`).
         unsafe { (*a).retries += 1 };
         return;
     }
+    if ret != 0 {
+        info!(ctx, "hmm_range_fault returned {} (not -EBUSY)", ret);
+    }
+    // SAFETY: this task's entry (see `entry`), copied out before it is removed.
     let a = unsafe { *a };
     let _ = RANGE_FAULT_INFLIGHT.remove(key);
     let end = now();
@@ -100,24 +110,24 @@ fn exit(ret: i32) {
 
 #[fentry(function = "hmm_range_fault")]
 pub fn fentry_hmm_range_fault(ctx: FEntryContext) -> u32 {
-    entry(ctx.arg::<u64>(0));
+    entry(&ctx, ctx.arg::<u64>(0));
     0
 }
 
 #[fexit(function = "hmm_range_fault")]
 pub fn fexit_hmm_range_fault(ctx: FExitContext) -> u32 {
-    exit(ctx.arg::<i32>(1));
+    exit(&ctx, ctx.arg::<i32>(1));
     0
 }
 
 #[kprobe]
 pub fn kprobe_hmm_range_fault(ctx: ProbeContext) -> u32 {
-    entry(ctx.arg::<u64>(0).unwrap_or(0));
+    entry(&ctx, ctx.arg::<u64>(0).unwrap_or(0));
     0
 }
 
 #[kretprobe]
 pub fn kretprobe_hmm_range_fault(ctx: RetProbeContext) -> u32 {
-    exit(ctx.ret::<i32>());
+    exit(&ctx, ctx.ret::<i32>());
     0
 }

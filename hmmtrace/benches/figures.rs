@@ -24,7 +24,7 @@ fn sample() -> (CaptureHeader, Vec<Event>) {
         Ok(())
     })
     .expect("gpu-stream runs");
-    (CaptureHeader::for_engine(&s, 1), v)
+    (hmmtrace::pipeline::source::engine::header(&s, 1), v)
 }
 
 /// `n` events: the sample repeated, each repetition later on the clock.
@@ -65,7 +65,7 @@ fn pipeline(n: u64) {
             done += 1;
         }
     }
-    writer.finish().expect("sink");
+    writer.close().expect("sink");
     let secs = start.elapsed().as_secs_f64();
     assert_eq!(summary.events, n);
     println!(
@@ -79,7 +79,7 @@ fn make_capture(n: u64, out: &str) {
     let file = std::fs::File::create(out).expect("create capture");
     let mut w = Writer::new(std::io::BufWriter::with_capacity(1 << 20, file), &header).unwrap();
     events(&sample, n, |e| w.write_event(e).expect("write"));
-    let (events, bytes) = w.finish().unwrap();
+    let (events, bytes) = w.close().unwrap();
     println!("{{\"figure\":\"make-capture\",\"events\":{events},\"bytes\":{bytes}}}");
 }
 

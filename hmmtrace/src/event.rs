@@ -1,5 +1,6 @@
 //! The one decoded `Event` type: every source (kernel probes, the reference engine, a capture
-//! being replayed) yields it and every sink (capture writer, reports, the TUI) consumes it.
+//! being replayed) yields it and every sink (capture writer, reports, the TUI) consumes it,
+//! through the pipeline (`crate::pipeline`).
 //!
 //! Payloads are the wire structs of `hmmtrace-common` themselves, so a field is defined, and
 //! documented, in exactly one place.
@@ -197,17 +198,6 @@ fn bytes_of<T: Copy>(value: &T) -> Vec<u8> {
         std::slice::from_raw_parts((value as *const T).cast::<u8>(), std::mem::size_of::<T>())
     }
     .to_vec()
-}
-
-/// Consumes events. Every sink implements this and nothing else about where events come from.
-pub trait Sink {
-    fn event(&mut self, event: &Event) -> anyhow::Result<()>;
-}
-
-impl<F: FnMut(&Event) -> anyhow::Result<()>> Sink for F {
-    fn event(&mut self, event: &Event) -> anyhow::Result<()> {
-        self(event)
-    }
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use hmmtrace_common::{API_MIGRATE_DEVICE, INVALIDATE_RANGE_START};
 
 use crate::capture::CaptureHeader;
 use crate::event::{Body, Event};
+use crate::probe::Role;
 
 /// Names pgmap owners. Cheap to query per event; grows by one entry per distinct device.
 #[derive(Clone, Debug, Default)]
@@ -19,6 +20,18 @@ pub struct DeviceNames {
 }
 
 impl DeviceNames {
+    /// No names known yet: every owner is numbered as it appears (or shown as hex).
+    pub fn empty(show_pointers: bool) -> DeviceNames {
+        DeviceNames {
+            show_pointers,
+            ..DeviceNames::default()
+        }
+    }
+
+    pub fn shows_pointers(&self) -> bool {
+        self.show_pointers
+    }
+
     /// Names from `header` (the engine's device table); others are numbered as they appear, or
     /// shown as hex when `show_pointers`.
     pub fn new(header: &CaptureHeader, show_pointers: bool) -> DeviceNames {
@@ -67,13 +80,11 @@ pub struct Symbols {
 
 impl Symbols {
     pub fn new(header: &CaptureHeader) -> Symbols {
-        let attached = |probe: &str| {
+        let attached = |role: Role| {
             header
                 .probe_plan
                 .iter()
-                .filter(|p| p.probe == probe && p.status.starts_with("attached"))
-                // The core function (`__mmu_notifier_...`) is not the callback.
-                .find(|p| !p.symbol.starts_with("__"))
+                .find(|p| p.role == role && p.status.is_attached())
                 .map(|p| p.symbol.clone())
         };
         Symbols {
@@ -82,8 +93,8 @@ impl Symbols {
                 .iter()
                 .map(|o| (o.addr, format!("{}.migrate_to_ram", o.symbol)))
                 .collect(),
-            device_fault: attached("device_fault"),
-            invalidate: attached("invalidation"),
+            device_fault: attached(Role::MigrateToRam),
+            invalidate: attached(Role::IntervalInvalidate),
         }
     }
 

@@ -1,19 +1,28 @@
 //! hmmtrace: shows what the kernel's Heterogeneous Memory Management does while GPU and
 //! accelerator workloads run.
 //!
-//! The crate is split by concern. [`event`] defines the one `Event` type; sources produce it
-//! ([`engine`] via [`scenario`], [`capture`] replay, and the kernel probes in [`kernel`]) and
-//! sinks consume it ([`capture`] writer, [`report`], [`export`], [`metrics`], the [`tui`]). No source knows
-//! about any sink.
+//! The crate is split by concern. [`event`] defines the one `Event` type. Sources produce it:
+//! the kernel probes ([`kernel`]), the reference engine ([`engine`], running a [`scenario`]),
+//! capture files ([`capture`]). Sinks consume it: the [`capture`] writer, [`report`],
+//! [`export`], [`metrics`], the [`tui`]. The [`pipeline`] connects one source to its sinks
+//! (its `source` module wraps each source; the sinks implement its `Sink`), so no source knows
+//! about any sink and no sink about any source. [`probe`] is the attach plan's vocabulary,
+//! which kernel captures carry; [`error`] the errors that decide exit codes.
 
 pub mod capture;
 pub mod engine;
+pub mod error;
 pub mod event;
 pub mod export;
 pub mod kernel;
 pub mod labels;
 pub mod metrics;
+pub mod pipeline;
+pub mod probe;
 pub mod report;
 pub mod scenario;
 pub mod textfile;
 pub mod tui;
+
+#[cfg(test)]
+pub(crate) mod fixtures;

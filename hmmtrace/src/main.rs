@@ -1,5 +1,6 @@
-//! The `hmmtrace` command line: parses arguments, runs one subcommand, maps errors to exit codes
-//! (0 success, 1 failure, 2 bad input) and prints them as one readable message.
+//! The `hmmtrace` command line: parses arguments, runs one subcommand, and maps errors to exit
+//! codes (`hmmtrace::error`: 0 success, 1 failure, 2 bad input, 3 not privileged enough; 4 is
+//! `report --fail-if`'s), each printed as one message with its whole chain.
 
 mod cli;
 
@@ -22,11 +23,7 @@ fn main() -> ExitCode {
         }
         Err(err) => {
             eprintln!("hmmtrace: {err:#}");
-            if err.downcast_ref::<cli::BadInput>().is_some() {
-                ExitCode::from(2)
-            } else {
-                ExitCode::from(1)
-            }
+            ExitCode::from(hmmtrace::error::exit_code(&err))
         }
     }
 }

@@ -59,7 +59,7 @@ fn system_migration_events_from_compaction() {
         .collect();
     assert_eq!(
         named,
-        ["mm_migrate_pages"],
+        ["tracepoint_mm_migrate_pages"],
         "bpftool sees our program while the session lives"
     );
     let mut events: Vec<Event> = Vec::new();
@@ -183,21 +183,70 @@ fn every_kprobe_program_passes_the_verifier() {
 
 #[test]
 #[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
+fn ebpf_diagnostics_pass_the_verifier_and_cost_nothing_when_off() {
+    let sizes = |ebpf_log: bool| -> std::collections::BTreeMap<String, u32> {
+        let opts = SessionOptions {
+            ebpf_log,
+            ..SessionOptions::default()
+        };
+        hmmtrace::kernel::session::verify_kprobe_programs(&opts)
+            .unwrap()
+            .into_iter()
+            .map(|(name, verdict)| match verdict {
+                Ok(size) => (name, size),
+                Err(e) => panic!("--ebpf-log {ebpf_log}: {name}: {e}"),
+            })
+            .collect()
+    };
+    let (off, on) = (sizes(false), sizes(true));
+    for (name, size) in &off {
+        eprintln!(
+            "{name:<36} {size:>6} bytes without --ebpf-log, {:>6} with",
+            on[name]
+        );
+    }
+    // A program that logs keeps its logging code only with --ebpf-log: without it the verifier
+    // saw AYA_LOG_LEVEL = 0 and removed the code. One that never logs is the same either way.
+    for logs in [
+        "kretprobe_migrate_vma_setup",
+        "kprobe_migrate_to_ram",
+        "kretprobe_hmm_range_fault",
+    ] {
+        assert!(
+            off[logs] < on[logs],
+            "{logs}: {} off, {} on",
+            off[logs],
+            on[logs]
+        );
+    }
+    for silent in ["kprobe_migrate_vma_pages", "kretprobe_page_free"] {
+        assert_eq!(off[silent], on[silent], "{silent}");
+    }
+}
+
+#[test]
+#[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
 fn the_plan_reports_what_attached_and_why_not() {
     use hmmtrace::kernel::plan::Status;
     let session = Session::start(&SessionOptions::default()).unwrap();
     let kallsyms = std::fs::read_to_string("/proc/kallsyms").unwrap();
+    let tracefs = hmmtrace::kernel::tracefs::root().unwrap();
     for row in &session.plan {
         eprintln!("{:<24} {:<40} {}", row.role.name(), row.symbol, row.status);
-        let in_kernel = kallsyms
-            .lines()
-            .any(|l| l.split_whitespace().nth(2) == Some(row.symbol.as_str()));
+        // Functions are in kallsyms, tracepoints in tracefs.
+        let in_kernel = if row.symbol.contains(':') {
+            hmmtrace::kernel::tracefs::has_event(&tracefs, &row.symbol)
+        } else {
+            kallsyms
+                .lines()
+                .any(|l| l.split_whitespace().nth(2) == Some(row.symbol.as_str()))
+        };
         match &row.status {
             Status::NotInKernel => assert!(!in_kernel, "{row:?}"),
-            Status::Attached(_) | Status::OffsetsUnknown(_) => assert!(in_kernel),
+            Status::Attached(_) | Status::OffsetsUnknown { .. } => assert!(in_kernel),
             // A refusal names a real errno for every mechanism tried.
             Status::Denied(tries) => assert!(
-                !tries.is_empty() && tries.iter().all(|(_, e)| *e > 0),
+                !tries.is_empty() && tries.iter().all(|r| r.errno > 0),
                 "{row:?}"
             ),
             Status::Unreachable(why) => assert!(!why.is_empty()),
@@ -313,7 +362,7 @@ fn record_a_command_and_its_children() {
     assert!(header
         .probe_plan
         .iter()
-        .any(|p| p.symbol == "migrate:mm_migrate_pages" && p.status.starts_with("attached")));
+        .any(|p| p.symbol == "migrate:mm_migrate_pages" && p.status.is_attached()));
     assert!(
         !events.is_empty(),
         "the subshell's compaction was traced (forks are followed)"

@@ -90,7 +90,7 @@ fn lost_records_are_counted_per_probe() {
 fn groups_partition_the_events_of_each_kind() {
     use hmmtrace::report::GroupBy;
     let s = hmmtrace::scenario::Scenario::load("multiple_devices").unwrap();
-    let header = hmmtrace::capture::CaptureHeader::for_engine(&s, 1);
+    let header = hmmtrace::pipeline::source::engine::header(&s, 1);
     for by in [
         GroupBy::Pid,
         GroupBy::Comm,

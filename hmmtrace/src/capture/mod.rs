@@ -1,5 +1,6 @@
 //! Capture files: a header that says where the events came from, then self-delimiting,
-//! checksummed blocks of compactly encoded events. A sink ([`Writer`]) and a source ([`Reader`]).
+//! checksummed blocks of compactly encoded events. A sink ([`Writer`]) and a reader
+//! ([`Reader`], which `pipeline::source::capture` and `replay` drive).
 //!
 //! # Layout (format version 1; all integers little-endian)
 //!
@@ -68,15 +69,6 @@ pub struct DeviceInfo {
     pub memory: String,
 }
 
-/// One logical probe's state in the attach plan that produced a capture.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ProbeStatus {
-    pub probe: String,
-    pub symbol: String,
-    pub mechanism: String,
-    pub status: String,
-}
-
 /// What a capture file says about itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CaptureHeader {
@@ -93,9 +85,12 @@ pub struct CaptureHeader {
     /// The engine's seed, when the source is the engine.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// The traced system's page size (the engine's is 4096).
     pub page_size: u64,
+    /// The attach plan that produced a kernel capture, each row with its outcome (captures of
+    /// older versions stored rows as four strings; they read as typed rows).
     #[serde(default)]
-    pub probe_plan: Vec<ProbeStatus>,
+    pub probe_plan: Vec<crate::probe::PlanEntry>,
     #[serde(default)]
     pub devices: Vec<DeviceInfo>,
     /// For kernel captures: the `dev_pagemap_ops` instances of the traced kernel, so events'
@@ -114,32 +109,6 @@ pub struct PagemapOpsInfo {
 }
 
 impl CaptureHeader {
-    /// A header for a capture of the reference engine running `scenario`.
-    pub fn for_engine(scenario: &crate::scenario::Scenario, seed: u64) -> CaptureHeader {
-        CaptureHeader {
-            wire_version: hmmtrace_common::WIRE_VERSION,
-            source: format!("engine:{}", scenario.name),
-            host: hostname(),
-            kernel_release: String::new(),
-            clock: ClockKind::Simulated,
-            start_unix_ns: unix_now_ns(),
-            seed: Some(seed),
-            page_size: 4096,
-            probe_plan: Vec::new(),
-            devices: scenario
-                .device_table()
-                .into_iter()
-                .map(|(owner, name, kind)| DeviceInfo {
-                    owner,
-                    name,
-                    driver: "hmmtrace-engine".into(),
-                    memory: format!("{kind:?}").to_lowercase(),
-                })
-                .collect(),
-            pagemap_ops: Vec::new(),
-        }
-    }
-
     /// Names a `pgmap_ops` value: `symbol [module]`.
     pub fn ops_name(&self, addr: u64) -> Option<String> {
         self.pagemap_ops.iter().find(|o| o.addr == addr).map(|o| {
@@ -156,6 +125,13 @@ pub fn unix_now_ns() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64)
+}
+
+/// This system's page size (`sysconf(_SC_PAGESIZE)`).
+pub fn system_page_size() -> u64 {
+    // SAFETY: sysconf has no preconditions.
+    let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    u64::try_from(n).unwrap_or(4096)
 }
 
 pub fn hostname() -> String {

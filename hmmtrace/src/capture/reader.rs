@@ -194,4 +194,9 @@ impl<R: Read> Reader<R> {
     pub fn offset(&self) -> u64 {
         self.offset
     }
+
+    /// Complete blocks read so far.
+    pub fn blocks(&self) -> u64 {
+        self.seq
+    }
 }

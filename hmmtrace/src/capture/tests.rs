@@ -15,11 +15,12 @@ fn header() -> CaptureHeader {
         start_unix_ns: 1,
         seed: None,
         page_size: 4096,
-        probe_plan: vec![ProbeStatus {
-            probe: "migration".into(),
+        probe_plan: vec![crate::probe::PlanEntry {
+            role: crate::probe::Role::MigrateVmaSetup,
             symbol: "migrate_vma_setup".into(),
-            mechanism: "fentry".into(),
-            status: "attached".into(),
+            module: String::new(),
+            mechanisms: vec![crate::probe::Mechanism::Fentry],
+            status: crate::probe::Status::Attached(crate::probe::Mechanism::Fentry),
         }],
         devices: vec![DeviceInfo {
             owner: 0xffff_8880_1234_0000,

@@ -1,31 +1,42 @@
 //! The capture writer: a sink that encodes events into blocks and writes each complete block
-//! with a single `write`, so a killed writer loses at most the block it was filling.
+//! with a single `write`, so a killed writer loses at most the block it was filling. As a
+//! pipeline sink it writes the file header at `begin`, and on a tick writes out a partly
+//! filled block that has waited a second, so a killed recorder loses at most about a second.
 
 use std::fs::OpenOptions;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
 use super::codec::{encode, State};
 use super::{CaptureHeader, BLOCK_MAGIC, BLOCK_TARGET, FORMAT_VERSION, MAGIC};
-use crate::event::{Event, Sink};
+use crate::event::Event;
+use crate::pipeline::Sink;
+
+/// How long a partly filled block may wait before a tick writes it out.
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
 
 pub struct Writer<W: Write> {
     out: W,
+    /// Where `out` goes, for messages (a file's path).
+    name: String,
+    header_written: bool,
     state: State,
     payload: Vec<u8>,
     block_events: u32,
     seq: u64,
     events: u64,
     bytes: u64,
+    last_flush: Instant,
 }
 
 impl Writer<std::fs::File> {
     /// Creates (or truncates) `path`, readable by its owner only: captures can reveal what other
-    /// processes do.
-    pub fn create(path: &Path, header: &CaptureHeader) -> anyhow::Result<Self> {
+    /// processes do. The header is written at `begin`.
+    pub fn create(path: &Path) -> anyhow::Result<Self> {
         let file = OpenOptions::new()
             .write(true)
             .create(true)
@@ -33,13 +44,44 @@ impl Writer<std::fs::File> {
             .mode(0o600)
             .open(path)
             .with_context(|| format!("cannot create capture file {}", path.display()))?;
-        Writer::new(file, header)
+        Ok(Writer::unstarted(file, path.display().to_string()))
     }
 }
 
 impl<W: Write> Writer<W> {
-    /// Writes the file header.
-    pub fn new(mut out: W, header: &CaptureHeader) -> anyhow::Result<Self> {
+    /// Writes the file header at once.
+    pub fn new(out: W, header: &CaptureHeader) -> anyhow::Result<Self> {
+        let mut w = Writer::unstarted(out, "the capture".into());
+        w.write_header(header)?;
+        Ok(w)
+    }
+
+    fn unstarted(out: W, name: String) -> Self {
+        Writer {
+            out,
+            name,
+            header_written: false,
+            state: State::new(),
+            payload: Vec::with_capacity(BLOCK_TARGET + 256),
+            block_events: 0,
+            seq: 0,
+            events: 0,
+            bytes: 0,
+            last_flush: Instant::now(),
+        }
+    }
+
+    /// Events written so far (including those of the block being filled).
+    pub fn events(&self) -> u64 {
+        self.events
+    }
+
+    /// Bytes written to the output so far.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    fn write_header(&mut self, header: &CaptureHeader) -> anyhow::Result<()> {
         let json = serde_json::to_vec(header)?;
         let mut head = Vec::with_capacity(json.len() + 20);
         head.extend_from_slice(MAGIC);
@@ -49,18 +91,12 @@ impl<W: Write> Writer<W> {
         head.extend_from_slice(&json);
         let crc = crc32fast::hash(&head);
         head.extend_from_slice(&crc.to_le_bytes());
-        out.write_all(&head)
-            .context("cannot write capture header")?;
-        let bytes = head.len() as u64;
-        Ok(Writer {
-            out,
-            state: State::new(),
-            payload: Vec::with_capacity(BLOCK_TARGET + 256),
-            block_events: 0,
-            seq: 0,
-            events: 0,
-            bytes,
-        })
+        self.out
+            .write_all(&head)
+            .with_context(|| format!("cannot write the header of {}", self.name))?;
+        self.bytes += head.len() as u64;
+        self.header_written = true;
+        Ok(())
     }
 
     pub fn write_event(&mut self, e: &Event) -> anyhow::Result<()> {
@@ -90,8 +126,9 @@ impl<W: Write> Writer<W> {
         block.extend_from_slice(&self.payload);
         self.out
             .write_all(&block)
-            .context("cannot write capture block")?;
-        self.out.flush()?;
+            .and_then(|()| self.out.flush())
+            .with_context(|| format!("cannot write a block to {}", self.name))?;
+        self.last_flush = Instant::now();
         self.bytes += block.len() as u64;
         self.seq += 1;
         self.payload.clear();
@@ -101,9 +138,8 @@ impl<W: Write> Writer<W> {
     }
 
     /// Flushes the last block; returns (events, bytes written).
-    pub fn finish(mut self) -> anyhow::Result<(u64, u64)> {
-        self.flush_block()?;
-        self.out.flush()?;
+    pub fn close(mut self) -> anyhow::Result<(u64, u64)> {
+        Sink::finish(&mut self)?;
         Ok((self.events, self.bytes))
     }
 
@@ -115,7 +151,30 @@ impl<W: Write> Writer<W> {
 }
 
 impl<W: Write> Sink for Writer<W> {
+    /// Writes the file header, unless [`Writer::new`] did.
+    fn begin(&mut self, header: &CaptureHeader) -> anyhow::Result<()> {
+        if self.header_written {
+            return Ok(());
+        }
+        self.write_header(header)
+    }
+
     fn event(&mut self, event: &Event) -> anyhow::Result<()> {
         self.write_event(event)
+    }
+
+    fn tick(&mut self, _now_ns: u64) -> anyhow::Result<()> {
+        if self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.flush_block()?;
+            self.last_flush = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.flush_block()?;
+        self.out
+            .flush()
+            .with_context(|| format!("cannot write to {}", self.name))
     }
 }

@@ -1,20 +1,19 @@
-//! `hmmtrace export`: every event of a capture, one per line (JSONL) or row (CSV), streaming.
+//! `hmmtrace export`: every event of a capture (the capture source), one per line (JSONL) or
+//! row (CSV), or as a Perfetto trace, streaming.
 
-use std::io::{BufWriter, Write};
+use std::io::BufWriter;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use std::os::unix::fs::OpenOptionsExt as _;
-
-use anyhow::Context as _;
 use clap::ValueEnum;
-use hmmtrace::capture::Reader;
 use hmmtrace::export::csv::CsvWriter;
 use hmmtrace::export::jsonl::JsonlWriter;
 use hmmtrace::export::perfetto::PerfettoWriter;
 use hmmtrace::export::Flattener;
+use hmmtrace::pipeline::source::capture::CaptureSource;
+use hmmtrace::pipeline::{self, Control, Sink, Source as _};
 
-use super::{bad_input, stream_capture};
+use super::output;
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ExportFormat {
@@ -41,37 +40,15 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let header = Reader::open(&a.file).map_err(bad_input)?.header;
-    let flat = Flattener::new(&header, a.kernel_pointers);
-    let out: Box<dyn Write> = match &a.output {
-        Some(p) => Box::new(
-            std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(0o600)
-                .open(p)
-                .with_context(|| format!("cannot create {}", p.display()))?,
-        ),
-        None => Box::new(std::io::stdout().lock()),
+    let source = CaptureSource::open(std::slice::from_ref(&a.file))?;
+    let flat = Flattener::new(source.header(), a.kernel_pointers);
+    let out = BufWriter::with_capacity(256 * 1024, output(a.output.as_deref())?);
+    let sink: Box<dyn Sink + Send> = match a.format {
+        ExportFormat::Jsonl => Box::new(JsonlWriter::new(out, flat)),
+        ExportFormat::Perfetto => Box::new(PerfettoWriter::new(out, flat)),
+        ExportFormat::Csv => Box::new(CsvWriter::new(out, flat)?),
     };
-    let out = BufWriter::with_capacity(256 * 1024, out);
-    match a.format {
-        ExportFormat::Jsonl => {
-            let mut w = JsonlWriter::new(out, flat);
-            stream_capture(&a.file, &mut w)?;
-            w.finish()?;
-        }
-        ExportFormat::Perfetto => {
-            let mut w = PerfettoWriter::new(out, flat);
-            stream_capture(&a.file, &mut w)?;
-            w.finish()?;
-        }
-        ExportFormat::Csv => {
-            let mut w = CsvWriter::new(out, flat)?;
-            stream_capture(&a.file, &mut w)?;
-            w.finish()?;
-        }
-    };
+    // No signal handling: an interrupted export ends the process, not the file quietly early.
+    pipeline::run(source, sink, None, &Control::without_signals(None))?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,5 +1,6 @@
-//! Subcommands and their arguments. Each subcommand wires a source to its sinks; none of them
-//! holds logic that a library module could own.
+//! Subcommands and their arguments. Each subcommand parses its arguments, picks a source, its
+//! sinks and a view, and hands them to `hmmtrace::pipeline::run`; threads, signals and the end
+//! of a run are the pipeline's.
 
 mod demo;
 mod export;
@@ -14,23 +15,7 @@ mod sim;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-
-/// Marks an error caused by the user's input (a bad file, a bad argument): exit code 2.
-#[derive(Debug)]
-pub struct BadInput(pub String);
-
-impl std::fmt::Display for BadInput {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for BadInput {}
-
-/// Wraps an error as bad input, keeping its message.
-pub fn bad_input(e: anyhow::Error) -> anyhow::Error {
-    anyhow::Error::new(BadInput(format!("{e:#}")))
-}
+pub use hmmtrace::error::bad_input;
 
 #[derive(Parser)]
 #[command(
@@ -41,7 +26,7 @@ pub fn bad_input(e: anyhow::Error) -> anyhow::Error {
 accelerator workloads run: device migrations, CPU faults on device pages, device page frees and \
 mirror invalidations, with their latencies.\n\nWithout an HMM kernel, `demo` and `sim` run the \
 built-in reference HMM engine, which produces the same events from scenario files.",
-    after_help = "Examples:\n  hmmtrace demo                          watch the engine stream gpu-stream for 10 s\n  \
+    after_help = "Examples:\n  hmmtrace demo                          watch the engine stream gpu-stream (q quits)\n  \
 hmmtrace sim --list                    list the built-in scenarios\n  \
 hmmtrace sim --scenario migrate -o m.hmt   run one scenario into a capture file\n  \
 hmmtrace report m.hmt --format json    latency percentiles of a capture"
@@ -140,28 +125,6 @@ pub fn parse_attach(args: &[String]) -> anyhow::Result<Vec<hmmtrace::kernel::pla
         .collect()
 }
 
-/// Exit code for "not privileged enough to trace the kernel".
-pub const EXIT_NO_PRIVILEGE: u8 = 3;
-
-/// Checks for root or CAP_BPF + CAP_PERFMON before anything is loaded; on failure prints one
-/// clear message and returns the exit code to use.
-pub fn require_privileges() -> Option<ExitCode> {
-    // CAP_PERFMON = 38, CAP_BPF = 39 (include/uapi/linux/capability.h); CapEff is a hex mask.
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let eff = status
-        .lines()
-        .find_map(|l| l.strip_prefix("CapEff:"))
-        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
-        .unwrap_or(0);
-    let sys_admin = eff & (1 << 21) != 0;
-    let bpf_perfmon = eff & (1 << 39) != 0 && eff & (1 << 38) != 0;
-    if sys_admin || bpf_perfmon {
-        return None;
-    }
-    eprintln!("hmmtrace: {}", hmmtrace::kernel::session::NEED_PRIVILEGE);
-    Some(ExitCode::from(EXIT_NO_PRIVILEGE))
-}
-
 /// Which scenario the engine runs, and with which seed: shared by `demo` and `sim`.
 #[derive(clap::Args)]
 pub struct ScenarioArgs {
@@ -182,75 +145,22 @@ impl ScenarioArgs {
     }
 }
 
-/// Parses durations like `10s`, `500ms`, `2m`, or plain seconds.
+/// Parses durations like `10s`, `500ms`, `2m`, `1h 30m` (humantime's syntax), or plain
+/// seconds.
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let n: f64 = num
-        .parse()
-        .map_err(|_| format!("'{s}' is not a duration (try 10s, 500ms, 2m)"))?;
-    let secs = match unit {
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => return Err(format!("'{s}': unknown unit '{unit}' (use ms, s, m or h)")),
-    };
-    if !(0.0..=1e7).contains(&secs) {
-        return Err(format!("'{s}' is out of range"));
-    }
-    Ok(std::time::Duration::from_secs_f64(secs))
-}
-
-/// Streams a capture file into `sink`, one block at a time, with a progress bar on stderr when
-/// it is a terminal. A fault of the file (corrupt, unreadable) is bad input; a fault of the
-/// sink (a full disk, a closed pipe) is reported as itself.
-pub fn stream_capture(
-    path: &std::path::Path,
-    sink: &mut dyn hmmtrace::event::Sink,
-) -> anyhow::Result<hmmtrace::capture::ReadSummary> {
-    let mut reader = hmmtrace::capture::Reader::open(path).map_err(bad_input)?;
-    let size = std::fs::metadata(path).map_or(0, |m| m.len());
-    let bar = if std::io::IsTerminal::is_terminal(&std::io::stderr()) && size > 64 << 20 {
-        let bar = indicatif::ProgressBar::new(size);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{msg} {wide_bar} {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
-            )
-            .expect("valid template"),
-        );
-        bar.set_message(path.display().to_string());
-        bar
+    let d = if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+        s.parse()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| format!("'{s}' is out of range"))?
     } else {
-        indicatif::ProgressBar::hidden()
+        humantime::parse_duration(s)
+            .map_err(|e| format!("'{s}' is not a duration ({e}; try 10s, 500ms, 2m)"))?
     };
-    let mut sum = hmmtrace::capture::ReadSummary::default();
-    let mut events = Vec::new();
-    while reader
-        .next_block(&mut events, &mut sum.dropped_bytes)
-        .map_err(bad_input)?
-    {
-        sum.blocks += 1;
-        for e in &events {
-            sum.events += 1;
-            sink.event(e)?;
-        }
-        bar.set_position(reader.offset());
+    if d > std::time::Duration::from_secs(10_000_000) {
+        return Err(format!("'{s}' is out of range (at most 10000000s)"));
     }
-    bar.finish_and_clear();
-    if sum.dropped_bytes > 0 {
-        eprintln!(
-            "hmmtrace: {}: the last block is incomplete (the writer stopped mid-block); \
-             recovered {} complete blocks, dropped {} bytes",
-            path.display(),
-            sum.blocks,
-            sum.dropped_bytes
-        );
-    }
-    Ok(sum)
+    Ok(d)
 }
 
 /// How the TUI looks: shared by `live`, `demo`, `sim --tui` and `replay`.
@@ -270,18 +180,42 @@ impl ViewArgs {
     pub fn dashboard(&self) -> anyhow::Result<hmmtrace::tui::dashboard::Dashboard> {
         hmmtrace::tui::dashboard::Dashboard::load(&self.dashboard).map_err(bad_input)
     }
-}
 
-/// A flag that SIGINT and SIGTERM set (checked by loops; nothing runs in the handler).
-pub fn stop_on_signals() -> anyhow::Result<std::sync::Arc<std::sync::atomic::AtomicBool>> {
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, std::sync::Arc::clone(&stop))?;
+    /// A TUI titled `title`, with replay controls for a replay.
+    pub fn tui(
+        &self,
+        title: String,
+        replay: Option<std::sync::Arc<hmmtrace::pipeline::source::replay::ReplayControl>>,
+    ) -> anyhow::Result<(hmmtrace::tui::TuiSink, hmmtrace::tui::TuiView)> {
+        Ok(hmmtrace::tui::new(
+            title,
+            self.dashboard()?,
+            self.kernel_pointers,
+            replay,
+        ))
     }
-    Ok(stop)
 }
 
 /// Whether standard output is a terminal the TUI can take over.
 pub fn is_terminal() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stdout())
+}
+
+/// Creates `path` for an output (mode 0600: outputs can reveal what other processes do), or
+/// standard output when there is none.
+pub fn output(path: Option<&std::path::Path>) -> anyhow::Result<Box<dyn std::io::Write + Send>> {
+    use anyhow::Context as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    Ok(match path {
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(p)
+                .with_context(|| format!("cannot create {}", p.display()))?,
+        ),
+        None => Box::new(std::io::stdout()),
+    })
 }

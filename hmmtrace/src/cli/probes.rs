@@ -3,10 +3,8 @@
 
 use std::process::ExitCode;
 
-use hmmtrace::kernel::plan::{Mechanism, MechanismChoice, Status};
+use hmmtrace::kernel::plan::{Mechanism, MechanismChoice};
 use hmmtrace::kernel::{Session, SessionOptions};
-
-use super::require_privileges;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum MechanismArg {
@@ -38,9 +36,6 @@ pub struct Args {
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let extra = super::parse_attach(&a.extra)?;
-    if let Some(code) = require_privileges() {
-        return Ok(code);
-    }
     let session = Session::start(&SessionOptions {
         mechanism: a.mechanism.into(),
         extra,
@@ -59,20 +54,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         };
         println!(
             "{:<17} {:<26} {:<40} {:<10} {}",
-            row.probe.name(),
+            row.probe().name(),
             row.role.name(),
             row.symbol,
             module,
             row.status
         );
-        attached += matches!(row.status, Status::Attached(_) | Status::OffsetsUnknown(_)) as usize;
+        attached += row.status.is_attached() as usize;
     }
-    // The system-migration tracepoint is attached by every session.
-    println!(
-        "{:<17} {:<26} {:<40} {:<10} attached (tracepoint)",
-        "system_migration", "-", "migrate:mm_migrate_pages", "vmlinux"
-    );
-    attached += 1;
     eprintln!("{attached} attached; detached again on exit");
     Ok(if attached > 0 {
         ExitCode::SUCCESS

@@ -8,13 +8,14 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::ValueEnum;
-use hmmtrace::capture::{CaptureHeader, Reader};
-use hmmtrace::event::{Event, Sink};
+use hmmtrace::capture::CaptureHeader;
+use hmmtrace::pipeline::source::capture::CaptureSource;
+use hmmtrace::pipeline::{self, Control, Source as _, Tee};
 use hmmtrace::report::compare::{self, Threshold};
 use hmmtrace::report::hdrlog::HdrLog;
 use hmmtrace::report::{self, GroupBy, Summary};
 
-use super::{bad_input, parse_duration, stream_capture};
+use super::{bad_input, parse_duration};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ReportFormat {
@@ -71,22 +72,6 @@ pub struct Args {
     kernel_pointers: bool,
 }
 
-/// Feeds the summary and, if asked, the HdrHistogram log.
-struct Sinks<'a> {
-    summary: &'a mut Summary,
-    hdr: Option<HdrLog<std::io::BufWriter<std::fs::File>>>,
-}
-
-impl Sink for Sinks<'_> {
-    fn event(&mut self, e: &Event) -> anyhow::Result<()> {
-        self.summary.add(e);
-        if let Some(h) = self.hdr.as_mut() {
-            h.event(e)?;
-        }
-        Ok(())
-    }
-}
-
 fn by(b: By) -> GroupBy {
     match b {
         By::Kind => GroupBy::Kind,
@@ -97,44 +82,23 @@ fn by(b: By) -> GroupBy {
     }
 }
 
-/// The header of the first file (all are checked to open before anything is read).
-fn first_header(files: &[PathBuf]) -> anyhow::Result<CaptureHeader> {
-    let mut header = None;
-    for f in files {
-        let h = Reader::open(f).map_err(bad_input)?.header;
-        header.get_or_insert(h);
-    }
-    header.ok_or_else(|| bad_input(anyhow::anyhow!("no capture file given")))
-}
-
-type Log = HdrLog<std::io::BufWriter<std::fs::File>>;
-
-/// Summarises `files` into one summary: it, the first file's header, the bytes of incomplete
-/// blocks dropped, and the HdrHistogram log fed on the way.
-#[allow(clippy::type_complexity)]
+/// Summarises `source` (and feeds `hdr` on the way); returns the summary and the header.
 fn summarise(
-    files: &[PathBuf],
+    source: CaptureSource,
     by_: GroupBy,
     pointers: bool,
-    hdr: Option<Log>,
-) -> anyhow::Result<(
-    Summary,
-    CaptureHeader,
-    u64,
-    Option<HdrLog<std::io::BufWriter<std::fs::File>>>,
-)> {
-    let header = first_header(files)?;
+    hdr: Option<&mut HdrLog<std::io::BufWriter<std::fs::File>>>,
+) -> anyhow::Result<(Summary, CaptureHeader)> {
+    let header = source.header().clone();
     let mut summary = Summary::grouped(by_, &header, pointers);
-    let mut sinks = Sinks {
-        summary: &mut summary,
-        hdr,
-    };
-    let mut dropped = 0;
-    for f in files {
-        dropped += stream_capture(f, &mut sinks)?.dropped_bytes;
-    }
-    let hdr = sinks.hdr.take();
-    Ok((summary, header, dropped, hdr))
+    // No signal handling: an interrupted report ends the process, not the report quietly early.
+    pipeline::run(
+        source,
+        Tee::new().with(&mut summary).with_opt(hdr),
+        None,
+        &Control::without_signals(None),
+    )?;
+    Ok((summary, header))
 }
 
 fn source_of(header: &CaptureHeader, files: &[PathBuf]) -> String {
@@ -157,40 +121,38 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
                 .map_err(|e: String| bad_input(anyhow::anyhow!("--fail-if {e}")))
         })
         .collect::<anyhow::Result<_>>()?;
-    let header = first_header(&a.files)?;
-    let hdr = match &a.hdr_log {
+    let source = CaptureSource::open(&a.files)?;
+    let mut hdr = match &a.hdr_log {
         Some(p) => Some(HdrLog::new(
             std::io::BufWriter::new(
                 std::fs::File::create(p)
                     .with_context(|| format!("cannot create {}", p.display()))?,
             ),
             a.hdr_interval,
-            header.start_unix_ns,
-            &header.source,
+            source.header().start_unix_ns,
+            &source.header().source,
         )?),
         None => None,
     };
-    let (summary, header, dropped, hdr) = summarise(&a.files, by(a.by), a.kernel_pointers, hdr)?;
-    if let Some(h) = hdr {
-        let n = h.finish()?;
+    let (summary, header) = summarise(source, by(a.by), a.kernel_pointers, hdr.as_mut())?;
+    if let (Some(h), Some(p)) = (&hdr, &a.hdr_log) {
         eprintln!(
-            "hmmtrace: wrote {n} interval histograms to {}",
-            a.hdr_log
-                .as_ref()
-                .map_or(String::new(), |p| p.display().to_string())
+            "hmmtrace: wrote {} interval histograms to {}",
+            h.written,
+            p.display()
         );
     }
     let source = source_of(&header, &a.files);
     let mut text = match a.format {
         ReportFormat::Text => report::text::render(&summary, &source),
-        ReportFormat::Json => report::json::render(&summary, &source, dropped) + "\n",
+        ReportFormat::Json => report::json::render(&summary, &source) + "\n",
         ReportFormat::Hgrm => report::hgrm::render(&summary),
-        ReportFormat::Html => report::html::render(&summary, &header, &source, dropped),
+        ReportFormat::Html => report::html::render(&summary, &header, &source),
     };
     let mut code = ExitCode::SUCCESS;
     if let Some(base_path) = &a.compare {
-        let (base, base_header, ..) = summarise(
-            std::slice::from_ref(base_path),
+        let (base, base_header) = summarise(
+            CaptureSource::open(std::slice::from_ref(base_path))?,
             GroupBy::Kind,
             a.kernel_pointers,
             None,

@@ -1,26 +1,21 @@
 //! `hmmtrace serve`: the metrics of a source (the kernel, the engine, a capture) at
-//! `/metrics` in the Prometheus text format, for Prometheus to scrape.
-//!
-//! The source runs on its own thread and owns the metrics; it renders the exposition every
-//! `--refresh` and publishes it by swapping a pointer. A scrape only clones that pointer, so
-//! scrapes never wait for ingestion and ingestion never waits for a scrape.
+//! `/metrics` in the Prometheus text format, for Prometheus to scrape. The metrics server is
+//! the pipeline's view; see `hmmtrace::metrics::server`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use hmmtrace::capture::{CaptureHeader, Reader};
-use hmmtrace::event::{Event, Sink};
-use hmmtrace::kernel::session::enable_run_time_stats;
-use hmmtrace::kernel::Session;
+use hmmtrace::metrics::server::{Published, Publisher, Server};
 use hmmtrace::metrics::Metrics;
+use hmmtrace::pipeline::source::capture::CaptureSource;
+use hmmtrace::pipeline::source::engine::{EngineSource, Pace};
+use hmmtrace::pipeline::source::kernel::KernelSource;
+use hmmtrace::pipeline::{self, Control, Source};
 
-use super::demo::{paced, Out};
-use super::record::{header, TraceArgs};
-use super::{bad_input, parse_duration, require_privileges, stop_on_signals};
+use super::record::TraceArgs;
+use super::{bad_input, parse_duration};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -43,96 +38,41 @@ pub struct Args {
     trace: TraceArgs,
 }
 
-/// The latest exposition, shared with the HTTP handler.
-type Published = Arc<Mutex<Arc<String>>>;
-
-enum Source {
-    Kernel,
-    Sim(String),
-    Replay(PathBuf),
-}
-
-fn parse_source(s: &str) -> anyhow::Result<Source> {
-    Ok(match s.split_once(':') {
-        None if s == "kernel" => Source::Kernel,
-        Some(("sim", scenario)) if !scenario.is_empty() => Source::Sim(scenario.to_string()),
-        Some(("replay", file)) if !file.is_empty() => Source::Replay(PathBuf::from(file)),
-        _ => {
-            return Err(bad_input(anyhow::anyhow!(
-                "--source {s}: use kernel, sim:SCENARIO or replay:FILE"
-            )))
-        }
-    })
-}
-
-/// The metrics, republished every `refresh`.
-struct Publisher {
-    metrics: Metrics,
-    published: Published,
-    refresh: Duration,
-    last: Instant,
-}
-
-impl Publisher {
-    fn publish(&mut self) {
-        let text = Arc::new(self.metrics.encode());
-        *self.published.lock().unwrap_or_else(|p| p.into_inner()) = text;
-        self.last = Instant::now();
-    }
-
-    fn maybe_publish(&mut self) {
-        if self.last.elapsed() >= self.refresh {
-            self.publish();
-        }
-    }
-}
-
-impl Out for Publisher {
-    fn event(&mut self, e: &Event) -> anyhow::Result<()> {
-        self.metrics.event(e)
-    }
-
-    fn tick(&mut self, _elapsed: Duration, _runs: u64) {
-        self.maybe_publish();
-    }
-}
-
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    let source = parse_source(&a.source)?;
     if a.rate == 0 {
         return Err(bad_input(anyhow::anyhow!("--rate must be at least 1")));
     }
-    // Check what can be checked before binding the port.
-    let (header, name) = match &source {
-        Source::Kernel => {
-            if let Some(code) = require_privileges() {
-                return Ok(code);
-            }
-            (None, "kernel".to_string())
-        }
-        Source::Sim(s) => {
-            let scenario = hmmtrace::scenario::Scenario::load(s).map_err(bad_input)?;
+    let ctl = Control::new(None)?;
+    // The source first: what can fail (a bad file, no privileges) fails before the port is
+    // bound.
+    let (source, name): (Box<dyn Source>, String) = match a.source.split_once(':') {
+        None if a.source == "kernel" => (
+            Box::new(KernelSource::start(a.trace.options()?, &[])?.with_program_costs()),
+            "kernel".into(),
+        ),
+        Some(("sim", scenario)) if !scenario.is_empty() => {
+            let s = hmmtrace::scenario::Scenario::load(scenario).map_err(bad_input)?;
+            let name = format!("engine:{}", s.name);
+            let seed = s.seed;
             (
-                Some(CaptureHeader::for_engine(&scenario, scenario.seed)),
-                format!("engine:{}", scenario.name),
+                Box::new(EngineSource::new(s, seed, Pace::Rate(a.rate))),
+                name,
             )
         }
-        Source::Replay(f) => {
-            let h = Reader::open(f).map_err(bad_input)?.header;
-            let n = format!("replay:{}", h.source);
-            (Some(h), n)
+        Some(("replay", file)) if !file.is_empty() => {
+            let source = CaptureSource::open(&[PathBuf::from(file)])?.quiet();
+            let name = format!("replay:{}", source.header().source);
+            (Box::new(source), name)
+        }
+        _ => {
+            return Err(bad_input(anyhow::anyhow!(
+                "--source {}: use kernel, sim:SCENARIO or replay:FILE",
+                a.source
+            )))
         }
     };
-    let opts = a.trace.options(&[])?;
-    let stop = stop_on_signals()?;
-    let published: Published = Arc::new(Mutex::new(Arc::new(String::new())));
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind(a.listen))
-        .map_err(|e| bad_input(anyhow::anyhow!("cannot listen on {}: {e}", a.listen)))?;
+    let published = Published::default();
+    let mut server = Server::bind(a.listen, published.clone()).map_err(bad_input)?;
     if !a.listen.ip().is_loopback() {
         eprintln!(
             "hmmtrace: serving on {}: reachable from the network, not only this machine",
@@ -141,106 +81,9 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     eprintln!(
         "hmmtrace: metrics of {name} at http://{}/metrics",
-        listener.local_addr()?
+        server.local_addr()?
     );
-    // The source, on its own thread: it owns the metrics.
-    let feeder = {
-        let (published, stop, refresh, rate) =
-            (Arc::clone(&published), Arc::clone(&stop), a.refresh, a.rate);
-        std::thread::Builder::new()
-            .name("source".into())
-            .spawn(move || -> anyhow::Result<()> {
-                let make = |h: &CaptureHeader, n: &str| Publisher {
-                    metrics: Metrics::new(h, n),
-                    published: Arc::clone(&published),
-                    refresh,
-                    last: Instant::now(),
-                };
-                match source {
-                    Source::Kernel => serve_kernel(&opts, &stop, make),
-                    Source::Sim(s) => {
-                        let scenario = hmmtrace::scenario::Scenario::load(&s)?;
-                        let mut p = make(header.as_ref().expect("set above"), &name);
-                        p.publish();
-                        paced(&scenario, scenario.seed, rate, &stop, None, &mut p)?;
-                        Ok(())
-                    }
-                    Source::Replay(f) => {
-                        let mut p = make(header.as_ref().expect("set above"), &name);
-                        Reader::open(&f)?.for_each(|e| p.metrics.event(e))?;
-                        p.publish();
-                        Ok(())
-                    }
-                }
-            })?
-    };
-    let app = axum::Router::new()
-        .route(
-            "/metrics",
-            axum::routing::get({
-                let published = Arc::clone(&published);
-                move || {
-                    let text = Arc::clone(&published.lock().unwrap_or_else(|p| p.into_inner()));
-                    async move {
-                        (
-                            [(
-                                axum::http::header::CONTENT_TYPE,
-                                hmmtrace::metrics::CONTENT_TYPE,
-                            )],
-                            text.as_str().to_owned(),
-                        )
-                    }
-                }
-            }),
-        )
-        .route(
-            "/",
-            axum::routing::get(|| async { "hmmtrace: metrics at /metrics\n" }),
-        );
-    let shutdown = {
-        let stop = Arc::clone(&stop);
-        async move {
-            while !stop.load(Ordering::Relaxed) {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    };
-    let served = rt.block_on(async {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-    });
-    stop.store(true, Ordering::Relaxed);
-    let fed = feeder
-        .join()
-        .map_err(|_| anyhow::anyhow!("the source thread panicked"))?;
-    served?;
-    fed?;
+    let publisher = Publisher::new(Metrics::new(&name), published, a.refresh);
+    pipeline::run(source, publisher, Some(&mut server), &ctl)?;
     Ok(ExitCode::SUCCESS)
-}
-
-fn serve_kernel(
-    opts: &hmmtrace::kernel::SessionOptions,
-    stop: &AtomicBool,
-    make: impl Fn(&CaptureHeader, &str) -> Publisher,
-) -> anyhow::Result<()> {
-    let mut session = Session::start(opts)?;
-    let stats = enable_run_time_stats();
-    let h = header(&session);
-    let mut p = make(&h, "kernel");
-    p.metrics.set_probes(&h.probe_plan);
-    if let Err(e) = &stats {
-        eprintln!("hmmtrace: no eBPF program costs: {e:#}");
-    }
-    p.publish();
-    while !stop.load(Ordering::Relaxed) {
-        session.drain(&mut |e| p.metrics.event(e))?;
-        if p.last.elapsed() >= p.refresh {
-            p.metrics.set_costs(&session.program_costs());
-            p.publish();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    drop(stats);
-    Ok(())
 }

@@ -1,16 +1,14 @@
-//! `hmmtrace sim`: one run of a scenario on the reference engine.
+//! `hmmtrace sim`: one run of a scenario on the engine source, as fast as it goes, into its
+//! report (and optionally a capture file and the TUI).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hmmtrace::capture::{CaptureHeader, Writer};
-use hmmtrace::event::Sink as _;
+use hmmtrace::capture::Writer;
+use hmmtrace::pipeline::source::engine::{EngineSource, Pace};
+use hmmtrace::pipeline::{self, Control, Tee};
 use hmmtrace::report::{self, Summary};
 use hmmtrace::scenario::{Scenario, BUILTIN};
-use hmmtrace::tui::app::{App, SourceInfo};
-use hmmtrace::tui::ui::Ui;
-use hmmtrace::tui::Feed;
-use std::sync::{Arc, Mutex};
 
 use super::{bad_input, is_terminal, Format, ScenarioArgs, ViewArgs};
 
@@ -42,66 +40,43 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let (scenario, seed) = a.scenario.load()?;
-    let mut view = None;
-    if a.tui {
-        if !is_terminal() {
-            return Err(bad_input(anyhow::anyhow!("--tui needs a terminal")));
-        }
-        let header = CaptureHeader::for_engine(&scenario, seed);
-        let source = SourceInfo {
-            title: format!(
-                "engine: {} seed={seed} (full speed, simulated time)",
-                scenario.name
-            ),
-            probes: Vec::new(),
-        };
-        let dashboard = a.view.dashboard()?;
-        let app = Arc::new(Mutex::new(App::new(
-            source,
-            &header,
-            a.view.kernel_pointers,
-        )));
-        view = Some((dashboard, Feed::new(Arc::clone(&app)), app));
+    if a.tui && !is_terminal() {
+        return Err(bad_input(anyhow::anyhow!("--tui needs a terminal")));
     }
+    let source_name = format!("engine:{} seed={seed}", scenario.name);
+    let title = format!(
+        "engine: {} seed={seed} (full speed, simulated time)",
+        scenario.name
+    );
+    let source = EngineSource::new(scenario, seed, Pace::Fast);
     let mut summary = Summary::default();
-    let mut writer = match &a.output {
-        Some(path) => Some(Writer::create(
-            path,
-            &CaptureHeader::for_engine(&scenario, seed),
-        )?),
-        None => None,
-    };
-    scenario
-        .run(seed, &mut |e| {
-            summary.add(e);
-            if let Some(w) = writer.as_mut() {
-                w.write_event(e)?;
-            }
-            if let Some((_, feed, _)) = view.as_mut() {
-                feed.set_timeline(e.ts_ns);
-                feed.event(e)?;
-            }
-            Ok(())
-        })
-        .map_err(bad_input)?;
-    let source = format!("engine:{} seed={seed}", scenario.name);
-    if let Some(w) = writer {
-        let (events, bytes) = w.finish()?;
+    let mut writer = a.output.as_deref().map(Writer::create).transpose()?;
+    let sinks = Tee::new().with(&mut summary).with_opt(writer.as_mut());
+    if a.tui {
+        let (tui, mut view) = a.view.tui(title, None)?;
+        pipeline::run(
+            source,
+            sinks.with(tui),
+            Some(&mut view),
+            &Control::new(None)?,
+        )?;
+    } else {
+        // No signal handling: an interrupted run ends the process, not the report quietly
+        // early.
+        pipeline::run(source, sinks, None, &Control::without_signals(None))?;
+    }
+    if let (Some(w), Some(path)) = (&writer, &a.output) {
         eprintln!(
-            "wrote {events} events to {} ({bytes} bytes, {:.1} bytes/event)",
-            a.output.as_ref().unwrap().display(),
-            bytes as f64 / events.max(1) as f64
+            "wrote {} events to {} ({} bytes, {:.1} bytes/event)",
+            w.events(),
+            path.display(),
+            w.bytes(),
+            w.bytes() as f64 / w.events().max(1) as f64
         );
     }
-    if let Some((dashboard, mut feed, app)) = view {
-        feed.flush(true);
-        feed.with_app(|a| a.finished = Some("scenario finished".into()));
-        let stop = super::stop_on_signals()?;
-        hmmtrace::tui::run(app, Ui::new(dashboard, None), stop)?;
-    }
     match a.format {
-        Format::Text => print!("{}", report::text::render(&summary, &source)),
-        Format::Json => println!("{}", report::json::render(&summary, &source, 0)),
+        Format::Text => print!("{}", report::text::render(&summary, &source_name)),
+        Format::Json => println!("{}", report::json::render(&summary, &source_name)),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -150,6 +150,9 @@ impl std::error::Error for EngineError {}
 
 pub type Result<T> = std::result::Result<T, EngineError>;
 
+/// The engine's page size: 4 KiB, as on x86-64 and 4K-page arm64.
+pub const PAGE_SIZE: u64 = 4096;
+
 /// The engine. Operations append the events they cause to an internal queue; take them with
 /// [`Engine::drain`].
 pub struct Engine {
@@ -179,7 +182,7 @@ impl Engine {
     pub fn new(cost: CostModel, seed: u64) -> Engine {
         Engine {
             clock: Clock::new(cost, seed),
-            page_size: 4096,
+            page_size: PAGE_SIZE,
             ncpus: 2,
             procs: HashMap::default(),
             next_tgid: 1000,

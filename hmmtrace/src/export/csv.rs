@@ -4,7 +4,8 @@
 use std::io::Write;
 
 use super::{Flattener, COLUMNS};
-use crate::event::{Event, Sink};
+use crate::event::Event;
+use crate::pipeline::Sink;
 
 pub struct CsvWriter<W: Write> {
     out: ::csv::Writer<W>,
@@ -20,11 +21,6 @@ impl<W: Write> CsvWriter<W> {
         out.write_record(COLUMNS)?;
         Ok(CsvWriter { out, flat })
     }
-
-    pub fn finish(mut self) -> anyhow::Result<()> {
-        self.out.flush()?;
-        Ok(())
-    }
 }
 
 /// Keeps an I/O error (a closed pipe) recognisable as one, which `csv::Error` hides.
@@ -38,5 +34,10 @@ fn io_first(e: ::csv::Error) -> anyhow::Error {
 impl<W: Write> Sink for CsvWriter<W> {
     fn event(&mut self, event: &Event) -> anyhow::Result<()> {
         self.out.serialize(self.flat.row(event)).map_err(io_first)
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.out.flush()?;
+        Ok(())
     }
 }

@@ -3,7 +3,8 @@
 use std::io::Write;
 
 use super::Flattener;
-use crate::event::{Event, Sink};
+use crate::event::Event;
+use crate::pipeline::Sink;
 
 pub struct JsonlWriter<W: Write> {
     out: W,
@@ -20,7 +21,8 @@ impl<W: Write> JsonlWriter<W> {
         }
     }
 
-    pub fn finish(mut self) -> anyhow::Result<W> {
+    /// Flushes and returns the output.
+    pub fn into_inner(mut self) -> anyhow::Result<W> {
         self.out.flush()?;
         Ok(self.out)
     }
@@ -38,6 +40,11 @@ impl<W: Write> Sink for JsonlWriter<W> {
         serde_json::to_writer(&mut self.line, &v)?;
         self.line.push(b'\n');
         self.out.write_all(&self.line)?;
+        Ok(())
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.out.flush()?;
         Ok(())
     }
 }

@@ -15,7 +15,8 @@ use std::collections::{HashMap, HashSet};
 use std::io::Write;
 
 use super::Flattener;
-use crate::event::{Event, Sink};
+use crate::event::Event;
+use crate::pipeline::Sink;
 
 pub mod proto {
     //! The subset of Perfetto's trace protos hmmtrace writes.
@@ -218,14 +219,20 @@ impl<W: Write> PerfettoWriter<W> {
         Ok(())
     }
 
-    pub fn finish(mut self) -> anyhow::Result<u64> {
-        self.close_bin()?;
-        self.out.flush()?;
-        Ok(self.packets)
+    /// Packets written so far.
+    pub fn packets(&self) -> u64 {
+        self.packets
     }
 }
 
 impl<W: Write> Sink for PerfettoWriter<W> {
+    /// Writes the open counter bin and flushes.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.close_bin()?;
+        self.out.flush()?;
+        Ok(())
+    }
+
     fn event(&mut self, e: &Event) -> anyhow::Result<()> {
         let row = self.flat.row(e);
         // Counters: events per second per kind and per device.

@@ -4,18 +4,11 @@ use super::csv::CsvWriter;
 use super::jsonl::JsonlWriter;
 use super::*;
 use crate::capture::{ClockKind, PagemapOpsInfo};
-use crate::event::{Comm, EventKind, Sink};
+use crate::event::{Comm, EventKind};
+use crate::pipeline::Sink;
 
 fn engine(scenario: &str) -> (CaptureHeader, Vec<Event>) {
-    let s = crate::scenario::Scenario::load(scenario).unwrap();
-    let header = CaptureHeader::for_engine(&s, 1);
-    let mut v = Vec::new();
-    s.run(1, &mut |e| {
-        v.push(*e);
-        Ok(())
-    })
-    .unwrap();
-    (header, v)
+    crate::fixtures::scenario(scenario, 1)
 }
 
 fn jsonl(header: &CaptureHeader, events: &[Event], pointers: bool) -> Vec<serde_json::Value> {
@@ -23,7 +16,7 @@ fn jsonl(header: &CaptureHeader, events: &[Event], pointers: bool) -> Vec<serde_
     for e in events {
         w.event(e).unwrap();
     }
-    let out = String::from_utf8(w.finish().unwrap()).unwrap();
+    let out = String::from_utf8(w.into_inner().unwrap()).unwrap();
     out.lines()
         .map(|l| serde_json::from_str(l).expect("each line is one JSON object"))
         .collect()
@@ -87,7 +80,8 @@ fn csv_columns_match_the_row_and_every_event_is_a_row() {
     for e in &events {
         w.event(e).unwrap();
     }
-    w.finish().unwrap();
+    Sink::finish(&mut w).unwrap();
+    drop(w);
     let mut r = ::csv::Reader::from_reader(&bytes[..]);
     assert_eq!(r.headers().unwrap().iter().collect::<Vec<_>>(), COLUMNS);
     let rows: Vec<::csv::StringRecord> = r.records().map(Result::unwrap).collect();
@@ -105,10 +99,9 @@ fn csv_columns_match_the_row_and_every_event_is_a_row() {
 fn an_empty_csv_export_still_has_its_header() {
     let (header, _) = engine("migrate");
     let mut v = Vec::new();
-    CsvWriter::new(&mut v, Flattener::new(&header, false))
-        .unwrap()
-        .finish()
-        .unwrap();
+    let mut w = CsvWriter::new(&mut v, Flattener::new(&header, false)).unwrap();
+    Sink::finish(&mut w).unwrap();
+    drop(w);
     assert_eq!(String::from_utf8(v).unwrap().trim_end(), COLUMNS.join(","));
 }
 

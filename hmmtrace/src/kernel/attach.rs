@@ -1,21 +1,23 @@
-//! Attaching the programs the plan chose: one entry/exit pair per plan row, trying the row's
-//! mechanisms in order and recording each refusal (mechanism, errno) when none works.
+//! Attaching the programs the plan chose: one entry/exit pair per function row (one program
+//! per tracepoint row), trying the row's mechanisms in order and recording each refusal
+//! (mechanism, errno) when none works.
 
-use aya::programs::{FEntry, FExit, KProbe, Program, ProgramError};
+use aya::programs::{FEntry, FExit, KProbe, Program, ProgramError, TracePoint};
 use aya::{Btf, Ebpf};
 
-use super::plan::{Mechanism, PlanEntry, Role, Status};
+use super::plan::{Mechanism, PlanEntry, Refusal, Role, Status};
 
-/// The (entry, exit) program names of a role: `hmmtrace-ebpf` names them
-/// `fentry_<role>`/`fexit_<role>` and `kprobe_<role>`/`kretprobe_<role>`, after `Role::name`.
-pub fn programs(role: Role, mechanism: Mechanism) -> (String, String) {
+/// The program names of a role: `hmmtrace-ebpf` names them `fentry_<role>`/`fexit_<role>`,
+/// `kprobe_<role>`/`kretprobe_<role>` and `tracepoint_<role>` (no exit), after `Role::name`.
+pub fn programs(role: Role, mechanism: Mechanism) -> (String, Option<String>) {
     let (entry, exit) = match mechanism {
-        Mechanism::Fentry => ("fentry", "fexit"),
-        Mechanism::Kprobe => ("kprobe", "kretprobe"),
+        Mechanism::Fentry => ("fentry", Some("fexit")),
+        Mechanism::Kprobe => ("kprobe", Some("kretprobe")),
+        Mechanism::Tracepoint => ("tracepoint", None),
     };
     (
         format!("{entry}_{}", role.name()),
-        format!("{exit}_{}", role.name()),
+        exit.map(|x| format!("{x}_{}", role.name())),
     )
 }
 
@@ -71,6 +73,11 @@ fn attach_one(
             let loaded = if p.fd().is_ok() { Ok(()) } else { p.load() };
             loaded.and_then(|()| p.attach(symbol, 0).map(drop))
         }
+        Mechanism::Tracepoint => {
+            let (category, name) = symbol.split_once(':').ok_or(libc::EINVAL)?;
+            let p: &mut TracePoint = prog.try_into().map_err(|e| errno(&e))?;
+            p.load().and_then(|()| p.attach(category, name).map(drop))
+        }
     };
     result.map_err(|e| errno(&e))
 }
@@ -81,6 +88,7 @@ fn unload(ebpf: &mut Ebpf, name: &str) {
         Some(Program::FEntry(p)) => drop(p.unload()),
         Some(Program::FExit(p)) => drop(p.unload()),
         Some(Program::KProbe(p)) => drop(p.unload()),
+        Some(Program::TracePoint(p)) => drop(p.unload()),
         _ => {}
     }
 }
@@ -93,27 +101,33 @@ pub fn attach_row(ebpf: &mut Ebpf, btf: Option<&Btf>, row: &mut PlanEntry) {
     let mut tries = Vec::new();
     for &mechanism in &row.mechanisms {
         let (entry, exit) = programs(row.role, mechanism);
-        let result = attach_one(ebpf, btf, &entry, mechanism, &row.symbol, false)
-            .and_then(|()| attach_one(ebpf, btf, &exit, mechanism, &row.symbol, true));
+        let result = attach_one(ebpf, btf, &entry, mechanism, &row.symbol, false).and_then(|()| {
+            exit.as_deref().map_or(Ok(()), |x| {
+                attach_one(ebpf, btf, x, mechanism, &row.symbol, true)
+            })
+        });
         match result {
             Ok(()) => {
                 row.status = Status::Attached(mechanism);
                 return;
             }
-            Err(e) => {
+            Err(errno) => {
                 // Detach a half-attached pair so the fallback starts clean.
                 unload(ebpf, &entry);
-                unload(ebpf, &exit);
-                tries.push((mechanism, e));
+                if let Some(x) = &exit {
+                    unload(ebpf, x);
+                }
+                tries.push(Refusal { mechanism, errno });
             }
         }
     }
     row.status = Status::Denied(tries);
 }
 
-/// Loads every kprobe-type program without attaching it: the verifier's verdict on each, for
-/// kernels (like this project's host) where they cannot attach but can load.
-pub fn verify_kprobe_programs(ebpf: &mut Ebpf) -> Vec<(String, Result<(), String>)> {
+/// Loads every kprobe-type program without attaching it: the verifier's verdict on each (the
+/// size of the program the kernel kept, in bytes of translated instructions, or the error),
+/// for kernels (like this project's host) where they cannot attach but can load.
+pub fn verify_kprobe_programs(ebpf: &mut Ebpf) -> Vec<(String, Result<u32, String>)> {
     let names: Vec<String> = ebpf
         .programs()
         .filter(|(_, p)| matches!(p, aya::programs::Program::KProbe(_)))
@@ -123,7 +137,10 @@ pub fn verify_kprobe_programs(ebpf: &mut Ebpf) -> Vec<(String, Result<(), String
         .into_iter()
         .map(|name| {
             let p: &mut KProbe = ebpf.program_mut(&name).unwrap().try_into().unwrap();
-            let r = p.load().map_err(|e| format!("{e}"));
+            let r = p.load().map_err(|e| format!("{e}")).and_then(|()| {
+                let info = p.info().map_err(|e| format!("{e}"))?;
+                Ok(info.size_translated().unwrap_or(0))
+            });
             (name, r)
         })
         .collect()

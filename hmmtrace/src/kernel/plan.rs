@@ -10,91 +10,13 @@
 //! kernels; attaching (and falling back when the kernel denies a mechanism) is the session's job.
 
 use std::collections::{HashMap, HashSet};
-use std::fmt;
+use std::sync::Arc;
 
 use anyhow::{bail, Context as _};
-use hmmtrace_common::ProbeId;
 
-/// What a program does with the function it is attached to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Role {
-    MigrateVmaSetup,
-    MigrateVmaPages,
-    MigrateVmaFinalize,
-    MigrateDeviceRange,
-    MigrateDevicePages,
-    MigrateDeviceFinalize,
-    /// A driver's `dev_pagemap_ops.migrate_to_ram(struct vm_fault *)`.
-    MigrateToRam,
-    /// The core free path of a ZONE_DEVICE page, which calls `pgmap->ops->page_free`.
-    FreeZoneDevice,
-    /// A driver's `dev_pagemap_ops.page_free(struct page *)` (or `folio_free`).
-    PageFree,
-    /// `__mmu_notifier_invalidate_range_start(struct mmu_notifier_range *)`.
-    InvalidateRangeStart,
-    /// A driver's `mmu_interval_notifier_ops.invalidate(mni, range, cur_seq)`.
-    IntervalInvalidate,
-    HmmRangeFault,
-}
+pub use crate::probe::{Mechanism, PlanEntry, Refusal, Role, Status};
 
-impl Role {
-    pub const ALL: [Role; 12] = [
-        Role::MigrateVmaSetup,
-        Role::MigrateVmaPages,
-        Role::MigrateVmaFinalize,
-        Role::MigrateDeviceRange,
-        Role::MigrateDevicePages,
-        Role::MigrateDeviceFinalize,
-        Role::MigrateToRam,
-        Role::FreeZoneDevice,
-        Role::PageFree,
-        Role::InvalidateRangeStart,
-        Role::IntervalInvalidate,
-        Role::HmmRangeFault,
-    ];
-
-    /// The name used on the command line (`--attach FUNC=ROLE`) and in the plan table.
-    pub const fn name(self) -> &'static str {
-        match self {
-            Role::MigrateVmaSetup => "migrate_vma_setup",
-            Role::MigrateVmaPages => "migrate_vma_pages",
-            Role::MigrateVmaFinalize => "migrate_vma_finalize",
-            Role::MigrateDeviceRange => "migrate_device_range",
-            Role::MigrateDevicePages => "migrate_device_pages",
-            Role::MigrateDeviceFinalize => "migrate_device_finalize",
-            Role::MigrateToRam => "migrate_to_ram",
-            Role::FreeZoneDevice => "free_zone_device",
-            Role::PageFree => "page_free",
-            Role::InvalidateRangeStart => "invalidate_range_start",
-            Role::IntervalInvalidate => "interval_invalidate",
-            Role::HmmRangeFault => "hmm_range_fault",
-        }
-    }
-
-    /// The logical probe whose events this role contributes to.
-    pub const fn probe(self) -> ProbeId {
-        match self {
-            Role::MigrateVmaSetup
-            | Role::MigrateVmaPages
-            | Role::MigrateVmaFinalize
-            | Role::MigrateDeviceRange
-            | Role::MigrateDevicePages
-            | Role::MigrateDeviceFinalize => ProbeId::Migration,
-            Role::MigrateToRam => ProbeId::DeviceFault,
-            Role::FreeZoneDevice | Role::PageFree => ProbeId::PageFree,
-            Role::InvalidateRangeStart | Role::IntervalInvalidate => ProbeId::Invalidation,
-            Role::HmmRangeFault => ProbeId::RangeFault,
-        }
-    }
-
-    /// Driver callbacks are hooked once per driver that the kernel has; core functions once.
-    pub const fn is_driver_callback(self) -> bool {
-        matches!(
-            self,
-            Role::MigrateToRam | Role::PageFree | Role::IntervalInvalidate
-        )
-    }
-}
+use super::btf::Btf;
 
 /// Core kernel functions for each role, newest name first.
 pub const CORE: &[(Role, &[&str])] = &[
@@ -121,6 +43,9 @@ pub const CORE: &[(Role, &[&str])] = &[
     ),
     (Role::HmmRangeFault, &["hmm_range_fault"]),
 ];
+
+/// Tracepoints, as `category:name`, and their roles. Every session attaches these.
+pub const TRACEPOINTS: &[(Role, &str)] = &[(Role::MmMigratePages, "migrate:mm_migrate_pages")];
 
 /// Known drivers' callbacks: (driver, function, role). Each name was checked against the
 /// kernel source that defines it: test_hmm, nouveau and amdkfd in Linux 6.12
@@ -177,24 +102,6 @@ pub struct PagemapOps {
     pub module: String,
 }
 
-/// How a program is attached.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mechanism {
-    /// fentry/fexit (BPF trampolines): cheapest, needs BTF and an ftrace-hookable function.
-    Fentry,
-    /// kprobe/kretprobe: works on any non-blacklisted function when CONFIG_KPROBES is set.
-    Kprobe,
-}
-
-impl fmt::Display for Mechanism {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Mechanism::Fentry => "fentry",
-            Mechanism::Kprobe => "kprobe",
-        })
-    }
-}
-
 /// `--mechanism auto|fentry|kprobe`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum MechanismChoice {
@@ -203,8 +110,10 @@ pub enum MechanismChoice {
     Only(Mechanism),
 }
 
-/// What the running kernel says about itself, as far as the plan needs it.
-#[derive(Clone, Debug, Default)]
+/// What the running kernel says about itself, as far as the plan and the probes need it. Read
+/// once per run ([`KernelFacts::from_system`]): the BTF too, which the session then uses for
+/// field offsets and enum values.
+#[derive(Clone, Default)]
 pub struct KernelFacts {
     /// `uname -r`.
     pub release: String,
@@ -221,27 +130,49 @@ pub struct KernelFacts {
     pub variables: HashMap<String, u64>,
     /// `dev_pagemap_ops` instances (data symbols; kallsyms lists them with KALLSYMS_ALL).
     pub pagemap_ops: Vec<PagemapOps>,
+    /// Tracepoints (`category:name`) of [`TRACEPOINTS`] that tracefs lists.
+    pub tracepoints: HashSet<String>,
+    /// The kernel's BTF, parsed once; `None` without CONFIG_DEBUG_INFO_BTF.
+    pub btf: Option<Arc<Btf>>,
+}
+
+impl std::fmt::Debug for KernelFacts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelFacts")
+            .field("release", &self.release)
+            .field("functions", &self.functions.len())
+            .field("btf", &self.btf.is_some())
+            .field("kprobes", &self.kprobes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl KernelFacts {
-    /// Reads the running kernel's facts. Module BTF (split BTF under /sys/kernel/btf/<module>)
-    /// is not read yet, so functions of modules are planned as kprobe-only.
-    pub fn from_system() -> anyhow::Result<KernelFacts> {
+    /// Reads the running kernel's facts from `tracefs` (the root [`super::tracefs::root`]
+    /// found), kallsyms and BTF. Module BTF (split BTF under /sys/kernel/btf/<module>) is not
+    /// read, so functions of modules are planned as kprobe-only.
+    pub fn from_system(tracefs: &std::path::Path) -> anyhow::Result<KernelFacts> {
         let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")
             .context("cannot read /proc/sys/kernel/osrelease")?
             .trim()
             .to_string();
         let kallsyms =
             std::fs::read_to_string("/proc/kallsyms").context("cannot read /proc/kallsyms")?;
-        let btf_functions = match super::btf::Btf::from_sysfs() {
-            Ok(btf) => btf.functions().map(str::to_string).collect(),
-            // Without BTF there is no fentry; the plan says so per row.
-            Err(_) => HashSet::new(),
-        };
-        let traceable = super::tracefs::root()
+        // Without BTF there is no fentry and no field offset; the plan says so per row.
+        let btf = Btf::from_sysfs().ok().map(Arc::new);
+        let btf_functions = btf
+            .as_ref()
+            .map(|b| b.functions().map(str::to_string).collect())
+            .unwrap_or_default();
+        let traceable = std::fs::read_to_string(tracefs.join("available_filter_functions"))
             .ok()
-            .and_then(|root| std::fs::read_to_string(root.join("available_filter_functions")).ok())
             .map(|t| KernelFacts::parse_filter_functions(&t));
+        let tracepoints = TRACEPOINTS
+            .iter()
+            .map(|(_, tp)| *tp)
+            .filter(|tp| super::tracefs::has_event(tracefs, tp))
+            .map(str::to_string)
+            .collect();
         let variables = kallsyms
             .lines()
             .filter_map(|l| {
@@ -259,6 +190,8 @@ impl KernelFacts {
             btf_functions,
             traceable,
             kprobes: std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists(),
+            tracepoints,
+            btf,
         })
     }
 
@@ -345,9 +278,8 @@ impl std::str::FromStr for ExtraAttach {
         let (function, role) = s
             .split_once('=')
             .context("expected FUNC=ROLE, e.g. my_drv_fault=migrate_to_ram")?;
-        let roles: Vec<&str> = Role::ALL.iter().map(|r| r.name()).collect();
-        let role = Role::ALL
-            .into_iter()
+        let roles: Vec<&str> = Role::attachable().map(|r| r.name()).collect();
+        let role = Role::attachable()
             .find(|r| r.name() == role)
             .with_context(|| format!("unknown role '{role}' (one of: {})", roles.join(", ")))?;
         if function.is_empty()
@@ -364,61 +296,8 @@ impl std::str::FromStr for ExtraAttach {
     }
 }
 
-/// One row of the plan.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PlanEntry {
-    pub probe: ProbeId,
-    pub role: Role,
-    /// The function, or the first candidate when none exists.
-    pub symbol: String,
-    /// Module that defines it (empty: vmlinux).
-    pub module: String,
-    /// Mechanisms to try, in order; empty when none can work.
-    pub mechanisms: Vec<Mechanism>,
-    pub status: Status,
-}
-
-/// Where a plan row stands.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Status {
-    /// Resolved; not attached yet.
-    Planned,
-    /// No candidate function exists in this kernel.
-    NotInKernel,
-    /// The function exists but no allowed mechanism can reach it; says why.
-    Unreachable(String),
-    /// Attached with this mechanism.
-    Attached(Mechanism),
-    /// Every mechanism tried was refused: (mechanism, errno) of each.
-    Denied(Vec<(Mechanism, i32)>),
-    /// Attached, but these struct fields have no offset in this kernel's BTF: the events mark
-    /// them unknown.
-    OffsetsUnknown(Vec<String>),
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Status::Planned => f.write_str("planned"),
-            Status::NotInKernel => f.write_str("not in this kernel"),
-            Status::Unreachable(why) => write!(f, "unreachable: {why}"),
-            Status::Attached(m) => write!(f, "attached ({m})"),
-            Status::Denied(tries) => {
-                f.write_str("denied:")?;
-                for (m, errno) in tries {
-                    write!(f, " {m} {}", std::io::Error::from_raw_os_error(*errno))?;
-                }
-                Ok(())
-            }
-            Status::OffsetsUnknown(fields) => {
-                write!(f, "field offsets unknown: {}", fields.join(", "))
-            }
-        }
-    }
-}
-
 /// Resolves every probe against `facts`: core functions, the known drivers' callbacks that the
-/// kernel has, and the user's extra ones.
+/// kernel has, the user's extra ones, and the tracepoints.
 pub fn resolve(
     facts: &KernelFacts,
     choice: MechanismChoice,
@@ -432,7 +311,6 @@ pub fn resolve(
         {
             Some(symbol) => plan.push(entry(facts, choice, *role, symbol)),
             None => plan.push(PlanEntry {
-                probe: role.probe(),
                 role: *role,
                 symbol: candidates[0].to_string(),
                 module: String::new(),
@@ -465,7 +343,6 @@ pub fn resolve(
     for role in Role::ALL.into_iter().filter(|r| r.is_driver_callback()) {
         if !plan.iter().any(|p| p.role == role) {
             plan.push(PlanEntry {
-                probe: role.probe(),
                 role,
                 symbol: "(no known driver loaded)".into(),
                 module: String::new(),
@@ -473,6 +350,19 @@ pub fn resolve(
                 status: Status::NotInKernel,
             });
         }
+    }
+    for (role, tracepoint) in TRACEPOINTS {
+        plan.push(PlanEntry {
+            role: *role,
+            symbol: tracepoint.to_string(),
+            module: String::new(),
+            mechanisms: vec![Mechanism::Tracepoint],
+            status: if facts.tracepoints.contains(*tracepoint) {
+                Status::Planned
+            } else {
+                Status::NotInKernel
+            },
+        });
     }
     plan
 }
@@ -486,6 +376,7 @@ fn entry(facts: &KernelFacts, choice: MechanismChoice, role: Role, symbol: &str)
         MechanismChoice::Auto => &[Mechanism::Fentry, Mechanism::Kprobe],
         MechanismChoice::Only(Mechanism::Fentry) => &[Mechanism::Fentry],
         MechanismChoice::Only(Mechanism::Kprobe) => &[Mechanism::Kprobe],
+        MechanismChoice::Only(Mechanism::Tracepoint) => &[],
     };
     let mechanisms: Vec<Mechanism> = candidates
         .iter()
@@ -493,6 +384,7 @@ fn entry(facts: &KernelFacts, choice: MechanismChoice, role: Role, symbol: &str)
         .filter(|m| match m {
             Mechanism::Fentry => fentry_ok,
             Mechanism::Kprobe => facts.kprobes,
+            Mechanism::Tracepoint => false,
         })
         .collect();
     let status = if mechanisms.is_empty() {
@@ -512,7 +404,6 @@ fn entry(facts: &KernelFacts, choice: MechanismChoice, role: Role, symbol: &str)
         Status::Planned
     };
     PlanEntry {
-        probe: role.probe(),
         role,
         symbol: symbol.to_string(),
         module,

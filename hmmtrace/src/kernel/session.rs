@@ -1,6 +1,11 @@
 //! A live tracing session: the loaded object, its attached programs, and the reader of its ring
 //! buffer and drop counters. Dropping the session detaches and unloads everything (aya closes
 //! the links, programs and maps with their file descriptors).
+//!
+//! The kernel's facts (kallsyms, tracefs, BTF) are read once, by [`KernelFacts::from_system`],
+//! and everything here takes them from there. An EPERM or EACCES anywhere on the way (tracefs,
+//! map creation, program load, attach) becomes a [`crate::error::NoPrivilege`] that names the
+//! capabilities this process lacks.
 
 use anyhow::{bail, Context as _};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
@@ -9,9 +14,11 @@ use aya::{Ebpf, EbpfLoader};
 use hmmtrace_common::offsets::{ForkOffsets, KernelOffsets, MigrateVmaOffsets, Settings, UNKNOWN};
 use hmmtrace_common::{Invalidation, Lost, ProbeId, PROBE_COUNT};
 
-use super::plan::{self, ExtraAttach, MechanismChoice, PlanEntry, Status};
-use super::{attach, btf, tracefs, EBPF_OBJECT};
+use super::btf::Btf;
+use super::plan::{self, ExtraAttach, KernelFacts, MechanismChoice, PlanEntry, Status};
+use super::{attach, diagnostics, monotonic_ns, privilege, tracefs, EBPF_OBJECT};
 use crate::event::{Body, Comm, Event};
+use crate::pipeline::ProgramCost;
 
 /// What to trace and how.
 #[derive(Clone, Debug)]
@@ -28,6 +35,8 @@ pub struct SessionOptions {
     pub mechanism: MechanismChoice,
     /// `--attach FUNC=ROLE`.
     pub extra: Vec<ExtraAttach>,
+    /// `--ebpf-log`: the programs' own diagnostics (compiled out by the verifier when off).
+    pub ebpf_log: bool,
     /// Benchmarks only: attach nothing but the ring-buffer stress program on
     /// `syscalls:sys_enter_getppid` (see hmmtrace-ebpf's `stress` module).
     pub stress: bool,
@@ -42,6 +51,7 @@ impl Default for SessionOptions {
             wakeup_bytes: Settings::DEFAULT.wakeup_bytes,
             mechanism: MechanismChoice::Auto,
             extra: Vec::new(),
+            ebpf_log: false,
             stress: false,
         }
     }
@@ -49,7 +59,7 @@ impl Default for SessionOptions {
 
 pub struct Session {
     // Kept alive: dropping it detaches the programs.
-    _ebpf: Ebpf,
+    ebpf: Ebpf,
     ring: RingBuf<MapData>,
     drops: PerCpuArray<MapData, u64>,
     /// Drop counts already reported, per probe.
@@ -58,18 +68,17 @@ pub struct Session {
     pub malformed: u64,
     /// The attach plan, with each row's outcome.
     pub plan: Vec<PlanEntry>,
-    /// The kernel's `dev_pagemap_ops` instances, to name devices.
-    pub pagemap_ops: Vec<plan::PagemapOps>,
+    /// What the kernel said about itself.
+    pub facts: KernelFacts,
     /// This kernel's `MMU_NOTIFY_*` values (from BTF) → hmmtrace's (`hmmtrace_common`).
     notify: Vec<(u32, u32)>,
+    /// The programs' diagnostics, with `--ebpf-log`.
+    logs: Option<diagnostics::Reader>,
 }
 
-/// Why a session could not start without privileges: the message a user should see.
-pub const NEED_PRIVILEGE: &str =
-    "loading eBPF programs needs root, or CAP_BPF and CAP_PERFMON (e.g. sudo setcap cap_bpf,cap_perfmon+ep hmmtrace)";
-
 impl Session {
-    /// Loads the object, fills its globals and attaches the system-migration tracepoint.
+    /// Reads the kernel's facts, loads the object with its globals filled and attaches every
+    /// row of the plan it can.
     pub fn start(opts: &SessionOptions) -> anyhow::Result<Session> {
         if !opts.ring_bytes.is_power_of_two() || opts.ring_bytes < 4096 {
             bail!(
@@ -77,67 +86,80 @@ impl Session {
                 opts.ring_bytes
             );
         }
-        let Loaded {
-            mut ebpf,
-            mut plan,
-            missing,
-            pagemap_ops,
-        } = load(opts)?;
-        let aya_btf = aya::Btf::from_sys_fs().ok();
+        if EBPF_OBJECT.is_empty() {
+            bail!(
+                "this hmmtrace was built without its `ebpf` feature: it has no eBPF programs to load"
+            );
+        }
+        let tracefs = tracefs::root().map_err(|e| privilege::classify("reading tracefs", e))?;
+        let facts = KernelFacts::from_system(&tracefs)?;
+        let mut plan = plan::resolve(&facts, opts.mechanism, &opts.extra);
+        let (mut ebpf, missing) = load(opts, &tracefs, &facts)?;
+        let logs = if opts.ebpf_log {
+            Some(diagnostics::Reader::init(&mut ebpf)?)
+        } else {
+            None
+        };
         if opts.stress {
             plan.clear();
         }
+        // aya parses BTF again for itself; only fentry needs it, so only then.
+        let aya_btf = plan
+            .iter()
+            .any(|r| r.mechanisms.contains(&plan::Mechanism::Fentry))
+            .then(|| aya::Btf::from_sys_fs().ok())
+            .flatten();
         for row in &mut plan {
             attach::attach_row(&mut ebpf, aya_btf.as_ref(), row);
+            if let Status::Denied(refusals) = &row.status {
+                // Refused for lack of a capability we could have: say so, exit 3. (Root can be
+                // refused too, e.g. fentry under lockdown: then the row just says denied.)
+                let doing = format!("attaching {} to {}", row.role.name(), row.symbol);
+                if let Some(e) = refusals
+                    .iter()
+                    .find_map(|r| privilege::classify_errno(&doing, r.errno))
+                {
+                    return Err(e);
+                }
+            }
             let lacking: Vec<String> = missing
                 .iter()
                 .filter(|f| reads(row.role, f))
                 .cloned()
                 .collect();
-            if matches!(row.status, Status::Attached(_)) && !lacking.is_empty() {
-                row.status = Status::OffsetsUnknown(lacking);
+            if let (Status::Attached(mechanism), false) = (&row.status, lacking.is_empty()) {
+                row.status = Status::OffsetsUnknown {
+                    mechanism: Some(*mechanism),
+                    fields: lacking,
+                };
             }
         }
         if !opts.tgids.is_empty() {
-            let mut tgids: aya::maps::HashMap<_, u32, u8> =
-                aya::maps::HashMap::try_from(ebpf.map_mut("TGIDS").context("no TGIDS map")?)?;
-            for &t in &opts.tgids {
-                tgids.insert(t, 1, 0)?;
-            }
-            let fork: &mut TracePoint = ebpf
-                .program_mut("sched_process_fork")
-                .context("the eBPF object has no sched_process_fork program")?
-                .try_into()?;
-            fork.load()
-                .context("the kernel rejected the sched_process_fork program")?;
-            fork.attach("sched", "sched_process_fork").context(
-                "cannot attach to tracepoint sched:sched_process_fork (needed to follow children)",
-            )?;
+            follow_children(&mut ebpf, &opts.tgids)
+                .map_err(|e| privilege::classify("following the traced processes' children", e))?;
         }
-        let (program, category, name) = if opts.stress {
-            ("ring_stress", "syscalls", "sys_enter_getppid")
-        } else {
-            ("mm_migrate_pages", "migrate", "mm_migrate_pages")
-        };
-        let tp: &mut TracePoint = ebpf
-            .program_mut(program)
-            .with_context(|| format!("the eBPF object has no {program} program"))?
-            .try_into()?;
-        tp.load()
-            .with_context(|| format!("the kernel rejected the {program} program"))?;
-        tp.attach(category, name)
-            .with_context(|| format!("cannot attach to tracepoint {category}:{name}"))?;
+        if opts.stress {
+            let tp: &mut TracePoint = ebpf
+                .program_mut("ring_stress")
+                .context("the eBPF object has no ring_stress program")?
+                .try_into()?;
+            tp.load()
+                .and_then(|()| tp.attach("syscalls", "sys_enter_getppid").map(drop))
+                .map_err(|e| privilege::classify("attaching the ring stress program", e.into()))?;
+        }
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("no DROPS map")?)?;
+        let notify = notify_map(facts.btf.as_deref());
         Ok(Session {
-            _ebpf: ebpf,
+            ebpf,
             ring,
             drops,
             reported: [0; PROBE_COUNT as usize],
             malformed: 0,
             plan,
-            pagemap_ops,
-            notify: notify_map(btf::Btf::from_sysfs().ok().as_ref()),
+            facts,
+            notify,
+            logs,
         })
     }
 
@@ -179,16 +201,62 @@ impl Session {
         Ok(n)
     }
 
+    /// The programs' diagnostics since the last call (empty without `--ebpf-log`).
+    pub fn diagnostics(&mut self) -> Vec<diagnostics::Diagnostic> {
+        self.logs
+            .as_mut()
+            .map(diagnostics::Reader::drain)
+            .unwrap_or_default()
+    }
+
     /// The ring buffer's file descriptor, for waiting on it with epoll.
     pub fn ring_fd(&self) -> std::os::fd::BorrowedFd<'_> {
         use std::os::fd::AsFd as _;
         self.ring.as_fd()
     }
+
+    /// Each loaded program's run count and run time so far (counted only while statistics are
+    /// enabled, see [`enable_run_time_stats`]).
+    pub fn program_costs(&self) -> Vec<ProgramCost> {
+        let mut out: Vec<ProgramCost> = self
+            .ebpf
+            .programs()
+            .filter_map(|(name, p)| {
+                let info = p.info().ok()?;
+                Some(ProgramCost {
+                    name: name.to_string(),
+                    run_cnt: info.run_count(),
+                    run_time_ns: info.run_time().as_nanos() as u64,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| b.run_time_ns.cmp(&a.run_time_ns).then(a.name.cmp(&b.name)));
+        out
+    }
+}
+
+/// Adds `tgids` to the kernel's filter and attaches `sched:sched_process_fork`, which adds each
+/// traced process's children.
+fn follow_children(ebpf: &mut Ebpf, tgids: &[u32]) -> anyhow::Result<()> {
+    let mut map: aya::maps::HashMap<_, u32, u8> =
+        aya::maps::HashMap::try_from(ebpf.map_mut("TGIDS").context("no TGIDS map")?)?;
+    for &t in tgids {
+        map.insert(t, 1, 0)?;
+    }
+    let fork: &mut TracePoint = ebpf
+        .program_mut("sched_process_fork")
+        .context("the eBPF object has no sched_process_fork program")?
+        .try_into()?;
+    fork.load()
+        .context("the kernel rejected the sched_process_fork program")?;
+    fork.attach("sched", "sched_process_fork")
+        .context("cannot attach to tracepoint sched:sched_process_fork")?;
+    Ok(())
 }
 
 /// `MMU_NOTIFY_*` as this kernel numbers them → as `hmmtrace_common` does. Empty without
 /// BTF (the values are then taken as they come: they have been stable since 5.x).
-fn notify_map(btf: Option<&btf::Btf>) -> Vec<(u32, u32)> {
+fn notify_map(btf: Option<&Btf>) -> Vec<(u32, u32)> {
     use hmmtrace_common::*;
     let names = [
         ("MMU_NOTIFY_UNMAP", MMU_NOTIFY_UNMAP),
@@ -222,10 +290,8 @@ fn reads(role: plan::Role, field: &str) -> bool {
 }
 
 /// Offsets for the fault, free, invalidation and range-fault paths, and what is missing.
-fn kernel_offsets(
-    btf: Option<&btf::Btf>,
-    facts: &plan::KernelFacts,
-) -> (KernelOffsets, Vec<String>) {
+fn kernel_offsets(facts: &KernelFacts) -> (KernelOffsets, Vec<String>) {
+    let btf = facts.btf.as_deref();
     let mut missing = Vec::new();
     let mut get = |ty: &str, field: &str| match btf.and_then(|b| b.member_offset(ty, field)) {
         Some(o) => o,
@@ -270,7 +336,7 @@ fn kernel_offsets(
 }
 
 /// `struct migrate_vma` offsets from BTF, and the fields it lacks.
-fn migrate_vma_offsets(btf: Option<&btf::Btf>) -> (MigrateVmaOffsets, Vec<String>) {
+fn migrate_vma_offsets(btf: Option<&Btf>) -> (MigrateVmaOffsets, Vec<String>) {
     let mut missing = Vec::new();
     let mut get = |field: &str| match btf.and_then(|b| b.member_offset("migrate_vma", field)) {
         Some(o) => o,
@@ -292,29 +358,17 @@ fn migrate_vma_offsets(btf: Option<&btf::Btf>) -> (MigrateVmaOffsets, Vec<String
     (o, missing)
 }
 
-/// The object loaded with its globals filled, before anything is attached.
-struct Loaded {
-    ebpf: Ebpf,
-    plan: Vec<PlanEntry>,
-    /// Struct fields (`type.member`) this kernel's BTF lacks.
-    missing: Vec<String>,
-    pagemap_ops: Vec<plan::PagemapOps>,
-}
-
-/// Reads the kernel's facts, resolves the plan, and loads the object with its globals filled
-/// (nothing attached yet). Also returns the struct fields (`type.member`) this kernel lacks.
-fn load(opts: &SessionOptions) -> anyhow::Result<Loaded> {
-    if EBPF_OBJECT.is_empty() {
-        bail!(
-            "this hmmtrace was built without its `ebpf` feature: it has no eBPF programs to load"
-        );
-    }
-    let root = tracefs::root()?;
-    let offsets = tracefs::migrate_pages_offsets(&tracefs::read_format(
-        &root,
-        "migrate",
-        "mm_migrate_pages",
-    )?);
+/// Loads the object with its globals filled (nothing attached yet). Also returns the struct
+/// fields (`type.member`) this kernel lacks.
+fn load(
+    opts: &SessionOptions,
+    tracefs: &std::path::Path,
+    facts: &KernelFacts,
+) -> anyhow::Result<(Ebpf, Vec<String>)> {
+    let offsets = tracefs::migrate_pages_offsets(
+        &tracefs::read_format(tracefs, "migrate", "mm_migrate_pages")
+            .map_err(|e| privilege::classify("reading tracefs", e))?,
+    );
     let mut settings = Settings {
         wakeup_bytes: opts.wakeup_bytes,
         filter_tgids: !opts.tgids.is_empty() as u32,
@@ -327,15 +381,12 @@ fn load(opts: &SessionOptions) -> anyhow::Result<Loaded> {
         }
         settings.comm[..comm.len()].copy_from_slice(comm.as_bytes());
     }
-    let fork = tracefs::read_format(&root, "sched", "sched_process_fork")
+    let fork = tracefs::read_format(tracefs, "sched", "sched_process_fork")
         .map(|f| tracefs::fork_offsets(&f))
         .unwrap_or(ForkOffsets::UNKNOWN);
-    let facts = plan::KernelFacts::from_system()?;
-    let plan = plan::resolve(&facts, opts.mechanism, &opts.extra);
     // Without BTF nothing has offsets; the rows that need them say so.
-    let kernel_btf = btf::Btf::from_sysfs().ok();
-    let (migrate_vma, mut missing) = migrate_vma_offsets(kernel_btf.as_ref());
-    let (kernel_offsets, kernel_missing) = kernel_offsets(kernel_btf.as_ref(), &facts);
+    let (migrate_vma, mut missing) = migrate_vma_offsets(facts.btf.as_deref());
+    let (kernel_offsets, kernel_missing) = kernel_offsets(facts);
     missing.extend(kernel_missing);
     let ebpf = EbpfLoader::new()
         .override_global("SETTINGS", &settings, true)
@@ -343,43 +394,33 @@ fn load(opts: &SessionOptions) -> anyhow::Result<Loaded> {
         .override_global("MIGRATE_VMA_OFFSETS", &migrate_vma, true)
         .override_global("KERNEL_OFFSETS", &kernel_offsets, true)
         .override_global("FORK_OFFSETS", &fork, true)
+        .override_global("AYA_LOG_LEVEL", &diagnostics::level(opts.ebpf_log), true)
         .map_max_entries("EVENTS", opts.ring_bytes)
         .load(EBPF_OBJECT)
-        .map_err(|e| match &e {
-            aya::EbpfError::MapError(aya::maps::MapError::CreateError { io_error, .. })
-                if io_error.raw_os_error() == Some(libc::EPERM) =>
-            {
-                anyhow::anyhow!("{NEED_PRIVILEGE}: {e}")
-            }
-            _ => anyhow::Error::new(e).context("cannot load hmmtrace's eBPF object"),
+        .map_err(|e| {
+            privilege::classify(
+                "loading the eBPF object",
+                anyhow::Error::new(e).context("cannot load hmmtrace's eBPF object"),
+            )
         })?;
-    Ok(Loaded {
-        ebpf,
-        plan,
-        missing,
-        pagemap_ops: facts.pagemap_ops,
-    })
+    Ok((ebpf, missing))
 }
 
 /// Loads the object as a session would and runs every kprobe-type program through the
 /// verifier without attaching it: for kernels, like this project's host, that lack kprobes but
-/// accept the programs. Returns each program's verdict.
+/// accept the programs. Returns each program's verdict: its translated size, or the error.
 pub fn verify_kprobe_programs(
     opts: &SessionOptions,
-) -> anyhow::Result<Vec<(String, Result<(), String>)>> {
-    let mut ebpf = load(opts)?.ebpf;
+) -> anyhow::Result<Vec<(String, Result<u32, String>)>> {
+    let tracefs = tracefs::root()?;
+    let facts = KernelFacts::from_system(&tracefs)?;
+    let (mut ebpf, _) = load(opts, &tracefs, &facts)?;
     Ok(attach::verify_kprobe_programs(&mut ebpf))
 }
 
 fn lost_event(probe: ProbeId, count: u64) -> Event {
-    // SAFETY: clock_gettime with a valid pointer; CLOCK_MONOTONIC is what bpf_ktime_get_ns reads.
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     Event {
-        ts_ns: ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64,
+        ts_ns: monotonic_ns(),
         duration_ns: None,
         cpu: 0,
         tgid: 0,
@@ -394,39 +435,10 @@ fn lost_event(probe: ProbeId, count: u64) -> Event {
     }
 }
 
-/// One eBPF program's own cost, from the kernel's run-time statistics (counted only while
-/// statistics are enabled, see [`enable_run_time_stats`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProgramCost {
-    pub name: String,
-    pub run_cnt: u64,
-    pub run_time_ns: u64,
-}
-
 /// Turns on the kernel's BPF run-time statistics (`BPF_ENABLE_STATS`, as
 /// `kernel.bpf_stats_enabled` does) for as long as the returned descriptor is open: closing it,
 /// however the process ends, turns them off again unless someone else holds them on.
 pub fn enable_run_time_stats() -> anyhow::Result<std::os::fd::OwnedFd> {
     aya::sys::enable_stats(aya::sys::Stats::RunTime)
         .map_err(|e| anyhow::anyhow!("cannot enable BPF run-time statistics: {e}"))
-}
-
-impl Session {
-    /// Each loaded program's run count and run time so far.
-    pub fn program_costs(&self) -> Vec<ProgramCost> {
-        let mut out: Vec<ProgramCost> = self
-            ._ebpf
-            .programs()
-            .filter_map(|(name, p)| {
-                let info = p.info().ok()?;
-                Some(ProgramCost {
-                    name: name.to_string(),
-                    run_cnt: info.run_count(),
-                    run_time_ns: info.run_time().as_nanos() as u64,
-                })
-            })
-            .collect();
-        out.sort_by(|a, b| b.run_time_ns.cmp(&a.run_time_ns).then(a.name.cmp(&b.name)));
-        out
-    }
 }

@@ -105,10 +105,19 @@ pub fn root() -> anyhow::Result<PathBuf> {
         )
     };
     if rc != 0 {
-        let err = std::io::Error::last_os_error();
-        bail!("tracefs is not mounted and mounting it at /sys/kernel/tracing failed: {err}");
+        // The OS error stays in the chain: EPERM or EACCES here means "not privileged".
+        return Err(anyhow::Error::new(std::io::Error::last_os_error()).context(
+            "tracefs is not readable at /sys/kernel/tracing and mounting it there failed",
+        ));
     }
     Ok(PathBuf::from("/sys/kernel/tracing"))
+}
+
+/// Whether tracefs lists the event `category:name`.
+pub fn has_event(root: &Path, event: &str) -> bool {
+    event
+        .split_once(':')
+        .is_some_and(|(c, n)| root.join("events").join(c).join(n).is_dir())
 }
 
 /// Reads and parses `events/<category>/<name>/format`.

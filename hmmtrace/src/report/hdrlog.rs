@@ -14,7 +14,8 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 
 use super::{MAX_TRACKABLE_NS, SIGNIFICANT_DIGITS};
-use crate::event::{Event, EventKind, Sink};
+use crate::event::{Event, EventKind};
+use crate::pipeline::Sink;
 
 pub struct HdrLog<W: Write> {
     out: W,
@@ -84,16 +85,16 @@ impl<W: Write> HdrLog<W> {
         }
         Ok(())
     }
-
-    /// Writes the open interval and flushes.
-    pub fn finish(mut self) -> anyhow::Result<u64> {
-        self.close_interval()?;
-        self.out.flush()?;
-        Ok(self.written)
-    }
 }
 
 impl<W: Write> Sink for HdrLog<W> {
+    /// Writes the open interval and flushes.
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.close_interval()?;
+        self.out.flush()?;
+        Ok(())
+    }
+
     fn event(&mut self, e: &Event) -> anyhow::Result<()> {
         let Some(d) = e.duration_ns else {
             return Ok(());

@@ -137,7 +137,8 @@ fn open_svg(label: &str) -> String {
     )
 }
 
-pub fn render(s: &Summary, header: &CaptureHeader, title: &str, dropped_bytes: u64) -> String {
+pub fn render(s: &Summary, header: &CaptureHeader, title: &str) -> String {
+    let dropped_bytes = s.dropped_bytes;
     let mut o = String::new();
     let _ = write!(
         o,
@@ -238,10 +239,10 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
             let _ = write!(
                 o,
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&p.probe),
+                esc(p.probe().name()),
                 esc(&p.symbol),
-                esc(&p.mechanism),
-                esc(&p.status)
+                esc(&p.status.attached().map_or("-".into(), |m| m.to_string())),
+                esc(&p.status.to_string())
             );
         }
         o.push_str("</table>");

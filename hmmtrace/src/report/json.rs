@@ -81,7 +81,7 @@ pub fn kind_report(kind: EventKind, k: &KindStats, rate_per_s: f64) -> KindRepor
     }
 }
 
-pub fn build(s: &Summary, source: &str, dropped_bytes: u64) -> Report {
+pub fn build(s: &Summary, source: &str) -> Report {
     let kinds = s
         .kinds
         .iter()
@@ -107,10 +107,10 @@ pub fn build(s: &Summary, source: &str, dropped_bytes: u64) -> Report {
         by: (s.by != super::GroupBy::Kind).then(|| format!("{:?}", s.by).to_lowercase()),
         groups,
         lost: s.lost.clone(),
-        dropped_bytes,
+        dropped_bytes: s.dropped_bytes,
     }
 }
 
-pub fn render(s: &Summary, source: &str, dropped_bytes: u64) -> String {
-    serde_json::to_string_pretty(&build(s, source, dropped_bytes)).expect("report serialises")
+pub fn render(s: &Summary, source: &str) -> String {
+    serde_json::to_string_pretty(&build(s, source)).expect("report serialises")
 }

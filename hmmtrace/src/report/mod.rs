@@ -1,6 +1,7 @@
 //! Latency and count reports over any stream of events. [`Summary`] is a sink that aggregates;
 //! [`text`], [`json`], [`hgrm`] and [`html`] render it, [`compare`] sets two side by side and
-//! [`hdrlog`] writes interval histograms as they go by.
+//! [`hdrlog`] writes interval histograms as they go by; [`live`] redraws a summary as a source
+//! runs.
 //!
 //! Memory does not grow with the number of events: one histogram per kind, per group at most
 //! [`GROUP_CAPACITY`] groups (then "(other)"), and per kind a rate series of at most
@@ -11,6 +12,7 @@ pub mod hdrlog;
 pub mod hgrm;
 pub mod html;
 pub mod json;
+pub mod live;
 pub mod text;
 
 use std::collections::BTreeMap;
@@ -18,8 +20,9 @@ use std::collections::BTreeMap;
 use hdrhistogram::Histogram;
 
 use crate::capture::CaptureHeader;
-use crate::event::{Body, Event, EventKind, Sink};
+use crate::event::{Body, Event, EventKind};
 use crate::labels::{DeviceNames, Symbols};
+use crate::pipeline::{Sink, Status};
 
 /// How `report --by` groups rows (always per kind within a group).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -163,6 +166,8 @@ pub struct Summary {
     pub lost: BTreeMap<String, u64>,
     /// Events over time, per kind.
     pub series: BTreeMap<EventKind, RateSeries>,
+    /// Bytes of incomplete last blocks the capture source left unread.
+    pub dropped_bytes: u64,
     origin: Option<u64>,
     namer: Option<Namer>,
 }
@@ -178,6 +183,7 @@ impl Default for Summary {
             last_ts: 0,
             lost: BTreeMap::new(),
             series: BTreeMap::new(),
+            dropped_bytes: 0,
             origin: None,
             namer: None,
         }
@@ -265,6 +271,13 @@ impl Summary {
 impl Sink for Summary {
     fn event(&mut self, event: &Event) -> anyhow::Result<()> {
         self.add(event);
+        Ok(())
+    }
+
+    fn status(&mut self, status: &Status) -> anyhow::Result<()> {
+        if let Status::Truncated { dropped_bytes, .. } = status {
+            self.dropped_bytes += dropped_bytes;
+        }
         Ok(())
     }
 }

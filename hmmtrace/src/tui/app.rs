@@ -14,9 +14,12 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use hmmtrace_common::DIRECTION_TO_DEVICE;
 
-use crate::capture::{CaptureHeader, ProbeStatus};
+use crate::capture::CaptureHeader;
 use crate::event::{Body, Event, EventKind};
 use crate::labels::{DeviceNames, Symbols};
+use crate::pipeline::Status;
+pub use crate::pipeline::{Diagnostic, ProgramCost, ReplayPosition};
+use crate::probe::PlanEntry;
 use crate::report::{MAX_TRACKABLE_NS, SIGNIFICANT_DIGITS};
 
 /// Seconds of rate history kept for the sparklines.
@@ -27,6 +30,8 @@ pub const WINDOW_SECS: usize = 10;
 pub const LOG_CAPACITY: usize = 5000;
 /// Keys per top table before new ones fold into "other".
 pub const TOP_CAPACITY: usize = 1024;
+/// eBPF diagnostics kept for the status panel.
+pub const DIAGNOSTICS_CAPACITY: usize = 8;
 
 /// The rate series the TUI shows: the event kinds, with migrations split by direction.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -205,19 +210,7 @@ pub struct SourceInfo {
     /// One line: "kernel 6.12.0 (live)", "engine: gpu-stream", "replay: run.hmt".
     pub title: String,
     /// The attach plan (kernel sources), as captures record it.
-    pub probes: Vec<ProbeStatus>,
-}
-
-pub use crate::kernel::session::ProgramCost;
-
-/// Where a replay stands, for the status line.
-#[derive(Clone, Copy, Debug, Default, PartialEq)]
-pub struct ReplayState {
-    pub speed: f64,
-    pub paused: bool,
-    /// Position and length in the capture's own time, ns from its first event.
-    pub position_ns: u64,
-    pub length_ns: u64,
+    pub probes: Vec<PlanEntry>,
 }
 
 pub struct App {
@@ -237,9 +230,15 @@ pub struct App {
     /// `Lost` counts per probe name.
     pub lost: BTreeMap<String, u64>,
     pub costs: Vec<ProgramCost>,
+    /// Why there are no program costs, when the source said.
+    pub notice: Option<String>,
+    /// Ring-buffer records that did not decode.
+    pub malformed: u64,
+    /// The last eBPF diagnostics (`--ebpf-log`), oldest first.
+    pub diagnostics: VecDeque<Diagnostic>,
     /// Set when the source has no more events (a replay or a scenario ended, a command exited).
     pub finished: Option<String>,
-    pub replay: Option<ReplayState>,
+    pub replay: Option<ReplayPosition>,
     /// The source timeline's current second (see [`App::ingest`]).
     second: Option<u64>,
     /// Timestamp of the first event, for relative times in the log.
@@ -252,12 +251,47 @@ pub struct App {
 }
 
 impl App {
-    pub fn new(source: SourceInfo, header: &CaptureHeader, show_pointers: bool) -> App {
+    /// An empty state titled `title`; [`App::begin`] takes the source's header.
+    pub fn new(title: String, show_pointers: bool) -> App {
         App::fresh(
-            source,
-            DeviceNames::new(header, show_pointers),
-            Symbols::new(header),
+            SourceInfo {
+                title,
+                probes: Vec::new(),
+            },
+            DeviceNames::empty(show_pointers),
+            Symbols::default(),
         )
+    }
+
+    /// The source's header: its device names, its plan, how its events are named by symbol.
+    pub fn begin(&mut self, header: &CaptureHeader) {
+        self.devices = DeviceNames::new(header, self.devices.shows_pointers());
+        self.symbols = Symbols::new(header);
+        self.source.probes = header.probe_plan.clone();
+        self.device_labels.clear();
+    }
+
+    /// A source's status message.
+    pub fn status(&mut self, status: &Status) {
+        match status {
+            Status::ProgramCosts(c) => self.costs = c.clone(),
+            Status::NoProgramCosts(why) => self.notice = Some(format!("no program costs: {why}")),
+            Status::Malformed(n) => self.malformed = *n,
+            Status::Diagnostic(d) => {
+                if self.diagnostics.len() == DIAGNOSTICS_CAPACITY {
+                    self.diagnostics.pop_front();
+                }
+                self.diagnostics.push_back(d.clone());
+            }
+            Status::Truncated { dropped_bytes, .. } => {
+                self.notice = Some(format!(
+                    "{dropped_bytes} bytes of an incomplete last block dropped"
+                ))
+            }
+            Status::Replay(p) => self.replay = Some(*p),
+            Status::Restart => self.clear(),
+            Status::Finished(f) => self.finished = Some(f.to_string()),
+        }
     }
 
     fn fresh(source: SourceInfo, devices: DeviceNames, symbols: Symbols) -> App {
@@ -278,6 +312,9 @@ impl App {
             log: VecDeque::with_capacity(LOG_CAPACITY),
             lost: BTreeMap::new(),
             costs: Vec::new(),
+            notice: None,
+            malformed: 0,
+            diagnostics: VecDeque::new(),
             finished: None,
             replay: None,
             second: None,
@@ -394,6 +431,7 @@ impl App {
             std::mem::take(&mut self.symbols),
         );
         fresh.costs = std::mem::take(&mut self.costs);
+        fresh.notice = self.notice.take();
         fresh.device_labels = std::mem::take(&mut self.device_labels);
         fresh.replay = self.replay;
         *self = fresh;

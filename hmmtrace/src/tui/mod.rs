@@ -1,37 +1,42 @@
-//! The live terminal UI: one [`App`] state fed by any source through a [`Feed`], and a draw
-//! loop that only reads it, at most [`MAX_FPS`] times a second.
+//! The live terminal UI: one [`App`] state, fed through a [`TuiSink`] like any other sink,
+//! and a draw loop ([`TuiView`], the pipeline's view) that only reads it, at most [`MAX_FPS`]
+//! times a second.
 //!
-//! Ingestion never waits for drawing: a source's [`Feed`] hands events over only when the
-//! state's lock is free (`try_lock`), keeping them in its own buffer while a frame is being
-//! drawn, so a source at 100k events/s is never slowed by the terminal. The state itself is
-//! bounded (see [`app`]), so memory stays flat however long the TUI runs. The terminal is
-//! restored on quit, on SIGTERM/SIGINT, on error and on panic (ratatui's panic hook).
+//! Ingestion never waits for drawing: the sink hands events over only when the state's lock is
+//! free (`try_lock`), keeping them in its own buffer while a frame is being drawn, so a source
+//! at 100k events/s is never slowed by the terminal. The state itself is bounded (see
+//! [`app`]), so memory stays flat however long the TUI runs. The terminal is restored on quit,
+//! on SIGTERM/SIGINT, on error and on panic (ratatui's panic hook).
 //!
 //! Nothing here knows where events come from: `live`, `demo`, `sim --tui` and `replay` differ
-//! only in the thread that feeds the [`Feed`].
+//! only in the source the pipeline runs.
 
 pub mod app;
 pub mod dashboard;
 pub mod filter;
 pub mod render;
-pub mod replay;
 pub mod ui;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use crossterm::event::{Event as TermEvent, KeyEventKind};
 
 pub use app::App;
+use dashboard::Dashboard;
 use ui::Ui;
 
-use crate::event::{Event, Sink};
+use crate::capture::CaptureHeader;
+use crate::event::Event;
+use crate::pipeline::source::replay::ReplayControl;
+use crate::pipeline::{Control, Sink, Status, View};
 
 /// Frames per second, at most.
 pub const MAX_FPS: u64 = 30;
 
-/// Events a [`Feed`] buffers before it insists on the lock.
+/// Events the sink buffers before it tries to hand them over.
+const FEED_BATCH: usize = 4096;
+/// Events the sink buffers before it insists on the lock.
 const FEED_FORCE: usize = 1 << 20;
 
 /// Locks the state, taking it over from a thread that panicked while holding it (the state is
@@ -40,31 +45,43 @@ pub fn lock(app: &Mutex<App>) -> MutexGuard<'_, App> {
     app.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A source's handle on the state. Buffers events and hands them over without waiting for the
-/// draw loop (see the module doc).
-pub struct Feed {
+/// A TUI for one run: its sink goes into the pipeline's tee, its view holds the terminal.
+pub fn new(
+    title: impl Into<String>,
+    dashboard: Dashboard,
+    show_pointers: bool,
+    replay: Option<Arc<ReplayControl>>,
+) -> (TuiSink, TuiView) {
+    let app = Arc::new(Mutex::new(App::new(title.into(), show_pointers)));
+    (
+        TuiSink::new(Arc::clone(&app)),
+        TuiView {
+            app,
+            ui: Some(Ui::new(dashboard, replay)),
+        },
+    )
+}
+
+/// The state's sink: buffers events and hands them over without waiting for the draw loop
+/// (see the module doc); status messages are applied in order with the events.
+pub struct TuiSink {
     app: Arc<Mutex<App>>,
     pending: Vec<Event>,
     timeline_ns: u64,
 }
 
-impl Feed {
-    pub fn new(app: Arc<Mutex<App>>) -> Feed {
-        Feed {
+impl TuiSink {
+    pub fn new(app: Arc<Mutex<App>>) -> TuiSink {
+        TuiSink {
             app,
-            pending: Vec::with_capacity(4096),
+            pending: Vec::with_capacity(FEED_BATCH),
             timeline_ns: 0,
         }
     }
 
-    /// Where the source's timeline is now (see [`App::ingest`]).
-    pub fn set_timeline(&mut self, ns: u64) {
-        self.timeline_ns = ns;
-    }
-
     /// Hands the buffered events over if the state is free; with `wait`, waits for it (at the
     /// end of a source, or when the buffer is very large).
-    pub fn flush(&mut self, wait: bool) {
+    fn flush(&mut self, wait: bool) {
         let guard = if wait || self.pending.len() >= FEED_FORCE {
             Some(lock(&self.app))
         } else {
@@ -79,20 +96,66 @@ impl Feed {
             self.pending.clear();
         }
     }
-
-    /// Runs `f` on the state (to set what is not an event: finished, costs, replay position).
-    pub fn with_app<R>(&self, f: impl FnOnce(&mut App) -> R) -> R {
-        f(&mut lock(&self.app))
-    }
 }
 
-impl Sink for Feed {
+impl Sink for TuiSink {
+    fn begin(&mut self, header: &CaptureHeader) -> anyhow::Result<()> {
+        lock(&self.app).begin(header);
+        Ok(())
+    }
+
     fn event(&mut self, event: &Event) -> anyhow::Result<()> {
         self.pending.push(*event);
-        if self.pending.len() >= 4096 {
+        if self.pending.len() >= FEED_BATCH {
             self.flush(false);
         }
         Ok(())
+    }
+
+    fn status(&mut self, status: &Status) -> anyhow::Result<()> {
+        if *status == Status::Restart {
+            // What is buffered belongs to the pass being forgotten.
+            self.pending.clear();
+        } else {
+            self.flush(true);
+        }
+        lock(&self.app).status(status);
+        Ok(())
+    }
+
+    fn tick(&mut self, now_ns: u64) -> anyhow::Result<()> {
+        // Also when nothing arrived: the timeline still moves (rates fall to 0 in quiet seconds).
+        self.timeline_ns = now_ns;
+        self.flush(false);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        self.flush(true);
+        Ok(())
+    }
+}
+
+/// The draw loop, as the pipeline's view.
+pub struct TuiView {
+    app: Arc<Mutex<App>>,
+    ui: Option<Ui>,
+}
+
+impl TuiView {
+    /// The state it shows (for tests).
+    pub fn app(&self) -> Arc<Mutex<App>> {
+        Arc::clone(&self.app)
+    }
+}
+
+impl View for TuiView {
+    fn run(&mut self, ctl: &Control) -> anyhow::Result<()> {
+        let ui = self
+            .ui
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("the TUI ran already"))?;
+        run(Arc::clone(&self.app), ui, ctl)
     }
 }
 
@@ -105,9 +168,9 @@ impl Drop for Restore {
     }
 }
 
-/// Runs the TUI until `q`, Ctrl-C, SIGINT or SIGTERM (`stop` is set by the signal handlers the
-/// caller registered, and set here on quit so the source stops too).
-pub fn run(app: Arc<Mutex<App>>, mut ui: Ui, stop: Arc<AtomicBool>) -> anyhow::Result<()> {
+/// Runs the TUI until `q`, Ctrl-C (both quit the control, so the source stops too), SIGINT or
+/// SIGTERM.
+fn run(app: Arc<Mutex<App>>, mut ui: Ui, ctl: &Control) -> anyhow::Result<()> {
     let mut terminal =
         ratatui::try_init().map_err(|e| anyhow::anyhow!("cannot set up the terminal: {e}"))?;
     let _restore = Restore;
@@ -132,7 +195,7 @@ pub fn run(app: Arc<Mutex<App>>, mut ui: Ui, stop: Arc<AtomicBool>) -> anyhow::R
         loop {
             tokio::select! {
                 _ = frame.tick() => {
-                    if stop.load(Ordering::Relaxed) {
+                    if ctl.interrupted().is_some() {
                         break;
                     }
                     terminal.draw(|f| render::draw(f, &lock(&app), &ui))?;
@@ -144,7 +207,7 @@ pub fn run(app: Arc<Mutex<App>>, mut ui: Ui, stop: Arc<AtomicBool>) -> anyhow::R
                         }
                     }
                     if ui.quit {
-                        stop.store(true, Ordering::Relaxed);
+                        ctl.quit();
                         break;
                     }
                 }

@@ -1,7 +1,7 @@
 //! What the viewer chose (help shown, filter, scroll, pause, which table and histogram), and the
 //! keys that change it. Kept apart from [`super::app::App`], which only sources change.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
@@ -9,35 +9,11 @@ use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
 use super::app::App;
 use super::dashboard::{Dashboard, PanelKind, TopTable};
 use super::filter::Filter;
-
-/// Replay controls, shared between the keys and the replaying feeder.
-#[derive(Debug)]
-pub struct ReplayControl {
-    pub paused: AtomicBool,
-    /// Speed × 1000 (1000 = as recorded).
-    pub speed_milli: AtomicU64,
-    /// A pending relative seek, in ns of capture time (the feeder takes it).
-    pub seek_ns: AtomicI64,
-}
-
-impl ReplayControl {
-    pub fn new(speed: f64) -> ReplayControl {
-        ReplayControl {
-            paused: AtomicBool::new(false),
-            speed_milli: AtomicU64::new((speed * 1000.0).round().max(1.0) as u64),
-            seek_ns: AtomicI64::new(0),
-        }
-    }
-
-    pub fn speed(&self) -> f64 {
-        self.speed_milli.load(Ordering::Relaxed) as f64 / 1000.0
-    }
-}
+pub use crate::pipeline::source::replay::ReplayControl;
+use crate::pipeline::source::replay::{MAX_SPEED_MILLI, MIN_SPEED_MILLI};
 
 /// Seconds one ←/→ press seeks.
 pub const SEEK_STEP_NS: i64 = 10_000_000_000;
-pub const MIN_SPEED_MILLI: u64 = 1000 / 64;
-pub const MAX_SPEED_MILLI: u64 = 1000 * 1024;
 
 /// How top tables are ordered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,17 +216,13 @@ impl Ui {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::capture::CaptureHeader;
-    use crate::tui::app::SourceInfo;
     use crossterm::event::KeyEvent;
 
     fn app() -> App {
-        let s = crate::scenario::Scenario::load("migrate").unwrap();
-        App::new(
-            SourceInfo::default(),
-            &CaptureHeader::for_engine(&s, 1),
-            false,
-        )
+        let (header, _) = crate::fixtures::scenario("migrate", 1);
+        let mut app = App::new(String::new(), false);
+        app.begin(&header);
+        app
     }
 
     fn press(ui: &mut Ui, app: &App, keys: &str) {

@@ -23,6 +23,8 @@ fn facts(
         kprobes,
         variables: HashMap::new(),
         pagemap_ops: Vec::new(),
+        tracepoints: TRACEPOINTS.iter().map(|(_, t)| t.to_string()).collect(),
+        btf: None,
     }
 }
 
@@ -68,10 +70,15 @@ fn gpu_6_18() -> KernelFacts {
     f
 }
 
+/// A row of a core kernel function (not a driver's callback, not the tracepoint).
+fn is_core_function(r: &PlanEntry) -> bool {
+    !r.role.is_driver_callback() && r.role != Role::MmMigratePages
+}
+
 #[test]
 fn vm_6_12_uses_fentry_for_the_core_and_kprobes_for_test_hmm() {
     let plan = resolve(&vm_6_12(), MechanismChoice::Auto, &[]);
-    for row in plan.iter().filter(|r| !r.role.is_driver_callback()) {
+    for row in plan.iter().filter(|r| is_core_function(r)) {
         assert_eq!(row.status, Status::Planned, "{row:?}");
         assert_eq!(
             row.mechanisms,
@@ -84,8 +91,8 @@ fn vm_6_12_uses_fentry_for_the_core_and_kprobes_for_test_hmm() {
         .find(|r| r.symbol == "dmirror_devmem_fault")
         .unwrap();
     assert_eq!(
-        (fault.role, fault.probe),
-        (Role::MigrateToRam, ProbeId::DeviceFault)
+        (fault.role, fault.probe()),
+        (Role::MigrateToRam, hmmtrace_common::ProbeId::DeviceFault)
     );
     assert_eq!(
         fault.mechanisms,
@@ -118,13 +125,24 @@ fn forcing_fentry_leaves_test_hmm_callbacks_unreachable_and_says_why() {
         other => panic!("{other:?}"),
     }
     let plan = resolve(&vm_6_12(), MechanismChoice::Only(Mechanism::Kprobe), &[]);
-    assert!(plan
+    let functions = || {
+        plan.iter()
+            .filter(|r| r.status == Status::Planned && r.role != Role::MmMigratePages)
+    };
+    assert!(functions().all(|r| r.mechanisms == [Mechanism::Kprobe]));
+    assert_eq!(functions().count(), 12);
+    // --mechanism chooses among fentry and kprobe; the tracepoint is attached as one.
+    let tp = plan
         .iter()
-        .filter(|r| r.status == Status::Planned)
-        .all(|r| r.mechanisms == [Mechanism::Kprobe]));
+        .find(|r| r.role == Role::MmMigratePages)
+        .unwrap();
     assert_eq!(
-        plan.iter().filter(|r| r.status == Status::Planned).count(),
-        12
+        (&tp.symbol[..], &tp.mechanisms[..], &tp.status),
+        (
+            "migrate:mm_migrate_pages",
+            &[Mechanism::Tracepoint][..],
+            &Status::Planned
+        )
     );
 }
 
@@ -197,7 +215,7 @@ fn linux_5_x_has_no_migrate_device_family() {
 fn gpu_6_18_without_kprobes_or_device_drivers() {
     let plan = resolve(&gpu_6_18(), MechanismChoice::Auto, &[]);
     // ftrace would not say what it can hook: fentry is tried, and the session reports denials.
-    for row in plan.iter().filter(|r| !r.role.is_driver_callback()) {
+    for row in plan.iter().filter(|r| is_core_function(r)) {
         assert_eq!(row.mechanisms, [Mechanism::Fentry], "{row:?}");
     }
     let callbacks: Vec<_> = plan
@@ -212,7 +230,7 @@ fn gpu_6_18_without_kprobes_or_device_drivers() {
     let plan = resolve(&gpu_6_18(), MechanismChoice::Only(Mechanism::Kprobe), &[]);
     assert!(plan
         .iter()
-        .filter(|r| !r.role.is_driver_callback())
+        .filter(|r| is_core_function(r))
         .all(|r| matches!(&r.status, Status::Unreachable(w) if w.contains("CONFIG_KPROBES"))));
 }
 
@@ -302,8 +320,14 @@ fn kallsyms_and_filter_function_parsing() {
 #[test]
 fn status_texts_name_the_errno() {
     let s = Status::Denied(vec![
-        (Mechanism::Fentry, libc::EPERM),
-        (Mechanism::Kprobe, libc::ENOENT),
+        Refusal {
+            mechanism: Mechanism::Fentry,
+            errno: libc::EPERM,
+        },
+        Refusal {
+            mechanism: Mechanism::Kprobe,
+            errno: libc::ENOENT,
+        },
     ])
     .to_string();
     assert!(

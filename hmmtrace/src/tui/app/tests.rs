@@ -2,19 +2,16 @@
 //! bounded tables and log.
 
 use super::*;
-use crate::capture::CaptureHeader;
 use crate::event::Comm;
 use hmmtrace_common::{DeviceFault, Lost, Migration, DIRECTION_TO_RAM};
 
 const S: u64 = 1_000_000_000;
 
 fn app() -> App {
-    let s = crate::scenario::Scenario::load("migrate").unwrap();
-    App::new(
-        SourceInfo::default(),
-        &CaptureHeader::for_engine(&s, 1),
-        false,
-    )
+    let (header, _) = crate::fixtures::scenario("migrate", 1);
+    let mut app = App::new(String::new(), false);
+    app.begin(&header);
+    app
 }
 
 fn fault(ts: u64, dur: u64, tgid: u32) -> Event {

@@ -1,5 +1,6 @@
 //! The status panel: the source, lost events (red when any), each probe's state from the
-//! attach plan, and each eBPF program's own cost (run_time_ns / run_cnt).
+//! attach plan, each eBPF program's own cost (run_time_ns / run_cnt), and the programs' last
+//! diagnostics (`--ebpf-log`).
 
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -7,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Wrap};
 use ratatui::Frame;
 
-use crate::capture::ProbeStatus;
+use crate::probe::PlanEntry;
 use crate::report::text::fmt_ns;
 use crate::tui::app::App;
 use crate::tui::ui::Ui;
@@ -21,11 +22,7 @@ pub fn draw(f: &mut Frame, area: Rect, block: Block, app: &App, ui: &Ui) {
     ])];
     if let Some(r) = &app.replay {
         let speed = ui.replay.as_ref().map_or(r.speed, |c| c.speed());
-        let length = if r.length_ns > 0 {
-            fmt_ns(r.length_ns)
-        } else {
-            "?".into()
-        };
+        let length = r.length_ns.map_or_else(|| "?".into(), fmt_ns);
         lines.push(Line::from(vec![
             Span::styled("replay ", bold),
             Span::raw(format!(
@@ -51,6 +48,15 @@ pub fn draw(f: &mut Frame, area: Rect, block: Block, app: &App, ui: &Ui) {
             Span::styled("0", Style::default().fg(Color::Green)),
         ]));
     }
+    if app.malformed > 0 {
+        lines.push(Line::styled(
+            format!("{} ring records did not decode", app.malformed),
+            Style::default().fg(Color::Red),
+        ));
+    }
+    if let Some(n) = &app.notice {
+        lines.push(Line::styled(n.clone(), dim));
+    }
     if app.source.probes.is_empty() {
         lines.push(Line::styled(
             "probes: none (the reference engine produces the events)",
@@ -59,20 +65,20 @@ pub fn draw(f: &mut Frame, area: Rect, block: Block, app: &App, ui: &Ui) {
     } else {
         lines.push(Line::styled("probes (attached / planned)", bold));
         for (probe, rows) in by_probe(&app.source.probes) {
-            let attached: Vec<&str> = rows
+            let attached = rows.iter().filter(|p| p.status.is_attached()).count();
+            let mut mech: Vec<String> = rows
                 .iter()
-                .filter(|p| p.status.starts_with("attached"))
-                .map(|p| p.mechanism.as_str())
+                .filter_map(|p| p.status.attached())
+                .map(|m| m.to_string())
                 .collect();
-            let (text, color) = if attached.is_empty() {
+            let (text, color) = if attached == 0 {
                 // Why not: the first row's reason says it for the probe.
                 (format!("none: {}", rows[0].status), Color::Red)
             } else {
-                let mut mech: Vec<&str> = attached.clone();
                 mech.sort_unstable();
                 mech.dedup();
                 (
-                    format!("{}/{} via {}", attached.len(), rows.len(), mech.join(", ")),
+                    format!("{attached}/{} via {}", rows.len(), mech.join(", ")),
                     Color::Green,
                 )
             };
@@ -98,6 +104,15 @@ pub fn draw(f: &mut Frame, area: Rect, block: Block, app: &App, ui: &Ui) {
             )));
         }
     }
+    if !app.diagnostics.is_empty() {
+        lines.push(Line::styled("eBPF diagnostics (newest last)", bold));
+        for d in &app.diagnostics {
+            lines.push(Line::raw(format!(
+                " [{}] {}: {}",
+                d.probe, d.level, d.message
+            )));
+        }
+    }
     f.render_widget(
         Paragraph::new(lines)
             .wrap(Wrap { trim: false })
@@ -107,12 +122,13 @@ pub fn draw(f: &mut Frame, area: Rect, block: Block, app: &App, ui: &Ui) {
 }
 
 /// The plan's rows grouped by logical probe, in plan order.
-fn by_probe(plan: &[ProbeStatus]) -> Vec<(&str, Vec<&ProbeStatus>)> {
-    let mut out: Vec<(&str, Vec<&ProbeStatus>)> = Vec::new();
+fn by_probe(plan: &[PlanEntry]) -> Vec<(&'static str, Vec<&PlanEntry>)> {
+    let mut out: Vec<(&'static str, Vec<&PlanEntry>)> = Vec::new();
     for p in plan {
-        match out.iter_mut().find(|(name, _)| *name == p.probe) {
+        let name = p.probe().name();
+        match out.iter_mut().find(|(n, _)| *n == name) {
             Some((_, rows)) => rows.push(p),
-            None => out.push((p.probe.as_str(), vec![p])),
+            None => out.push((name, vec![p])),
         }
     }
     out

@@ -5,36 +5,24 @@ use ratatui::backend::TestBackend;
 use ratatui::Terminal;
 
 use super::*;
-use crate::capture::{CaptureHeader, ProbeStatus};
+use crate::capture::CaptureHeader;
 use crate::event::{Event, EventKind};
+use crate::probe::{Mechanism, PlanEntry, Role, Status};
 use crate::report::text::fmt_ns;
-use crate::tui::app::{ProgramCost, Series, SourceInfo};
+use crate::tui::app::{ProgramCost, Series};
 use crate::tui::dashboard::{Dashboard, BUILTIN};
 use crate::tui::render::latency::{buckets, column};
 use crate::tui::ui::Ui;
 
 fn events(scenario: &str) -> (CaptureHeader, Vec<Event>) {
-    let s = crate::scenario::Scenario::load(scenario).unwrap();
-    let mut v = Vec::new();
-    s.run(1, &mut |e| {
-        v.push(*e);
-        Ok(())
-    })
-    .unwrap();
-    (CaptureHeader::for_engine(&s, 1), v)
+    crate::fixtures::scenario(scenario, 1)
 }
 
 /// The state after `scenario`, its events spread over the seconds of their own clock.
 fn app_of(scenario: &str) -> App {
     let (header, evs) = events(scenario);
-    let mut app = App::new(
-        SourceInfo {
-            title: format!("engine: {scenario}"),
-            probes: Vec::new(),
-        },
-        &header,
-        false,
-    );
+    let mut app = App::new(format!("engine: {scenario}"), false);
+    app.begin(&header);
     for e in &evs {
         app.ingest(std::slice::from_ref(e), e.ts_ns);
     }
@@ -174,17 +162,19 @@ fn status_panel_shows_probes_losses_and_costs() {
     let s = screen(&app, &single("type = \"status\""), 100, 12);
     assert!(s.contains("lost 0") && s.contains("probes: none"), "{s}");
     app.source.probes = vec![
-        ProbeStatus {
-            probe: "migration".into(),
+        PlanEntry {
+            role: Role::MigrateVmaSetup,
             symbol: "migrate_vma_setup".into(),
-            mechanism: "kprobe".into(),
-            status: "attached (kprobe)".into(),
+            module: String::new(),
+            mechanisms: vec![Mechanism::Kprobe],
+            status: Status::Attached(Mechanism::Kprobe),
         },
-        ProbeStatus {
-            probe: "range_fault".into(),
+        PlanEntry {
+            role: Role::HmmRangeFault,
             symbol: "hmm_range_fault".into(),
-            mechanism: "-".into(),
-            status: "not in this kernel".into(),
+            module: String::new(),
+            mechanisms: Vec::new(),
+            status: Status::NotInKernel,
         },
     ];
     app.costs = vec![ProgramCost {

@@ -18,6 +18,10 @@
 //! - `hmmtrace_bpf_program_runs_total{program}`, `hmmtrace_bpf_program_run_seconds_total{program}`:
 //!   each eBPF program's own run count and run time (kernel statistics).
 //! - `hmmtrace_build_info{version,source}`: 1.
+//!
+//! [`server`] publishes the exposition and serves it over HTTP (the pipeline's view).
+
+pub mod server;
 
 use std::collections::HashMap;
 
@@ -26,10 +30,11 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::capture::{CaptureHeader, ProbeStatus};
-use crate::event::{Body, Event, EventKind, Sink};
-use crate::kernel::session::ProgramCost;
+use crate::capture::CaptureHeader;
+use crate::event::{Body, Event, EventKind};
 use crate::labels::DeviceNames;
+use crate::pipeline::{ProgramCost, Sink, Status};
+use crate::probe::PlanEntry;
 
 /// Devices that keep their own series.
 pub const TOP_DEVICES: usize = 16;
@@ -100,9 +105,10 @@ fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterV
 }
 
 impl Metrics {
-    /// Metrics for events described by `header` (its device table names devices; kernel
-    /// owners become dev1, dev2, ... as in every other sink).
-    pub fn new(header: &CaptureHeader, source: &str) -> Metrics {
+    /// Metrics of a source labelled `source` in `hmmtrace_build_info`. Devices are named from
+    /// the source's header at `begin` (its device table; kernel owners become dev1, dev2, ...
+    /// as in every other sink).
+    pub fn new(source: &str) -> Metrics {
         let registry = Registry::new_custom(Some("hmmtrace".into()), None).expect("valid prefix");
         let events = counter(
             &registry,
@@ -209,18 +215,19 @@ impl Metrics {
             runs,
             run_seconds,
             last_costs: HashMap::new(),
-            names: DeviceNames::new(header, false),
+            names: DeviceNames::empty(false),
             device_bound: Bounded::new(TOP_DEVICES),
             process_bound: Bounded::new(TOP_PROCESSES),
         }
     }
 
     /// The attach plan's rows.
-    pub fn set_probes(&mut self, plan: &[ProbeStatus]) {
+    pub fn set_probes(&mut self, plan: &[PlanEntry]) {
         for p in plan {
+            let mechanism = p.status.attached().map_or("-".into(), |m| m.to_string());
             self.attached
-                .with_label_values(&[&p.probe, &p.symbol, &p.mechanism])
-                .set(i64::from(p.status.starts_with("attached")));
+                .with_label_values(&[p.probe().name(), &p.symbol, &mechanism])
+                .set(i64::from(p.status.is_attached()));
         }
     }
 
@@ -251,6 +258,19 @@ impl Metrics {
 }
 
 impl Sink for Metrics {
+    fn begin(&mut self, header: &CaptureHeader) -> anyhow::Result<()> {
+        self.names = DeviceNames::new(header, false);
+        self.set_probes(&header.probe_plan);
+        Ok(())
+    }
+
+    fn status(&mut self, status: &Status) -> anyhow::Result<()> {
+        if let Status::ProgramCosts(costs) = status {
+            self.set_costs(costs);
+        }
+        Ok(())
+    }
+
     fn event(&mut self, e: &Event) -> anyhow::Result<()> {
         let kind = e.kind().name();
         self.events.with_label_values(&[kind]).inc();
@@ -300,8 +320,7 @@ mod tests {
 
     #[test]
     fn label_cardinality_is_bounded_by_first_seen() {
-        let s = crate::scenario::Scenario::load("migrate").unwrap();
-        let mut m = Metrics::new(&CaptureHeader::for_engine(&s, 1), "test");
+        let mut m = Metrics::new("test");
         for i in 0..TOP_PROCESSES + 5 {
             m.event(&event(&format!("p{i}"), 0x1000 + i as u64))
                 .unwrap();
@@ -335,8 +354,7 @@ mod tests {
 
     #[test]
     fn program_costs_become_increments_of_the_kernels_totals() {
-        let s = crate::scenario::Scenario::load("migrate").unwrap();
-        let mut m = Metrics::new(&CaptureHeader::for_engine(&s, 1), "test");
+        let mut m = Metrics::new("test");
         let cost = |cnt, ns| ProgramCost {
             name: "tracepoint_x".into(),
             run_cnt: cnt,

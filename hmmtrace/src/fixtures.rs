@@ -1,0 +1,25 @@
+//! Test fixtures: events and headers of the built-in scenarios, for the tests of sinks, which
+//! themselves know nothing of the engine.
+
+use crate::capture::CaptureHeader;
+use crate::event::Event;
+use crate::pipeline::source::engine::{self, EngineSource, Pace};
+use crate::pipeline::{self, Control};
+
+/// The header and events of one run of built-in `scenario` with `seed`.
+pub fn scenario(name: &str, seed: u64) -> (CaptureHeader, Vec<Event>) {
+    let s = crate::scenario::Scenario::load(name).expect("a built-in scenario");
+    let header = engine::header(&s, seed);
+    let mut events = Vec::new();
+    pipeline::run(
+        EngineSource::new(s, seed, Pace::Fast),
+        pipeline::from_fn(|e| {
+            events.push(*e);
+            Ok(())
+        }),
+        None,
+        &Control::without_signals(None),
+    )
+    .expect("a built-in scenario runs");
+    (header, events)
+}

@@ -1,0 +1,150 @@
+//! The engine source: the reference HMM engine running a scenario, once as fast as it goes
+//! ([`Pace::Fast`]), or again and again releasing a set number of events per second of wall
+//! time ([`Pace::Rate`], for the demo and `serve`), each run continuing the previous one's
+//! clock. Ticks are on the engine's simulated clock.
+//!
+//! A scenario that fails while running is bad input; an error a sink returns is passed on as
+//! it is (a full disk is no fault of the scenario).
+
+use std::time::{Duration, Instant};
+
+use crate::capture::{CaptureHeader, ClockKind, DeviceInfo};
+use crate::error::bad_input;
+use crate::event::Event;
+use crate::pipeline::{Control, Finished, Sink, Source};
+use crate::scenario::Scenario;
+
+/// How fast the engine's events are released.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pace {
+    /// One run, as fast as it goes.
+    Fast,
+    /// This many events per second of wall time, run after run until stopped.
+    Rate(u64),
+}
+
+pub struct EngineSource {
+    scenario: Scenario,
+    seed: u64,
+    pace: Pace,
+    header: CaptureHeader,
+}
+
+/// Ends a run early: the source was told to stop, or a sink failed (kept aside).
+#[derive(Debug)]
+struct Interrupted;
+
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+
+impl std::error::Error for Interrupted {}
+
+/// Events between ticks, checks of the pace and of the control.
+const CHECK_EVERY: u64 = 64;
+
+impl EngineSource {
+    pub fn new(scenario: Scenario, seed: u64, pace: Pace) -> EngineSource {
+        let header = header(&scenario, seed);
+        EngineSource {
+            scenario,
+            seed,
+            pace,
+            header,
+        }
+    }
+}
+
+impl Source for EngineSource {
+    fn header(&self) -> &CaptureHeader {
+        &self.header
+    }
+
+    fn run(&mut self, sink: &mut dyn Sink, ctl: &Control) -> anyhow::Result<Finished> {
+        let start = Instant::now();
+        let (mut released, mut offset, mut runs, mut now) = (0u64, 0u64, 0u64, 0u64);
+        let mut stopped: Option<Finished> = None;
+        let mut failed: Option<anyhow::Error> = None;
+        loop {
+            let seed = self.seed + runs;
+            let result = self.scenario.run(seed, &mut |e: &Event| {
+                let mut e = *e;
+                // Each run continues the previous one's clock.
+                e.ts_ns += offset;
+                now = now.max(e.ts_ns);
+                let mut step = || -> anyhow::Result<()> {
+                    sink.event(&e)?;
+                    released += 1;
+                    if released.is_multiple_of(CHECK_EVERY) {
+                        if let Pace::Rate(rate) = self.pace {
+                            let due = Duration::from_secs_f64(released as f64 / rate as f64);
+                            let elapsed = start.elapsed();
+                            if due > elapsed {
+                                std::thread::sleep(due - elapsed);
+                            }
+                        }
+                        sink.tick(now)?;
+                    }
+                    Ok(())
+                };
+                if let Err(err) = step() {
+                    failed = Some(err);
+                    return Err(Interrupted.into());
+                }
+                if released.is_multiple_of(CHECK_EVERY) {
+                    if let Some(why) = ctl.should_stop() {
+                        stopped = Some(why);
+                        return Err(Interrupted.into());
+                    }
+                }
+                Ok(())
+            });
+            if let Some(err) = failed {
+                return Err(err);
+            }
+            if let Some(why) = stopped {
+                sink.tick(now)?;
+                return Ok(why);
+            }
+            let stats = result.map_err(bad_input)?;
+            offset += stats.sim_ns + 1_000_000;
+            now = now.max(offset);
+            sink.tick(now)?;
+            runs += 1;
+            if self.pace == Pace::Fast {
+                return Ok(Finished::Exhausted);
+            }
+            if let Some(why) = ctl.should_stop() {
+                return Ok(why);
+            }
+        }
+    }
+}
+
+/// The header of a capture of the engine running `scenario` with `seed`.
+pub fn header(scenario: &Scenario, seed: u64) -> CaptureHeader {
+    CaptureHeader {
+        wire_version: hmmtrace_common::WIRE_VERSION,
+        source: format!("engine:{}", scenario.name),
+        host: crate::capture::hostname(),
+        kernel_release: String::new(),
+        clock: ClockKind::Simulated,
+        start_unix_ns: crate::capture::unix_now_ns(),
+        seed: Some(seed),
+        page_size: crate::engine::PAGE_SIZE,
+        probe_plan: Vec::new(),
+        devices: scenario
+            .device_table()
+            .into_iter()
+            .map(|(owner, name, kind)| DeviceInfo {
+                owner,
+                name,
+                driver: "hmmtrace-engine".into(),
+                memory: format!("{kind:?}").to_lowercase(),
+            })
+            .collect(),
+        pagemap_ops: Vec::new(),
+    }
+}

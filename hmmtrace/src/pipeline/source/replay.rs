@@ -1,0 +1,181 @@
+//! The replay source: a capture file at its recorded pace times a speed, with pause and seek
+//! through a shared [`ReplayControl`] (the TUI's keys set it). Seeking forward reads ahead
+//! without waiting; seeking back starts over from the first block (captures are read forward
+//! only), after a `Status::Restart`, and reads ahead to the new position.
+//!
+//! Ticks are on the capture's clock (the first event's timestamp plus the position), also
+//! while paused, and a `Status::Replay` says where the replay stands.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::capture::{CaptureHeader, Reader};
+use crate::error::bad_input;
+use crate::event::Event;
+use crate::pipeline::{Control, Finished, ReplayPosition, Sink, Source, Status};
+
+/// Replay controls, shared between a viewer's keys and the replay source.
+#[derive(Debug)]
+pub struct ReplayControl {
+    pub paused: AtomicBool,
+    /// Speed × 1000 (1000 = as recorded).
+    pub speed_milli: AtomicU64,
+    /// A pending relative seek, in ns of capture time (the source takes it).
+    pub seek_ns: AtomicI64,
+}
+
+/// Slowest and fastest replay speeds, × 1000.
+pub const MIN_SPEED_MILLI: u64 = 1000 / 64;
+pub const MAX_SPEED_MILLI: u64 = 1000 * 1024;
+
+impl ReplayControl {
+    pub fn new(speed: f64) -> ReplayControl {
+        ReplayControl {
+            paused: AtomicBool::new(false),
+            speed_milli: AtomicU64::new((speed * 1000.0).round().max(1.0) as u64),
+            seek_ns: AtomicI64::new(0),
+        }
+    }
+
+    pub fn speed(&self) -> f64 {
+        self.speed_milli.load(Ordering::Relaxed) as f64 / 1000.0
+    }
+}
+
+/// How often, at most, a waiting replay wakes to check its controls.
+const POLL: Duration = Duration::from_millis(5);
+/// How often a waiting replay tells its sinks where it is.
+const PUBLISH: Duration = Duration::from_millis(50);
+
+pub struct ReplaySource {
+    path: PathBuf,
+    header: CaptureHeader,
+    ctrl: Arc<ReplayControl>,
+    unpaced: bool,
+}
+
+impl ReplaySource {
+    /// Opens the file's header now (a bad file is bad input before anything runs).
+    pub fn open(path: PathBuf, ctrl: Arc<ReplayControl>) -> anyhow::Result<ReplaySource> {
+        let header = Reader::open(&path).map_err(bad_input)?.header;
+        Ok(ReplaySource {
+            path,
+            header,
+            ctrl,
+            unpaced: false,
+        })
+    }
+
+    /// Ignore the recorded pace: as fast as it reads (seeks still work). For tests.
+    pub fn unpaced(mut self) -> ReplaySource {
+        self.unpaced = true;
+        self
+    }
+
+    fn position(&self, position_ns: u64, length_ns: Option<u64>) -> Status {
+        Status::Replay(ReplayPosition {
+            speed: self.ctrl.speed(),
+            paused: self.ctrl.paused.load(Ordering::Relaxed),
+            position_ns,
+            length_ns,
+        })
+    }
+}
+
+impl Source for ReplaySource {
+    fn header(&self) -> &CaptureHeader {
+        &self.header
+    }
+
+    fn run(&mut self, sink: &mut dyn Sink, ctl: &Control) -> anyhow::Result<Finished> {
+        let ctrl = Arc::clone(&self.ctrl);
+        // The replay's position on the capture's clock, in ns from its first event.
+        let mut position: u64 = 0;
+        let mut target: Option<u64> = None;
+        let mut length: Option<u64> = None;
+        'restart: loop {
+            let mut reader = Reader::open(&self.path).map_err(bad_input)?;
+            let mut first: Option<u64> = None;
+            let mut clock = Instant::now();
+            let mut published = Instant::now();
+            let mut buf: Vec<Event> = Vec::new();
+            let mut dropped = 0u64;
+            // The latest event's offset: the capture's length once all are read.
+            let mut latest = 0u64;
+            while reader
+                .next_block(&mut buf, &mut dropped)
+                .map_err(bad_input)?
+            {
+                for e in &buf {
+                    let t0 = *first.get_or_insert(e.ts_ns);
+                    let at = e.ts_ns.saturating_sub(t0);
+                    // Wait until the replay clock reaches this event, unless reading ahead to
+                    // a seek target or unpaced.
+                    loop {
+                        if let Some(why) = ctl.should_stop() {
+                            return Ok(why);
+                        }
+                        let seek = ctrl.seek_ns.swap(0, Ordering::Relaxed);
+                        if seek < 0 {
+                            target = Some(position.saturating_sub(seek.unsigned_abs()));
+                            position = 0;
+                            sink.status(&Status::Restart)?;
+                            continue 'restart;
+                        }
+                        if seek > 0 {
+                            target = Some(position.max(target.unwrap_or(0)) + seek as u64);
+                        }
+                        let now = Instant::now();
+                        // Unpaced, the position is the events' own: no wall time in it.
+                        let running = !ctrl.paused.load(Ordering::Relaxed) && !self.unpaced;
+                        if running && target.is_none() {
+                            let step = now.duration_since(clock).as_nanos() as f64 * ctrl.speed();
+                            position = position.saturating_add(step as u64);
+                        }
+                        clock = now;
+                        if let Some(t) = target {
+                            if at <= t {
+                                break;
+                            }
+                            position = t;
+                            target = None;
+                        }
+                        if self.unpaced || at <= position {
+                            break;
+                        }
+                        if published.elapsed() >= PUBLISH {
+                            published = now;
+                            sink.tick(t0 + position)?;
+                            sink.status(&self.position(position, length))?;
+                        }
+                        std::thread::sleep(POLL);
+                    }
+                    position = position.max(at);
+                    latest = latest.max(at);
+                    sink.event(e)?;
+                }
+                if let Some(t0) = first {
+                    sink.tick(t0 + position)?;
+                }
+                if published.elapsed() >= PUBLISH {
+                    published = Instant::now();
+                    sink.status(&self.position(position, length))?;
+                }
+            }
+            // The replay clock may have run past the last event while it waited.
+            position = latest;
+            length = Some(latest);
+            if dropped > 0 {
+                sink.status(&Status::Truncated {
+                    file: self.path.clone(),
+                    blocks: reader.blocks(),
+                    dropped_bytes: dropped,
+                })?;
+            }
+            sink.status(&self.position(position, length))?;
+            return Ok(Finished::Exhausted);
+        }
+    }
+}
