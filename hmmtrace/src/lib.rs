@@ -17,6 +17,7 @@ pub mod export;
 pub mod kernel;
 pub mod labels;
 pub mod metrics;
+pub mod notices;
 pub mod pipeline;
 pub mod probe;
 pub mod report;

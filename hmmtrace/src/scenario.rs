@@ -50,6 +50,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
 /// A scenario file problem, with its position.
 pub use crate::textfile::FileError as ScenarioError;
 
+use crate::textfile::Node;
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Raw {
@@ -61,27 +63,33 @@ struct Raw {
     #[serde(default)]
     cost: CostModel,
     #[serde(default, rename = "device")]
-    devices: Vec<Spanned<RawDevice>>,
+    devices: Vec<Spanned<DeviceDef>>,
     #[serde(default, rename = "process")]
-    processes: Vec<Spanned<RawProcess>>,
+    processes: Vec<Spanned<ProcessDef>>,
+    /// Read with every position kept, then each as a [`StepDef`]: see [`Node`].
     #[serde(default, rename = "step")]
-    steps: Vec<Spanned<RawStep>>,
+    steps: Vec<Spanned<Node>>,
 }
 
 fn default_seed() -> u64 {
     1
 }
 
-#[derive(Deserialize)]
+/// A `[[device]]`: device memory the engine manages.
+#[derive(Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
-struct RawDevice {
-    name: String,
-    kind: DeviceKind,
-    pages: u64,
+pub struct DeviceDef {
+    pub name: String,
+    /// `private` (MEMORY_DEVICE_PRIVATE) or `coherent`.
+    pub kind: DeviceKind,
+    /// Device memory, in pages.
+    pub pages: u64,
+    /// Pages evicted together when the device is full.
     #[serde(default = "default_chunk")]
-    evict_chunk: u64,
+    pub evict_chunk: u64,
+    /// Closing the device file (at exit) evicts all its memory, as test_hmm's release does.
     #[serde(default)]
-    evict_on_release: bool,
+    pub evict_on_release: bool,
 }
 
 fn default_chunk() -> u64 {
@@ -90,32 +98,166 @@ fn default_chunk() -> u64 {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawProcess {
+struct ProcessDef {
     name: String,
 }
 
-#[derive(Deserialize, Default, Clone)]
-#[serde(deny_unknown_fields)]
-struct RawStep {
-    op: String,
-    process: Option<String>,
-    device: Option<String>,
-    region: Option<String>,
-    pages: Option<u64>,
-    first: Option<u64>,
-    count: Option<u64>,
-    prot: Option<String>,
-    file: Option<bool>,
-    to: Option<String>,
-    child: Option<String>,
-    racing: Option<Vec<u64>>,
-    busy: Option<u32>,
-    retry: Option<u32>,
-    ns: Option<u64>,
-    times: Option<u64>,
-    advance: Option<u64>,
-    steps: Option<Vec<RawStep>>,
+/// `prot = ...` of `mmap` and `mprotect`.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum ProtDef {
+    #[default]
+    #[serde(rename = "rw")]
+    ReadWrite,
+    #[serde(rename = "r")]
+    Read,
+    #[serde(rename = "none")]
+    None,
 }
+
+impl ProtDef {
+    fn prot(self) -> Prot {
+        match self {
+            ProtDef::ReadWrite => Prot::RW,
+            ProtDef::Read => Prot::R,
+            ProtDef::None => Prot::NONE,
+        }
+    }
+}
+
+/// `to = ...` of `migrate`.
+#[derive(Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum Destination {
+    #[default]
+    Device,
+    Ram,
+}
+
+/// One `[[step]]` (or one step of a `repeat`), as the file says it: each op takes exactly its
+/// own fields, so a field an op does not take (`pages` on `munmap`) is an error, not ignored.
+/// Every step may name the `process` that takes it (default: the first).
+#[derive(Deserialize, Debug)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+enum StepDef {
+    Mmap {
+        process: Option<String>,
+        region: String,
+        pages: u64,
+        #[serde(default)]
+        prot: ProtDef,
+        #[serde(default)]
+        file: bool,
+    },
+    Munmap {
+        process: Option<String>,
+        region: String,
+        first: Option<u64>,
+        count: Option<u64>,
+    },
+    Mprotect {
+        process: Option<String>,
+        region: String,
+        first: Option<u64>,
+        count: Option<u64>,
+        prot: ProtDef,
+    },
+    Read {
+        process: Option<String>,
+        region: String,
+        first: Option<u64>,
+        count: Option<u64>,
+    },
+    Write {
+        process: Option<String>,
+        region: String,
+        first: Option<u64>,
+        count: Option<u64>,
+    },
+    Open {
+        process: Option<String>,
+        device: String,
+    },
+    Migrate {
+        process: Option<String>,
+        region: String,
+        device: String,
+        first: Option<u64>,
+        count: Option<u64>,
+        #[serde(default)]
+        to: Destination,
+        /// Page indices whose folio lock a racing thread holds: skipped.
+        #[serde(default)]
+        racing: Vec<u64>,
+    },
+    MirrorRead {
+        process: Option<String>,
+        region: String,
+        device: String,
+        first: Option<u64>,
+        count: Option<u64>,
+        /// Invalidations that land mid-walk (`-EBUSY`).
+        #[serde(default)]
+        busy: u32,
+        /// Invalidations after it returned (`mmu_interval_read_retry`).
+        #[serde(default)]
+        retry: u32,
+    },
+    MirrorWrite {
+        process: Option<String>,
+        region: String,
+        device: String,
+        first: Option<u64>,
+        count: Option<u64>,
+        #[serde(default)]
+        busy: u32,
+        #[serde(default)]
+        retry: u32,
+    },
+    Exclusive {
+        process: Option<String>,
+        region: String,
+        device: String,
+        first: Option<u64>,
+        count: Option<u64>,
+    },
+    Pin {
+        process: Option<String>,
+        region: String,
+        first: Option<u64>,
+        count: Option<u64>,
+    },
+    Unpin {
+        process: Option<String>,
+        region: String,
+        first: Option<u64>,
+        count: Option<u64>,
+    },
+    Fork {
+        process: Option<String>,
+        /// The new process's name.
+        child: String,
+    },
+    Exit {
+        process: Option<String>,
+    },
+    Idle {
+        process: Option<String>,
+        ns: u64,
+    },
+    Repeat {
+        times: u64,
+        /// Pages every inner `first` shifts by per iteration.
+        #[serde(default)]
+        advance: u64,
+        /// Read again from the [`Node`], with their positions.
+        #[serde(rename = "steps")]
+        _steps: serde::de::IgnoredAny,
+    },
+}
+
+/// The ops, for messages.
+const OPS: &str = "mmap, munmap, mprotect, read, write, open, migrate, mirror_read, mirror_write, \
+                   exclusive, pin, unpin, fork, exit, idle, repeat";
 
 /// A validated step. Names are resolved when the scenario runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -178,8 +320,7 @@ pub struct Scenario {
     pub description: String,
     pub seed: u64,
     pub cost: CostModel,
-    /// (name, kind, pages, evict_chunk, evict_on_release)
-    devices: Vec<(String, DeviceKind, u64, u64, bool)>,
+    devices: Vec<DeviceDef>,
     processes: Vec<String>,
     steps: Vec<Step>,
     file: String,
@@ -198,7 +339,7 @@ impl Scenario {
         let err = |offset: usize, message: String| ScenarioError::at(file, text, offset, message);
         let raw: Raw = toml::from_str(text).map_err(|e| ScenarioError::toml(file, text, &e))?;
         raw.cost.validate().map_err(|m| err(0, m))?;
-        let mut devices: Vec<(String, DeviceKind, u64, u64, bool)> = Vec::new();
+        let mut devices: Vec<DeviceDef> = Vec::new();
         for d in &raw.devices {
             let at = d.span().start;
             let d = d.get_ref();
@@ -208,16 +349,13 @@ impl Scenario {
                     format!("device '{}': pages must be within 1..=2^32", d.name),
                 ));
             }
-            if devices.iter().any(|(n, ..)| n == &d.name) {
+            if devices.iter().any(|x| x.name == d.name) {
                 return Err(err(at, format!("device '{}' is defined twice", d.name)));
             }
-            devices.push((
-                d.name.clone(),
-                d.kind,
-                d.pages,
-                d.evict_chunk.max(1),
-                d.evict_on_release,
-            ));
+            devices.push(DeviceDef {
+                evict_chunk: d.evict_chunk.max(1),
+                ..d.clone()
+            });
         }
         let mut processes = Vec::new();
         for p in &raw.processes {
@@ -233,13 +371,11 @@ impl Scenario {
         if processes.is_empty() {
             return Err(err(0, "a scenario needs at least one [[process]]".into()));
         }
-        let mut steps = Vec::new();
-        for s in &raw.steps {
-            let at = s.span().start;
-            steps.push(
-                validate_step(s.get_ref(), at, &devices, &processes).map_err(|m| err(at, m))?,
-            );
-        }
+        let steps = raw
+            .steps
+            .iter()
+            .map(|s| validate_step(s, &devices).map_err(|(at, m)| err(at, m)))
+            .collect::<Result<_, _>>()?;
         Ok(Scenario {
             name: raw.name,
             description: raw.description,
@@ -258,7 +394,7 @@ impl Scenario {
         self.devices
             .iter()
             .enumerate()
-            .map(|(i, (n, k, ..))| (i as u64 + 1, n.clone(), *k))
+            .map(|(i, d)| (i as u64 + 1, d.name.clone(), d.kind))
             .collect()
     }
 
@@ -275,10 +411,12 @@ impl Scenario {
             regions: HashMap::new(),
             stats: RunStats::default(),
         };
-        for (name, kind, pages, chunk, evict_on_release) in &self.devices {
-            let id = run.engine.add_device(name, *kind, *pages, *chunk);
-            run.engine.set_evict_on_release(id, *evict_on_release);
-            run.devices.insert(name.clone(), id);
+        for d in &self.devices {
+            let id = run
+                .engine
+                .add_device(&d.name, d.kind, d.pages, d.evict_chunk);
+            run.engine.set_evict_on_release(id, d.evict_on_release);
+            run.devices.insert(d.name.clone(), id);
         }
         for name in &self.processes {
             let tgid = run.engine.spawn(name);
@@ -304,133 +442,256 @@ pub struct RunStats {
     pub sim_ns: u64,
 }
 
-fn parse_prot(s: &str) -> Result<Prot, String> {
-    match s {
-        "rw" => Ok(Prot::RW),
-        "r" => Ok(Prot::R),
-        "none" => Ok(Prot::NONE),
-        other => Err(format!(
-            "prot must be \"rw\", \"r\" or \"none\", not \"{other}\""
-        )),
+/// A step from its node: the serde enum, then the checks serde cannot make. Errors carry the
+/// byte offset of what they are about.
+fn validate_step(node: &Spanned<Node>, devices: &[DeviceDef]) -> Result<Step, (usize, String)> {
+    let at = node.span().start;
+    let table = node.get_ref();
+    if !matches!(table, Node::Table(_)) {
+        return Err((at, "a step is a table: { op = \"...\", ... }".into()));
     }
-}
-
-fn validate_step(
-    s: &RawStep,
-    at: usize,
-    devices: &[(String, DeviceKind, u64, u64, bool)],
-    processes: &[String],
-) -> Result<Step, String> {
-    let need_region = || {
-        s.region
-            .clone()
-            .ok_or_else(|| format!("step '{}' needs `region`", s.op))
-    };
-    let need_device = || -> Result<String, String> {
-        let d = s
-            .device
-            .clone()
-            .ok_or_else(|| format!("step '{}' needs `device`", s.op))?;
-        if devices.iter().any(|(n, ..)| *n == d) {
-            Ok(d)
-        } else {
-            Err(format!("step '{}': no [[device]] named '{d}'", s.op))
-        }
-    };
-    if let Some(p) = &s.process {
-        // A forked child is also a valid process name; it is checked when the step runs.
-        let _ = processes;
-        if p.is_empty() {
-            return Err("`process` must not be empty".into());
-        }
-    }
-    let mut device = None;
-    let mut region = None;
-    let op = match s.op.as_str() {
-        "mmap" => {
-            let pages = s.pages.ok_or("step 'mmap' needs `pages`")?;
-            if pages == 0 || pages > 1 << 36 {
-                return Err("mmap: pages must be within 1..=2^36".into());
+    let def = StepDef::deserialize(table.to_value()).map_err(|e| {
+        // toml adds the key on a line of its own ("\nin `op`"): the position says it better.
+        let message = e.to_string();
+        let message = message.lines().next().unwrap_or_default().to_string();
+        let where_ = table.locate(&message).map_or(at, |span| span.start);
+        let op = table.get("op").and_then(|op| match op.get_ref() {
+            Node::Value(toml::Value::String(s)) => Some(s.clone()),
+            _ => None,
+        });
+        let message = match op {
+            None if message.contains("missing field `op`") => {
+                format!("a step needs `op` (one of: {OPS})")
             }
-            let prot = parse_prot(s.prot.as_deref().unwrap_or("rw"))?;
-            Op::Mmap { region: need_region()?, pages, prot, file: s.file.unwrap_or(false) }
+            Some(op) if message.starts_with(&format!("unknown variant `{op}`")) => {
+                format!("unknown op '{op}' (one of: {OPS})")
+            }
+            Some(op) => format!("{op}: {message}"),
+            None => message,
+        };
+        (where_, message)
+    })?;
+    let device = |name: &str, op: &str| -> Result<Option<String>, (usize, String)> {
+        if devices.iter().any(|d| d.name == name) {
+            Ok(Some(name.to_string()))
+        } else {
+            let span = table.get("device").map_or(at, |d| d.span().start);
+            Err((span, format!("step '{op}': no [[device]] named '{name}'")))
         }
-        "munmap" => {
-            region = Some(need_region()?);
+    };
+    let field_at = |key: &str| table.get(key).map_or(at, |v| v.span().start);
+    let mut step = Step {
+        op: Op::Exit,
+        process: None,
+        device: None,
+        region: None,
+        first: 0,
+        count: None,
+        at,
+    };
+    let memory = |step: &mut Step,
+                  process: Option<String>,
+                  region: String,
+                  first: Option<u64>,
+                  count: Option<u64>| {
+        step.process = process;
+        step.region = Some(region);
+        step.first = first.unwrap_or(0);
+        step.count = count;
+    };
+    step.op = match def {
+        StepDef::Mmap {
+            process,
+            region,
+            pages,
+            prot,
+            file,
+        } => {
+            if pages == 0 || pages > 1 << 36 {
+                return Err((
+                    field_at("pages"),
+                    "mmap: pages must be within 1..=2^36".into(),
+                ));
+            }
+            memory(&mut step, process, region.clone(), None, None);
+            Op::Mmap {
+                region,
+                pages,
+                prot: prot.prot(),
+                file,
+            }
+        }
+        StepDef::Munmap {
+            process,
+            region,
+            first,
+            count,
+        } => {
+            memory(&mut step, process, region, first, count);
             Op::Munmap
         }
-        "mprotect" => {
-            region = Some(need_region()?);
-            Op::Mprotect { prot: parse_prot(s.prot.as_deref().ok_or("step 'mprotect' needs `prot`")?)? }
+        StepDef::Mprotect {
+            process,
+            region,
+            first,
+            count,
+            prot,
+        } => {
+            memory(&mut step, process, region, first, count);
+            Op::Mprotect { prot: prot.prot() }
         }
-        "read" | "write" => {
-            region = Some(need_region()?);
-            Op::Access { write: s.op == "write" }
+        StepDef::Read {
+            process,
+            region,
+            first,
+            count,
+        } => {
+            memory(&mut step, process, region, first, count);
+            Op::Access { write: false }
         }
-        "open" => {
-            device = Some(need_device()?);
+        StepDef::Write {
+            process,
+            region,
+            first,
+            count,
+        } => {
+            memory(&mut step, process, region, first, count);
+            Op::Access { write: true }
+        }
+        StepDef::Open { process, device: d } => {
+            step.process = process;
+            step.device = device(&d, "open")?;
             Op::Open
         }
-        "migrate" => {
-            region = Some(need_region()?);
-            device = Some(need_device()?);
-            match s.to.as_deref() {
-                Some("device") | None => Op::MigrateToDevice { racing: s.racing.clone().unwrap_or_default() },
-                Some("ram") => Op::MigrateToRam,
-                Some(other) => return Err(format!("migrate: `to` must be \"device\" or \"ram\", not \"{other}\"")),
+        StepDef::Migrate {
+            process,
+            region,
+            device: d,
+            first,
+            count,
+            to,
+            racing,
+        } => {
+            memory(&mut step, process, region, first, count);
+            step.device = device(&d, "migrate")?;
+            match to {
+                Destination::Device => Op::MigrateToDevice { racing },
+                Destination::Ram if !racing.is_empty() => {
+                    return Err((
+                        field_at("racing"),
+                        "migrate: `racing` applies to a migration to the device only".into(),
+                    ))
+                }
+                Destination::Ram => Op::MigrateToRam,
             }
         }
-        "mirror_read" | "mirror_write" => {
-            region = Some(need_region()?);
-            device = Some(need_device()?);
+        StepDef::MirrorRead {
+            process,
+            region,
+            device: d,
+            first,
+            count,
+            busy,
+            retry,
+        } => {
+            memory(&mut step, process, region, first, count);
+            step.device = device(&d, "mirror_read")?;
             Op::Mirror {
-                write: s.op == "mirror_write",
-                race: Race { during: s.busy.unwrap_or(0), after: s.retry.unwrap_or(0) },
+                write: false,
+                race: Race {
+                    during: busy,
+                    after: retry,
+                },
             }
         }
-        "exclusive" => {
-            region = Some(need_region()?);
-            device = Some(need_device()?);
+        StepDef::MirrorWrite {
+            process,
+            region,
+            device: d,
+            first,
+            count,
+            busy,
+            retry,
+        } => {
+            memory(&mut step, process, region, first, count);
+            step.device = device(&d, "mirror_write")?;
+            Op::Mirror {
+                write: true,
+                race: Race {
+                    during: busy,
+                    after: retry,
+                },
+            }
+        }
+        StepDef::Exclusive {
+            process,
+            region,
+            device: d,
+            first,
+            count,
+        } => {
+            memory(&mut step, process, region, first, count);
+            step.device = device(&d, "exclusive")?;
             Op::Exclusive
         }
-        "pin" | "unpin" => {
-            region = Some(need_region()?);
-            if s.op == "pin" { Op::Pin } else { Op::Unpin }
+        StepDef::Pin {
+            process,
+            region,
+            first,
+            count,
+        } => {
+            memory(&mut step, process, region, first, count);
+            Op::Pin
         }
-        "fork" => Op::Fork { child: s.child.clone().ok_or("step 'fork' needs `child` (the new process's name)")? },
-        "exit" => Op::Exit,
-        "idle" => Op::Idle { ns: s.ns.ok_or("step 'idle' needs `ns`")? },
-        "repeat" => {
-            let times = s.times.ok_or("step 'repeat' needs `times`")?;
-            let inner = s.steps.as_ref().ok_or("step 'repeat' needs `steps = [...]`")?;
+        StepDef::Unpin {
+            process,
+            region,
+            first,
+            count,
+        } => {
+            memory(&mut step, process, region, first, count);
+            Op::Unpin
+        }
+        StepDef::Fork { process, child } => {
+            step.process = process;
+            if child.is_empty() {
+                return Err((field_at("child"), "fork: `child` must not be empty".into()));
+            }
+            Op::Fork { child }
+        }
+        StepDef::Exit { process } => {
+            step.process = process;
+            Op::Exit
+        }
+        StepDef::Idle { process, ns } => {
+            step.process = process;
+            Op::Idle { ns }
+        }
+        StepDef::Repeat { times, advance, .. } => {
+            let Some(Node::Array(inner)) = table.get("steps").map(Spanned::get_ref) else {
+                return Err((
+                    field_at("steps"),
+                    "repeat: `steps` must be an array of steps".into(),
+                ));
+            };
             let steps = inner
                 .iter()
-                .map(|i| validate_step(i, at, devices, processes))
+                .map(|s| validate_step(s, devices))
                 .collect::<Result<Vec<_>, _>>()?;
-            Op::Repeat { times, advance: s.advance.unwrap_or(0), steps }
-        }
-        other => {
-            return Err(format!(
-                "unknown op '{other}' (expected one of: mmap, munmap, mprotect, read, write, open, migrate, \
-                 mirror_read, mirror_write, exclusive, pin, unpin, fork, exit, idle, repeat)"
-            ))
+            Op::Repeat {
+                times,
+                advance,
+                steps,
+            }
         }
     };
-    if let Op::Mmap { region: r, .. } = &op {
-        region = Some(r.clone());
+    if step.process.as_deref() == Some("") {
+        return Err((field_at("process"), "`process` must not be empty".into()));
     }
-    if s.count == Some(0) {
-        return Err("`count` must be at least 1".into());
+    if step.count == Some(0) {
+        return Err((field_at("count"), "`count` must be at least 1".into()));
     }
-    Ok(Step {
-        op,
-        process: s.process.clone(),
-        device,
-        region,
-        first: s.first.unwrap_or(0),
-        count: s.count,
-        at,
-    })
+    Ok(step)
 }
 
 struct Run {

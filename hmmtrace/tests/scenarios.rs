@@ -151,31 +151,80 @@ fn syntax_errors_name_file_line_and_column() {
 }
 
 #[test]
-fn unknown_fields_ops_and_devices_are_rejected_with_their_line() {
+fn unknown_fields_ops_and_devices_are_rejected_at_their_key_or_value() {
     let base = "name = \"x\"\n[[process]]\nname = \"p\"\n";
     let e = err(&format!("{base}[[step]]\nop = \"teleport\"\n"));
     assert!(
-        e.starts_with("bad.toml:4:") && e.contains("unknown op 'teleport'"),
+        e.starts_with("bad.toml:5:6:") && e.contains("unknown op 'teleport' (one of: mmap,"),
         "{e}"
     );
     let e = err(&format!(
         "{base}[[step]]\nop = \"migrate\"\nregion = \"r\"\ndevice = \"gpu9\"\n"
     ));
     assert!(
-        e.starts_with("bad.toml:4:") && e.contains("no [[device]] named 'gpu9'"),
+        e.starts_with("bad.toml:7:10:") && e.contains("no [[device]] named 'gpu9'"),
         "{e}"
     );
     let e = err(&format!(
         "{base}[[step]]\nop = \"mmap\"\nregion = \"r\"\npages = 4\nspeed = 3\n"
     ));
     assert!(
-        e.contains("bad.toml:8:") && e.contains("unknown field `speed`"),
+        e.starts_with("bad.toml:8:1:") && e.contains("mmap: unknown field `speed`"),
         "{e}"
     );
     let e = err("name = \"x\"\n");
     assert!(e.contains("at least one [[process]]"), "{e}");
     let e = err(&format!("{base}[cost]\njitter = -1.0\n"));
     assert!(e.contains("cost.jitter"), "{e}");
+}
+
+#[test]
+fn a_field_an_op_does_not_take_is_an_error_not_ignored() {
+    let base = "name = \"x\"\n[[process]]\nname = \"p\"\n";
+    // `pages` belongs to mmap, not munmap.
+    let e = err(&format!(
+        "{base}[[step]]\nop = \"munmap\"\nregion = \"r\"\npages = 4\n"
+    ));
+    assert!(
+        e.starts_with("bad.toml:7:1:") && e.contains("munmap: unknown field `pages`"),
+        "{e}"
+    );
+    // `racing` only makes sense for a migration to the device.
+    let e = err(&format!(
+        "{base}[[device]]\nname = \"g\"\nkind = \"private\"\npages = 8\n[[step]]\nop = \"migrate\"\nregion = \"r\"\ndevice = \"g\"\nto = \"ram\"\nracing = [1]\n"
+    ));
+    assert!(e.starts_with("bad.toml:13:10:") && e.contains("racing"), "{e}");
+    // A wrong type points at the value.
+    let e = err(&format!(
+        "{base}[[step]]\nop = \"mmap\"\nregion = \"r\"\npages = \"many\"\n"
+    ));
+    assert!(
+        e.starts_with("bad.toml:7:9:") && e.contains("invalid type: string \"many\""),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{base}[[step]]\nop = \"mprotect\"\nregion = \"r\"\nprot = \"rx\"\n"
+    ));
+    assert!(
+        e.starts_with("bad.toml:7:8:") && e.contains("unknown variant `rx`"),
+        "{e}"
+    );
+}
+
+#[test]
+fn an_error_inside_a_repeat_points_at_the_inner_step() {
+    let text = "name = \"x\"\n[[process]]\nname = \"p\"\n[[step]]\nop = \"repeat\"\ntimes = 2\nsteps = [\n  { op = \"read\", region = \"r\" },\n  { op = \"read\", regoin = \"r\" },\n]\n";
+    let e = err(text);
+    assert!(
+        e.starts_with("bad.toml:9:18:") && e.contains("read: unknown field `regoin`"),
+        "{e}"
+    );
+    // And one a repeat does not take.
+    let e = err("name = \"x\"\n[[process]]\nname = \"p\"\n[[step]]\nop = \"repeat\"\ntimes = 2\nprocess = \"p\"\nsteps = []\n");
+    assert!(
+        e.starts_with("bad.toml:7:1:") && e.contains("repeat: unknown field `process`"),
+        "{e}"
+    );
 }
 
 #[test]

@@ -127,7 +127,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut summary = Summary::default();
     let outcome = pipeline::run(
         source,
-        Tee::new().with(&mut writer).with(&mut summary),
+        Tee::new()
+            .with(&mut writer)
+            .with(&mut summary)
+            .with(hmmtrace::notices::Notices),
         None,
         &ctl,
     )?;
