@@ -52,6 +52,10 @@ pub(crate) fn wanted() -> bool {
     }
     if s.filter_comm != 0 {
         let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+        #[expect(
+            clippy::needless_range_loop,
+            reason = "two arrays in lockstep with a constant bound: a loop the verifier unrolls"
+        )]
         for i in 0..16 {
             if comm[i] != s.comm[i] {
                 return false;

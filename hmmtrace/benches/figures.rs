@@ -9,6 +9,9 @@
 //!                               through the real ring buffer (4 MiB unless given): delivered
 //!                               and lost
 
+// A test target sees every dependency of the package; unused ones are caught on the library.
+#![allow(unused_crate_dependencies)]
+
 use std::time::{Duration, Instant};
 
 use hmmtrace::capture::{CaptureHeader, Writer};

@@ -7,9 +7,11 @@
 //! [`export`], [`metrics`], the [`tui`]. The [`pipeline`] connects one source to its sinks
 //! (its `source` module wraps each source; the sinks implement its `Sink`), so no source knows
 //! about any sink and no sink about any source. [`probe`] is the attach plan's vocabulary,
-//! which kernel captures carry; [`error`] the errors that decide exit codes.
+//! which kernel captures carry; [`error`] the errors that decide exit codes; [`cli`] the
+//! command line that `main.rs` runs.
 
 pub mod capture;
+pub mod cli;
 pub mod engine;
 pub mod error;
 pub mod event;
@@ -27,3 +29,7 @@ pub mod tui;
 
 #[cfg(test)]
 pub(crate) mod fixtures;
+
+// Dev-dependencies only the integration tests use (the unit tests share their list).
+#[cfg(test)]
+use {png as _, tempfile as _};

@@ -2,11 +2,14 @@
 //! codes (`hmmtrace::error`: 0 success, 1 failure, 2 bad input, 3 not privileged enough; 4 is
 //! `report --fail-if`'s), each printed as one message with its whole chain.
 
-mod cli;
+// The binary sees every dependency of the package; the library, where the code is, is where
+// unused ones are caught.
+#![allow(unused_crate_dependencies)]
 
 use std::process::ExitCode;
 
 use clap::Parser as _;
+use hmmtrace::cli;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();

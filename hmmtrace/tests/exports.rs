@@ -3,6 +3,9 @@
 //! HTML page. Each test says which tool it needs; the Python packages are installed with pip
 //! when missing, and a test that cannot get its tool fails saying so.
 
+// A test target sees every dependency of the package; unused ones are caught on the library.
+#![allow(unused_crate_dependencies)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

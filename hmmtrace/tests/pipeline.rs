@@ -2,6 +2,9 @@
 //! lifecycle of every kind of source (begin with the header, events, status, ticks on the
 //! source's clock, the end and why, finish), and a replay shows what a report computes.
 
+// A test target sees every dependency of the package; unused ones are caught on the library.
+#![allow(unused_crate_dependencies)]
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -193,7 +196,9 @@ fn a_capture_source_yields_the_captured_events_and_says_when_a_file_is_truncated
     let cut = dir.path().join("cut.hmt");
     std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
     let mut r = Recorder::default();
-    let source = CaptureSource::open(&[cut.clone()]).unwrap().quiet();
+    let source = CaptureSource::open(std::slice::from_ref(&cut))
+        .unwrap()
+        .quiet();
     pipeline::run(source, &mut r, None, &Control::without_signals(None)).unwrap();
     let truncated = r.0.iter().find_map(|s| match s {
         Seen::Status(Status::Truncated {

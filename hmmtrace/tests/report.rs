@@ -1,5 +1,8 @@
 //! Report figures checked against an independent computation over the same events.
 
+// A test target sees every dependency of the package; unused ones are caught on the library.
+#![allow(unused_crate_dependencies)]
+
 use hmmtrace::event::{Body, Comm, Event, EventKind, Migration};
 use hmmtrace::report::Summary;
 

@@ -1,6 +1,9 @@
 //! Built-in scenarios: golden per-kind counts (worked out from the kernel's rules, noted per
 //! scenario), and scenario-file errors with positions.
 
+// A test target sees every dependency of the package; unused ones are caught on the library.
+#![allow(unused_crate_dependencies)]
+
 use hmmtrace::event::EventKind;
 use hmmtrace::report::Summary;
 use hmmtrace::scenario::{Scenario, BUILTIN};
@@ -193,7 +196,10 @@ fn a_field_an_op_does_not_take_is_an_error_not_ignored() {
     let e = err(&format!(
         "{base}[[device]]\nname = \"g\"\nkind = \"private\"\npages = 8\n[[step]]\nop = \"migrate\"\nregion = \"r\"\ndevice = \"g\"\nto = \"ram\"\nracing = [1]\n"
     ));
-    assert!(e.starts_with("bad.toml:13:10:") && e.contains("racing"), "{e}");
+    assert!(
+        e.starts_with("bad.toml:13:10:") && e.contains("racing"),
+        "{e}"
+    );
     // A wrong type points at the value.
     let e = err(&format!(
         "{base}[[step]]\nop = \"mmap\"\nregion = \"r\"\npages = \"many\"\n"

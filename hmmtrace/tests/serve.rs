@@ -3,6 +3,9 @@
 //! every query of the Grafana dashboards with data. Needs Debian's `prometheus` package
 //! (`cargo xtask setup` installs it as root); without it these tests fail and say so.
 
+// A test target sees every dependency of the package; unused ones are caught on the library.
+#![allow(unused_crate_dependencies)]
+
 use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};

@@ -2,6 +2,9 @@
 //! with capture-pane. Waits poll for what the screen must show, with a deadline; a test that
 //! cannot run (no tmux) fails and says so.
 
+// A test target sees every dependency of the package; unused ones are caught on the library.
+#![allow(unused_crate_dependencies)]
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 

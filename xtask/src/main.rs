@@ -1,10 +1,12 @@
-//! Developer tasks: `setup` (toolchain bootstrap), `test` (the whole suite), `demo`, `bench`.
+//! Developer tasks: `setup` (toolchain bootstrap), `test` (the whole suite), `lint`, `demo`,
+//! `bench`, `fuzz`, `soak`, `vm-kernel`, `vm-test`.
 //!
 //! Slow artefacts (bpf-linker) are built into a cache outside the repository, keyed by their
 //! inputs, so a second run is fast and a fresh machine still builds them from nothing.
 
 mod bench;
 mod fuzz;
+mod lint;
 mod setup;
 mod soak;
 mod vm;
@@ -53,6 +55,9 @@ enum Task {
         #[arg(long, default_value_t = 900)]
         limit: u64,
     },
+    /// Set up, then check every crate for its own target with the workspace lints (clippy,
+    /// warnings as errors), formatting, and that builds print only real warnings.
+    Lint,
     /// Set up, then measure every benchmark figure and write BENCHMARKS.md.
     Bench {
         /// A short pass that checks the benchmarks run (for CI); writes nothing.
@@ -80,6 +85,7 @@ fn main() -> ExitCode {
         Task::Test { args } => test(&args),
         Task::Demo { args } => demo(&args),
         Task::Bench { quick } => setup::run().and_then(|_| bench::run(quick)),
+        Task::Lint => setup::run().and_then(|_| lint::run()),
         Task::Fuzz { seconds } => setup::run().and_then(|_| fuzz::run(seconds)),
         Task::Soak { minutes } => setup::run().and_then(|_| soak::run(minutes)),
         Task::VmTest { source, limit } => {
@@ -171,6 +177,13 @@ const FUZZ_SECONDS_IN_TEST: u64 = 20;
 
 fn test(args: &[String]) -> anyhow::Result<()> {
     setup::run()?;
+    let lint_failed = match lint::run() {
+        Ok(()) => false,
+        Err(e) => {
+            eprintln!("xtask: lint FAILED: {e:#}");
+            true
+        }
+    };
     // The VM checks first, so that nextest's summary is the run's last line; a failure is
     // reported now and fails the run after the unit tests have run too.
     let vm_failed = if is_root() {
@@ -215,7 +228,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     }
     cmd.args(args);
     run_cmd(&mut cmd)?;
-    if vm_failed || fuzz_failed || bench_failed {
+    if lint_failed || vm_failed || fuzz_failed || bench_failed {
         // Already reported above; keep nextest's summary as the last line.
         std::process::exit(1);
     }

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hmmtrace::capture::{Reader, Writer};
-use hmmtrace::pipeline::source::engine::{EngineSource, Pace};
-use hmmtrace::pipeline::{self, Control, Tee};
-use hmmtrace::report::{self, live::Refreshing, Summary};
+use crate::capture::{Reader, Writer};
+use crate::pipeline::source::engine::{EngineSource, Pace};
+use crate::pipeline::{self, Control, Tee};
+use crate::report::{self, live::Refreshing, Summary};
 
 use super::{bad_input, is_terminal, parse_duration, ScenarioArgs, ViewArgs};
 
@@ -54,7 +54,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut writer = Writer::create(&a.output)?;
     if use_tui {
         let ctl = Control::new(a.duration)?;
-        let (tui, mut view) = hmmtrace::tui::new(
+        let (tui, mut view) = crate::tui::new(
             format!("demo: {title}"),
             dashboard,
             a.view.kernel_pointers,

@@ -5,13 +5,13 @@ use std::io::BufWriter;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::export::csv::CsvWriter;
+use crate::export::jsonl::JsonlWriter;
+use crate::export::perfetto::PerfettoWriter;
+use crate::export::Flattener;
+use crate::pipeline::source::capture::CaptureSource;
+use crate::pipeline::{self, Control, Sink, Source as _};
 use clap::ValueEnum;
-use hmmtrace::export::csv::CsvWriter;
-use hmmtrace::export::jsonl::JsonlWriter;
-use hmmtrace::export::perfetto::PerfettoWriter;
-use hmmtrace::export::Flattener;
-use hmmtrace::pipeline::source::capture::CaptureSource;
-use hmmtrace::pipeline::{self, Control, Sink, Source as _};
 
 use super::output;
 

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hmmtrace::capture::Writer;
-use hmmtrace::pipeline::source::kernel::KernelSource;
-use hmmtrace::pipeline::{self, Control, Source as _, Tee};
+use crate::capture::Writer;
+use crate::pipeline::source::kernel::KernelSource;
+use crate::pipeline::{self, Control, Source as _, Tee};
 
 use super::record::TraceArgs;
 use super::{bad_input, is_terminal, parse_duration, ViewArgs};

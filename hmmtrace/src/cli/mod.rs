@@ -1,5 +1,5 @@
 //! Subcommands and their arguments. Each subcommand parses its arguments, picks a source, its
-//! sinks and a view, and hands them to `hmmtrace::pipeline::run`; threads, signals and the end
+//! sinks and a view, and hands them to `pipeline::run`; threads, signals and the end
 //! of a run are the pipeline's.
 
 mod demo;
@@ -14,8 +14,8 @@ mod sim;
 
 use std::process::ExitCode;
 
+pub use crate::error::bad_input;
 use clap::{Parser, Subcommand, ValueEnum};
-pub use hmmtrace::error::bad_input;
 
 #[derive(Parser)]
 #[command(
@@ -116,7 +116,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// Parses `--attach FUNC=ROLE` arguments; a bad one is bad input.
-pub fn parse_attach(args: &[String]) -> anyhow::Result<Vec<hmmtrace::kernel::plan::ExtraAttach>> {
+pub fn parse_attach(args: &[String]) -> anyhow::Result<Vec<crate::kernel::plan::ExtraAttach>> {
     args.iter()
         .map(|s| {
             s.parse()
@@ -138,8 +138,8 @@ pub struct ScenarioArgs {
 
 impl ScenarioArgs {
     /// Loads the scenario (bad input is exit code 2) and picks the seed.
-    pub fn load(&self) -> anyhow::Result<(hmmtrace::scenario::Scenario, u64)> {
-        let scenario = hmmtrace::scenario::Scenario::load(&self.scenario).map_err(bad_input)?;
+    pub fn load(&self) -> anyhow::Result<(crate::scenario::Scenario, u64)> {
+        let scenario = crate::scenario::Scenario::load(&self.scenario).map_err(bad_input)?;
         let seed = self.seed.unwrap_or(scenario.seed);
         Ok((scenario, seed))
     }
@@ -177,17 +177,17 @@ pub struct ViewArgs {
 
 impl ViewArgs {
     /// The dashboard; a bad one is bad input, named with file, line and reason.
-    pub fn dashboard(&self) -> anyhow::Result<hmmtrace::tui::dashboard::Dashboard> {
-        hmmtrace::tui::dashboard::Dashboard::load(&self.dashboard).map_err(bad_input)
+    pub fn dashboard(&self) -> anyhow::Result<crate::tui::dashboard::Dashboard> {
+        crate::tui::dashboard::Dashboard::load(&self.dashboard).map_err(bad_input)
     }
 
     /// A TUI titled `title`, with replay controls for a replay.
     pub fn tui(
         &self,
         title: String,
-        replay: Option<std::sync::Arc<hmmtrace::pipeline::source::replay::ReplayControl>>,
-    ) -> anyhow::Result<(hmmtrace::tui::TuiSink, hmmtrace::tui::TuiView)> {
-        Ok(hmmtrace::tui::new(
+        replay: Option<std::sync::Arc<crate::pipeline::source::replay::ReplayControl>>,
+    ) -> anyhow::Result<(crate::tui::TuiSink, crate::tui::TuiView)> {
+        Ok(crate::tui::new(
             title,
             self.dashboard()?,
             self.kernel_pointers,

@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use hmmtrace::kernel::plan::{Mechanism, MechanismChoice};
-use hmmtrace::kernel::{Session, SessionOptions};
+use crate::kernel::plan::{Mechanism, MechanismChoice};
+use crate::kernel::{Session, SessionOptions};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum MechanismArg {

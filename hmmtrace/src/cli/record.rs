@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hmmtrace::capture::Writer;
-use hmmtrace::kernel::SessionOptions;
-use hmmtrace::pipeline::source::kernel::KernelSource;
-use hmmtrace::pipeline::{self, Control, Finished, Tee};
-use hmmtrace::report::{self, Summary};
+use crate::capture::Writer;
+use crate::kernel::SessionOptions;
+use crate::pipeline::source::kernel::KernelSource;
+use crate::pipeline::{self, Control, Finished, Tee};
+use crate::report::{self, Summary};
 
 use super::probes::MechanismArg;
 use super::{bad_input, parse_duration};
@@ -130,7 +130,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         Tee::new()
             .with(&mut writer)
             .with(&mut summary)
-            .with(hmmtrace::notices::Notices),
+            .with(crate::notices::Notices),
         None,
         &ctl,
     )?;

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use hmmtrace::pipeline::source::replay::{ReplayControl, ReplaySource};
-use hmmtrace::pipeline::{self, Control, Source as _};
+use crate::pipeline::source::replay::{ReplayControl, ReplaySource};
+use crate::pipeline::{self, Control, Source as _};
 
 use super::{bad_input, is_terminal, ViewArgs};
 

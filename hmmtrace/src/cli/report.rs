@@ -6,14 +6,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::capture::CaptureHeader;
+use crate::pipeline::source::capture::CaptureSource;
+use crate::pipeline::{self, Control, Source as _, Tee};
+use crate::report::compare::{self, Threshold};
+use crate::report::hdrlog::HdrLog;
+use crate::report::{self, GroupBy, Summary};
 use anyhow::Context as _;
 use clap::ValueEnum;
-use hmmtrace::capture::CaptureHeader;
-use hmmtrace::pipeline::source::capture::CaptureSource;
-use hmmtrace::pipeline::{self, Control, Source as _, Tee};
-use hmmtrace::report::compare::{self, Threshold};
-use hmmtrace::report::hdrlog::HdrLog;
-use hmmtrace::report::{self, GroupBy, Summary};
 
 use super::{bad_input, parse_duration};
 

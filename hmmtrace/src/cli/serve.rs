@@ -1,18 +1,18 @@
 //! `hmmtrace serve`: the metrics of a source (the kernel, the engine, a capture) at
 //! `/metrics` in the Prometheus text format, for Prometheus to scrape. The metrics server is
-//! the pipeline's view; see `hmmtrace::metrics::server`.
+//! the pipeline's view; see `crate::metrics::server`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use hmmtrace::metrics::server::{Published, Publisher, Server};
-use hmmtrace::metrics::Metrics;
-use hmmtrace::pipeline::source::capture::CaptureSource;
-use hmmtrace::pipeline::source::engine::{EngineSource, Pace};
-use hmmtrace::pipeline::source::kernel::KernelSource;
-use hmmtrace::pipeline::{self, Control, Source};
+use crate::metrics::server::{Published, Publisher, Server};
+use crate::metrics::Metrics;
+use crate::pipeline::source::capture::CaptureSource;
+use crate::pipeline::source::engine::{EngineSource, Pace};
+use crate::pipeline::source::kernel::KernelSource;
+use crate::pipeline::{self, Control, Source};
 
 use super::record::TraceArgs;
 use super::{bad_input, parse_duration};
@@ -51,7 +51,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             "kernel".into(),
         ),
         Some(("sim", scenario)) if !scenario.is_empty() => {
-            let s = hmmtrace::scenario::Scenario::load(scenario).map_err(bad_input)?;
+            let s = crate::scenario::Scenario::load(scenario).map_err(bad_input)?;
             let name = format!("engine:{}", s.name);
             let seed = s.seed;
             (

@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use hmmtrace::capture::Writer;
-use hmmtrace::pipeline::source::engine::{EngineSource, Pace};
-use hmmtrace::pipeline::{self, Control, Tee};
-use hmmtrace::report::{self, Summary};
-use hmmtrace::scenario::{Scenario, BUILTIN};
+use crate::capture::Writer;
+use crate::pipeline::source::engine::{EngineSource, Pace};
+use crate::pipeline::{self, Control, Tee};
+use crate::report::{self, Summary};
+use crate::scenario::{Scenario, BUILTIN};
 
 use super::{bad_input, is_terminal, Format, ScenarioArgs, ViewArgs};
 
