@@ -155,13 +155,16 @@ fn pages_exit(map: &InFlightMap) {
 fn finalize_entry<C: EbpfContext>(
     ctx: &C,
     map: &InFlightMap,
+    device_family: bool,
     src: impl Fn(&InFlight) -> Option<(u64, u64)>,
 ) {
     let Some(s) = map.get_ptr_mut(tid()) else {
-        debug!(
-            ctx,
-            "a migration finalize without its setup on this task: not paired"
-        );
+        if !(device_family && inside_migrate_vma()) {
+            debug!(
+                ctx,
+                "a migration finalize without its setup on this task: not paired"
+            );
+        }
         return;
     };
     // SAFETY: this task's entry (see `setup_done`).
@@ -171,6 +174,14 @@ fn finalize_entry<C: EbpfContext>(
         Some(n) => s.migrated = n,
         None => s.unknown |= Migration::FIELD_MIGRATED,
     }
+}
+
+/// Whether an unpaired `migrate_device_*` step of this task runs inside a `migrate_vma_*`
+/// migration: `migrate_vma_finalize` calls `migrate_device_finalize` itself (6.1 and later),
+/// which is no migration of its own.
+#[inline(always)]
+fn inside_migrate_vma() -> bool {
+    MIGRATE_VMA_INFLIGHT.get_ptr(tid()).is_some()
 }
 
 /// Takes the task's migration out of `map` at finalize exit: it, and the time.
@@ -312,10 +323,12 @@ fn device_src(s: &InFlight) -> Option<(u64, u64)> {
 #[inline(always)]
 fn device_finalize_exit<C: EbpfContext>(ctx: &C) {
     let Some((s, end)) = finish(&MIGRATE_DEVICE_INFLIGHT) else {
-        debug!(
-            ctx,
-            "migrate_device_finalize returned without its range call on this task"
-        );
+        if !inside_migrate_vma() {
+            debug!(
+                ctx,
+                "migrate_device_finalize returned without its range call on this task"
+            );
+        }
         return;
     };
     let payload = Migration {
@@ -365,7 +378,7 @@ pub fn fexit_migrate_vma_pages(_ctx: FExitContext) -> u32 {
 
 #[fentry(function = "migrate_vma_finalize")]
 pub fn fentry_migrate_vma_finalize(ctx: FEntryContext) -> u32 {
-    finalize_entry(&ctx, &MIGRATE_VMA_INFLIGHT, vma_src);
+    finalize_entry(&ctx, &MIGRATE_VMA_INFLIGHT, false, vma_src);
     0
 }
 
@@ -412,7 +425,7 @@ pub fn fexit_migrate_device_pages(_ctx: FExitContext) -> u32 {
 
 #[fentry(function = "migrate_device_finalize")]
 pub fn fentry_migrate_device_finalize(ctx: FEntryContext) -> u32 {
-    finalize_entry(&ctx, &MIGRATE_DEVICE_INFLIGHT, device_src);
+    finalize_entry(&ctx, &MIGRATE_DEVICE_INFLIGHT, true, device_src);
     0
 }
 
@@ -456,7 +469,7 @@ pub fn kretprobe_migrate_vma_pages(_ctx: RetProbeContext) -> u32 {
 
 #[kprobe]
 pub fn kprobe_migrate_vma_finalize(ctx: ProbeContext) -> u32 {
-    finalize_entry(&ctx, &MIGRATE_VMA_INFLIGHT, vma_src);
+    finalize_entry(&ctx, &MIGRATE_VMA_INFLIGHT, false, vma_src);
     0
 }
 
@@ -503,7 +516,7 @@ pub fn kretprobe_migrate_device_pages(_ctx: RetProbeContext) -> u32 {
 
 #[kprobe]
 pub fn kprobe_migrate_device_finalize(ctx: ProbeContext) -> u32 {
-    finalize_entry(&ctx, &MIGRATE_DEVICE_INFLIGHT, device_src);
+    finalize_entry(&ctx, &MIGRATE_DEVICE_INFLIGHT, true, device_src);
     0
 }
 

@@ -1,0 +1,134 @@
+//! The guest image: an initramfs with busybox, the kernel's own `hmm-tests` selftest and
+//! `vm/workload.c` (both built statically from the same source tree), hmmtrace and its
+//! libraries, and `vm/init`; and the other side of check 2, the reference engine's export of
+//! `vm/workload.toml`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::Context as _;
+
+use super::kernel::Kernel;
+use super::logged;
+use super::say;
+use crate::run_cmd;
+
+/// What a guest boots from, and what its output is checked against.
+pub struct Image {
+    pub initramfs: PathBuf,
+    /// Where the guest's serial console is logged.
+    pub serial: PathBuf,
+    /// `hmmtrace export` (JSONL) of the engine running the workload's twin scenario.
+    pub engine_rows: String,
+}
+
+/// Builds the image for kernel `k` in its build directory.
+pub fn build(k: &Kernel) -> anyhow::Result<Image> {
+    let work = k.build.join("vm-test");
+    let _ = std::fs::remove_dir_all(&work);
+    let root = work.join("initramfs");
+    for d in ["bin", "proc", "sys", "dev", "tmp", "lib", "lib64"] {
+        std::fs::create_dir_all(root.join(d))?;
+    }
+    let log = work.join("build.log");
+    let headers = k.build.join("usr-headers");
+    if !headers.join("include/linux/mman.h").exists() {
+        say("installing kernel headers for hmm-tests");
+        let mut c = Command::new("make");
+        c.arg("-C")
+            .arg(&k.source)
+            .arg(format!("O={}", k.build.display()));
+        c.arg(format!("INSTALL_HDR_PATH={}", headers.display()))
+            .arg("headers_install");
+        logged(c, &log, "make headers_install")?;
+    }
+    say("building hmm-tests (static) from the same source tree");
+    let selftests = k.source.join("tools/testing/selftests");
+    let mut gcc = Command::new("gcc");
+    gcc.args(["-static", "-O2", "-o"])
+        .arg(root.join("hmm-tests"));
+    gcc.arg("-I")
+        .arg(&k.source)
+        .arg("-I")
+        .arg(&selftests)
+        .arg("-isystem")
+        .arg(headers.join("include"));
+    gcc.arg("-I")
+        .arg(k.source.join("tools/include"))
+        // selftests/vm was renamed selftests/mm in 6.3.
+        .arg(
+            ["mm", "vm"]
+                .iter()
+                .map(|d| selftests.join(d).join("hmm-tests.c"))
+                .find(|p| p.exists())
+                .ok_or_else(|| anyhow::anyhow!("no hmm-tests.c in {}", selftests.display()))?,
+        );
+    gcc.args(["-lrt", "-lpthread", "-lm"]);
+    logged(gcc, &log, "gcc hmm-tests.c")?;
+    let workload_c = work.join("workload.c");
+    std::fs::write(&workload_c, include_str!("../../vm/workload.c"))?;
+    let mut gcc = Command::new("gcc");
+    gcc.args(["-static", "-O2", "-o"])
+        .arg(root.join("workload"));
+    gcc.arg("-I")
+        .arg(&k.source)
+        .arg("-isystem")
+        .arg(headers.join("include"))
+        .arg(&workload_c);
+    logged(gcc, &log, "gcc workload.c")?;
+    say("building hmmtrace (release)");
+    let bin = crate::build_release_hmmtrace()?;
+    std::fs::copy(&bin, root.join("hmmtrace"))?;
+    copy_libraries(&bin, &root)?;
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))?;
+    let init = root.join("init");
+    std::fs::write(&init, include_str!("../../vm/init"))?;
+    std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let cpio = work.join("initramfs.cpio.gz");
+    run_cmd(Command::new("sh").arg("-c").arg(format!(
+        "cd '{}' && find . | cpio -o -H newc --quiet | gzip -1 > '{}'",
+        root.display(),
+        cpio.display()
+    )))?;
+
+    // Check 2's other side: the reference engine on workload.c's twin scenario.
+    let twin = work.join("workload.toml");
+    std::fs::write(&twin, include_str!("../../vm/workload.toml"))?;
+    let engine_capture = work.join("engine-workload.hmt");
+    run_cmd(
+        Command::new(&bin)
+            .args(["sim", "--format", "json", "--scenario"])
+            .arg(&twin)
+            .arg("-o")
+            .arg(&engine_capture)
+            .stdout(Stdio::null()),
+    )?;
+    let rows = Command::new(&bin)
+        .arg("export")
+        .arg(&engine_capture)
+        .output()?;
+    anyhow::ensure!(
+        rows.status.success(),
+        "hmmtrace export of the engine's capture failed"
+    );
+    let engine_rows = String::from_utf8(rows.stdout)?;
+    Ok(Image {
+        initramfs: cpio,
+        serial: work.join("serial.log"),
+        engine_rows,
+    })
+}
+
+/// Copies the shared libraries `bin` needs (per ldd) into the initramfs.
+fn copy_libraries(bin: &Path, root: &Path) -> anyhow::Result<()> {
+    let out = Command::new("ldd").arg(bin).output()?;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let path = line.split_whitespace().find(|w| w.starts_with('/'));
+        if let Some(p) = path {
+            let dst = root.join(p.trim_start_matches('/'));
+            std::fs::create_dir_all(dst.parent().unwrap())?;
+            std::fs::copy(p, &dst).with_context(|| format!("cannot copy {p}"))?;
+        }
+    }
+    Ok(())
+}
