@@ -1,7 +1,7 @@
 //! hmmtrace's eBPF programs, one module per kernel path, and the pieces they share: the ring
 //! buffer, the per-probe drop counters and the settings userspace writes before load.
 //!
-//! Built for `bpfel-unknown-none` by `hmmtrace/build.rs` (aya-build) and embedded in the
+//! Built for `bpfel-unknown-none` by `hmmtrace/build.rs` (nightly, bpf-linker) and embedded in the
 //! `hmmtrace` binary.
 #![no_std]
 #![no_main]

@@ -1,6 +1,6 @@
-//! The whole chain against the running kernel: the embedded object (nightly + bpf-linker +
-//! aya-build) loads, the system-migration tracepoint attaches, compaction produces events with
-//! sane fields, and nothing of hmmtrace's stays loaded afterwards. Needs root: `cargo xtask
+//! The whole chain against the running kernel: the embedded object (built by hmmtrace/build.rs
+//! with nightly and bpf-linker) loads, the system-migration tracepoint attaches, compaction
+//! produces events with sane fields, and nothing of hmmtrace's stays loaded afterwards. Needs root: `cargo xtask
 //! test` runs these when it is root (they are #[ignore]d otherwise, and listed as skipped).
 
 // A test target sees every dependency of the package; unused ones are caught on the library.

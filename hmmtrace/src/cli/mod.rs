@@ -57,20 +57,22 @@ enum Command {
     )]
     Sim(sim::Args),
     /// Show how hmmtrace attaches to this kernel: for each HMM probe, the function, the
-    /// mechanism and whether it attached (needs root, or CAP_BPF and CAP_PERFMON).
+    /// mechanism and whether it attached (needs root, or CAP_BPF, CAP_PERFMON and
+    /// CAP_DAC_READ_SEARCH).
     #[command(
         after_help = "Examples:\n  sudo hmmtrace probes\n  sudo hmmtrace probes --mechanism kprobe\n  sudo hmmtrace probes --attach my_drv_devmem_fault=migrate_to_ram"
     )]
     Probes(probes::Args),
     /// Record the kernel's HMM events into a capture file, system-wide, for some processes, or
-    /// for a command and its children (needs root, or CAP_BPF and CAP_PERFMON).
+    /// for a command and its children (needs root, or CAP_BPF, CAP_PERFMON and
+    /// CAP_DAC_READ_SEARCH).
     #[command(
         after_help = "Examples:\n  sudo hmmtrace record -o run.hmt -- ./hmm-tests\n  sudo hmmtrace record -o all.hmt --duration 30s\n  sudo hmmtrace record -o p.hmt --pid 4242 --comm python3\n  hmmtrace report run.hmt"
     )]
     Record(record::Args),
     /// Watch the kernel's HMM events live in the TUI: rates, latency histograms, top
     /// processes, devices and symbols, the event log, and each probe's state and cost (needs
-    /// root, or CAP_BPF and CAP_PERFMON).
+    /// root, or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH).
     #[command(
         after_help = "Examples:\n  sudo hmmtrace live\n  sudo hmmtrace live --pid 4242 --dashboard migration\n  sudo hmmtrace live -o run.hmt --duration 1m\n\nKeys: ? shows them all; q quits."
     )]
