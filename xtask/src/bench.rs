@@ -84,7 +84,7 @@ use crate::{have_on_path as have, is_root};
 
 /// Runs the hmmtrace crate's `figures` bench with `args`; returns its JSON line.
 fn figures(args: &[&str]) -> anyhow::Result<serde_json::Value> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = crate::workspace_root();
     let o = Command::new("cargo")
         .current_dir(root)
         .args(["bench", "-q", "-p", "hmmtrace", "--bench", "figures", "--"])
@@ -645,10 +645,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
     let _ = std::fs::remove_dir_all(&dir);
     if !quick {
         std::fs::write(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap()
-                .join("BENCHMARKS.md"),
+            crate::workspace_root().join("BENCHMARKS.md"),
             markdown(&figures),
         )?;
         say("wrote BENCHMARKS.md");

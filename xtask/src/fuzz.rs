@@ -9,20 +9,14 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
-use crate::run_cmd;
 use crate::setup::cache_dir;
+use crate::{run_cmd, workspace_root};
 
 const CARGO_FUZZ_VERSION: &str = "0.12.0";
 pub const TARGETS: [&str; 3] = ["capture_reader", "scenario_parser", "dashboard_parser"];
 
 fn say(msg: &str) {
     eprintln!("fuzz: {msg}");
-}
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the workspace")
 }
 
 /// cargo-fuzz's `bin/` directory, building it into the cache the first time.
@@ -61,12 +55,12 @@ fn corpus(target: &str, capture: &Path) -> anyhow::Result<PathBuf> {
     std::fs::create_dir_all(&dir)?;
     let seeds: Vec<PathBuf> = match target {
         "capture_reader" => vec![capture.to_path_buf()],
-        "scenario_parser" => std::fs::read_dir(root().join("hmmtrace/scenarios"))?
+        "scenario_parser" => std::fs::read_dir(workspace_root().join("hmmtrace/scenarios"))?
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|e| e == "toml"))
             .collect(),
-        _ => std::fs::read_dir(root().join("dashboards"))?
+        _ => std::fs::read_dir(workspace_root().join("dashboards"))?
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.extension().is_some_and(|e| e == "toml"))
@@ -103,7 +97,7 @@ pub fn run(seconds: u64) -> anyhow::Result<()> {
         say(&format!("{target}: {seconds} s"));
         let started = Instant::now();
         let status = Command::new("cargo")
-            .current_dir(root())
+            .current_dir(workspace_root())
             .env("PATH", &path)
             // Instrumented builds kept across runs (and clean clones), like the kernel's.
             .env("CARGO_TARGET_DIR", cache_dir().join("fuzz-target"))

@@ -11,25 +11,18 @@
 //!   build's compiler warnings only, so any such line is a real warning.
 
 use std::io::{BufRead as _, BufReader};
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context as _};
 
-use crate::run_cmd;
+use crate::{run_cmd, workspace_root};
 
 fn say(msg: &str) {
     eprintln!("lint: {msg}");
 }
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask sits in the workspace")
-}
-
 pub fn run() -> anyhow::Result<()> {
-    let root = root();
+    let root = workspace_root();
     say("formatting");
     run_cmd(
         Command::new("cargo")

@@ -115,12 +115,16 @@ pub fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Builds the `hmmtrace` binary in release mode; returns its path (whatever the directory
-/// `cargo xtask` was started from).
-pub fn build_release_hmmtrace() -> anyhow::Result<std::path::PathBuf> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The workspace's root directory, whatever the directory `cargo xtask` was started from.
+pub fn workspace_root() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("xtask sits in the workspace");
+        .expect("xtask sits in the workspace")
+}
+
+/// Builds the `hmmtrace` binary in release mode; returns its path.
+pub fn build_release_hmmtrace() -> anyhow::Result<std::path::PathBuf> {
+    let root = workspace_root();
     run_cmd(Command::new("cargo").current_dir(root).args([
         "build",
         "--quiet",
