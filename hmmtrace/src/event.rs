@@ -82,6 +82,77 @@ impl Body {
     }
 }
 
+/// What every view counts as one thing: the event's kind, with an interval notifier's callback
+/// apart from the invalidation that ran it. One `__mmu_notifier_invalidate_range_start` runs
+/// the `invalidate` callback of each mirror of the range, so counting both as invalidations
+/// counted each invalidation twice (or more).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Class {
+    Migration,
+    DeviceFault,
+    PageFree,
+    /// `__mmu_notifier_invalidate_range_start`: one per invalidation of an address range.
+    Invalidation,
+    /// A driver's `mmu_interval_notifier_ops.invalidate` callback, run by an invalidation.
+    IntervalInvalidate,
+    RangeFault,
+    SystemMigration,
+    Lost,
+}
+
+impl Class {
+    pub const COUNT: usize = 8;
+    pub const ALL: [Class; Class::COUNT] = [
+        Class::Migration,
+        Class::DeviceFault,
+        Class::PageFree,
+        Class::Invalidation,
+        Class::IntervalInvalidate,
+        Class::RangeFault,
+        Class::SystemMigration,
+        Class::Lost,
+    ];
+
+    /// The name every view and file uses.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Class::Migration => "migration",
+            Class::DeviceFault => "device_fault",
+            Class::PageFree => "page_free",
+            Class::Invalidation => "invalidation",
+            Class::IntervalInvalidate => "interval_invalidate",
+            Class::RangeFault => "range_fault",
+            Class::SystemMigration => "system_migration",
+            Class::Lost => "lost",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Class> {
+        Class::ALL.into_iter().find(|c| c.name() == name)
+    }
+
+    /// Its position in [`Class::ALL`], for arrays indexed by class.
+    pub const fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The classes whose events have durations.
+    pub const TIMED: [Class; 6] = [
+        Class::Migration,
+        Class::DeviceFault,
+        Class::PageFree,
+        Class::Invalidation,
+        Class::IntervalInvalidate,
+        Class::RangeFault,
+    ];
+}
+
+impl std::fmt::Display for Class {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// One thing HMM did, from any source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Event {
@@ -104,16 +175,43 @@ impl Event {
         self.body.kind()
     }
 
-    /// The pages the event concerns, as every report counts them: pages migrated, pages
-    /// range-faulted, pages freed, one per fault, records dropped for `Lost`; 0 otherwise.
+    /// What views count it as.
+    pub fn class(&self) -> Class {
+        match &self.body {
+            Body::Migration(_) => Class::Migration,
+            Body::DeviceFault(_) => Class::DeviceFault,
+            Body::PageFree(_) => Class::PageFree,
+            Body::Invalidation(i) if i.path == hmmtrace_common::INVALIDATE_CALLBACK => {
+                Class::IntervalInvalidate
+            }
+            Body::Invalidation(_) => Class::Invalidation,
+            Body::RangeFault(_) => Class::RangeFault,
+            Body::SystemMigration(_) => Class::SystemMigration,
+            Body::Lost(_) => Class::Lost,
+        }
+    }
+
+    /// The pages the event concerns, as every view counts them: pages migrated (device
+    /// migrations: `migrated`; system migrations: `nr_succeeded`, in base pages), pages
+    /// range-faulted, pages freed, one per fault, records dropped for `Lost`; none for an
+    /// invalidation (its range can be a whole address space).
     pub fn pages(&self) -> u64 {
         match &self.body {
             Body::Migration(m) => m.migrated,
+            Body::SystemMigration(s) => s.succeeded,
             Body::RangeFault(r) => r.npages,
             Body::PageFree(p) => 1u64 << p.order.min(20),
             Body::DeviceFault(_) => 1,
             Body::Lost(l) => l.count,
-            Body::Invalidation(_) | Body::SystemMigration(_) => 0,
+            Body::Invalidation(_) => 0,
+        }
+    }
+
+    /// `-EBUSY` retries before the call, for a range fault; 0 otherwise.
+    pub fn retries(&self) -> u64 {
+        match &self.body {
+            Body::RangeFault(r) => u64::from(r.retries),
+            _ => 0,
         }
     }
 

@@ -24,6 +24,7 @@ pub mod pipeline;
 pub mod probe;
 pub mod report;
 pub mod scenario;
+pub mod stats;
 pub mod textfile;
 pub mod tui;
 

@@ -33,7 +33,7 @@ mod writer;
 
 use serde::{Deserialize, Serialize};
 
-pub use reader::{ReadSummary, Reader};
+pub use reader::{last_timestamp, ReadSummary, Reader};
 pub use writer::Writer;
 
 pub const MAGIC: &[u8; 8] = b"HMMTRACE";
@@ -56,6 +56,24 @@ pub enum ClockKind {
     Simulated,
 }
 
+impl ClockKind {
+    /// A name for a panel title.
+    pub fn short(self) -> &'static str {
+        match self {
+            ClockKind::Monotonic => "the kernel's clock",
+            ClockKind::Simulated => "simulated time",
+        }
+    }
+
+    /// What the clock is, in a few words, for reports and titles.
+    pub fn describe(self) -> &'static str {
+        match self {
+            ClockKind::Monotonic => "the traced machine's CLOCK_MONOTONIC",
+            ClockKind::Simulated => "the engine's simulated clock",
+        }
+    }
+}
+
 /// A device the capture's events refer to by pgmap owner.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeviceInfo {
@@ -70,7 +88,7 @@ pub struct DeviceInfo {
 }
 
 /// What a capture file says about itself.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CaptureHeader {
     /// `hmmtrace_common::WIRE_VERSION` of the producer.
     pub wire_version: u16,
@@ -85,6 +103,18 @@ pub struct CaptureHeader {
     /// The engine's seed, when the source is the engine.
     #[serde(default)]
     pub seed: Option<u64>,
+    /// The traced machine's boot (`/proc/sys/kernel/random/boot_id`): kernel captures of the
+    /// same boot share a clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_id: Option<String>,
+    /// Simulated seconds per wall second the source ran at, when it was paced so (the demo):
+    /// the speed a replay plays it at by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pace: Option<f64>,
+    /// Names of fields' values, by `tracepoint.field` (`mm_migrate_pages.mode`): the kernel's,
+    /// from the tracepoint's print format, so exports say `MIGRATE_SYNC`, not 2.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub value_names: std::collections::BTreeMap<String, Vec<(u64, String)>>,
     /// The traced system's page size (the engine's is 4096).
     pub page_size: u64,
     /// The attach plan that produced a kernel capture, each row with its outcome (captures of
@@ -109,6 +139,35 @@ pub struct PagemapOpsInfo {
 }
 
 impl CaptureHeader {
+    /// Whether events of `a` and `b` are on one clock, so they can be summed into one report;
+    /// else why not.
+    pub fn same_clock(a: &CaptureHeader, b: &CaptureHeader) -> Result<(), String> {
+        match (a.clock, b.clock) {
+            (ClockKind::Simulated, _) | (_, ClockKind::Simulated) => {
+                Err("each engine capture has a simulated clock of its own, starting at 0".into())
+            }
+            (ClockKind::Monotonic, ClockKind::Monotonic) => match (&a.boot_id, &b.boot_id) {
+                (Some(x), Some(y)) if x == y => Ok(()),
+                (Some(_), Some(_)) => Err(
+                    "they come from different boots, whose CLOCK_MONOTONIC are unrelated".into(),
+                ),
+                _ => Err(
+                    "one does not record its boot (an older capture), so whether they \
+                     share CLOCK_MONOTONIC cannot be told"
+                        .into(),
+                ),
+            },
+        }
+    }
+
+    /// The name of `value` of `field` (`mm_migrate_pages.mode`), or the number as text.
+    pub fn value_name(&self, field: &str, value: u64) -> String {
+        self.value_names
+            .get(field)
+            .and_then(|names| names.iter().find(|(v, _)| *v == value))
+            .map_or_else(|| value.to_string(), |(_, n)| n.clone())
+    }
+
     /// Names a `pgmap_ops` value: `symbol [module]`.
     pub fn ops_name(&self, addr: u64) -> Option<String> {
         self.pagemap_ops.iter().find(|o| o.addr == addr).map(|o| {

@@ -189,6 +189,54 @@ impl<R: Read> Reader<R> {
     }
 }
 
+/// The latest timestamp in the last complete block of the capture at `path`, found by
+/// scanning back from its end (a capture is read forward only; this spares reading it all to
+/// learn how long it lasts). `None` when no complete block is found in its last
+/// [`BLOCK_MAX`] bytes.
+pub fn last_timestamp(path: &Path) -> anyhow::Result<Option<u64>> {
+    use std::io::{Seek as _, SeekFrom};
+    let mut file =
+        File::open(path).with_context(|| format!("cannot open capture file {}", path.display()))?;
+    let len = file.seek(SeekFrom::End(0))?;
+    let tail_len = len.min((BLOCK_MAX + BLOCK_HEADER_LEN) as u64);
+    file.seek(SeekFrom::Start(len - tail_len))?;
+    let mut tail = vec![0u8; tail_len as usize];
+    read_full(&mut file, &mut tail)?;
+    let mut end = tail.len();
+    // Candidates from the end: a block magic whose block fits and passes its CRC.
+    while let Some(at) = tail[..end].windows(4).rposition(|w| w == BLOCK_MAGIC) {
+        end = at;
+        let head = &tail[at..];
+        if head.len() < BLOCK_HEADER_LEN {
+            continue;
+        }
+        let plen = u32::from_le_bytes(head[4..8].try_into().unwrap()) as usize;
+        let count = u32::from_le_bytes(head[16..20].try_into().unwrap());
+        let crc = u32::from_le_bytes(head[20..24].try_into().unwrap());
+        let Some(payload) = head.get(BLOCK_HEADER_LEN..BLOCK_HEADER_LEN + plen) else {
+            continue;
+        };
+        let mut h = crc32fast::Hasher::new();
+        h.update(&head[4..20]);
+        h.update(payload);
+        if h.finalize() != crc {
+            continue;
+        }
+        let (mut st, mut c) = (State::new(), Cursor::new(payload));
+        let mut latest = None;
+        for _ in 0..count {
+            match decode(&mut st, &mut c) {
+                Ok(e) => latest = latest.max(Some(e.ts_ns)),
+                Err(_) => break,
+            }
+        }
+        if latest.is_some() {
+            return Ok(latest);
+        }
+    }
+    Ok(None)
+}
+
 impl<R: Read> Reader<R> {
     /// Bytes consumed so far (the end of the last complete block).
     pub fn offset(&self) -> u64 {

@@ -14,6 +14,9 @@ fn header() -> CaptureHeader {
         clock: ClockKind::Monotonic,
         start_unix_ns: 1,
         seed: None,
+        boot_id: None,
+        pace: None,
+        value_names: Default::default(),
         page_size: 4096,
         probe_plan: vec![crate::probe::PlanEntry {
             role: crate::probe::Role::MigrateVmaSetup,

@@ -29,6 +29,8 @@ pub struct Writer<W: Write> {
     block_events: u32,
     seq: u64,
     events: u64,
+    /// Events in blocks written out (the rest are in the block being filled).
+    flushed: u64,
     bytes: u64,
     last_flush: Instant,
 }
@@ -66,6 +68,7 @@ impl<W: Write> Writer<W> {
             block_events: 0,
             seq: 0,
             events: 0,
+            flushed: 0,
             bytes: 0,
             last_flush: Instant::now(),
         }
@@ -74,6 +77,11 @@ impl<W: Write> Writer<W> {
     /// Events written so far (including those of the block being filled).
     pub fn events(&self) -> u64 {
         self.events
+    }
+
+    /// Events in complete blocks written out: what a reader recovers if nothing more is.
+    pub fn events_in_blocks(&self) -> u64 {
+        self.flushed
     }
 
     /// Bytes written to the output so far.
@@ -130,6 +138,7 @@ impl<W: Write> Writer<W> {
             .with_context(|| format!("cannot write a block to {}", self.name))?;
         self.last_flush = Instant::now();
         self.bytes += block.len() as u64;
+        self.flushed += u64::from(self.block_events);
         self.seq += 1;
         self.payload.clear();
         self.block_events = 0;

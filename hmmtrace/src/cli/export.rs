@@ -1,5 +1,6 @@
 //! `hmmtrace export`: every event of a capture (the capture source), one per line (JSONL) or
-//! row (CSV), or as a Perfetto trace, streaming.
+//! row (CSV), or as a Perfetto trace, streaming, in timestamp order (`pipeline::reorder`: a
+//! window of 10 s of the capture's clock).
 
 use std::io::BufWriter;
 use std::path::PathBuf;
@@ -9,6 +10,7 @@ use crate::export::csv::CsvWriter;
 use crate::export::jsonl::JsonlWriter;
 use crate::export::perfetto::PerfettoWriter;
 use crate::export::Flattener;
+use crate::pipeline::reorder::Reorder;
 use crate::pipeline::source::capture::CaptureSource;
 use crate::pipeline::{self, Control, Sink, Source as _};
 use clap::ValueEnum;
@@ -48,7 +50,16 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         ExportFormat::Perfetto => Box::new(PerfettoWriter::new(out, flat)),
         ExportFormat::Csv => Box::new(CsvWriter::new(out, flat)?),
     };
+    let mut ordered = Reorder::new(sink);
     // No signal handling: an interrupted export ends the process, not the file quietly early.
-    pipeline::run(source, sink, None, &Control::without_signals(None))?;
+    pipeline::run(source, &mut ordered, None, &Control::without_signals(None))?;
+    if ordered.late() > 0 {
+        eprintln!(
+            "hmmtrace: {} events began more than {} before events already written, and are \
+             written where they came, out of timestamp order",
+            ordered.late(),
+            crate::report::text::fmt_ns(ordered.window_ns())
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -36,7 +36,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let ctl = Control::new(a.duration)?;
     let source = KernelSource::start(opts, &[])?.with_program_costs();
     let title = format!("kernel {} (live)", source.header().kernel_release);
-    let (tui, mut view) = a.view.tui(title, None)?;
+    let (tui, mut view) = a.view.tui(title, None, 1.0)?;
     let mut writer = a.output.as_deref().map(Writer::create).transpose()?;
     pipeline::run(
         source,

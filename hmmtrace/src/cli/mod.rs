@@ -165,6 +165,15 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(d)
 }
 
+/// Like [`parse_duration`], for a duration that must be longer than 0 (an interval).
+pub fn parse_interval(s: &str) -> Result<std::time::Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("'{s}': an interval must be longer than 0"));
+    }
+    Ok(d)
+}
+
 /// How the TUI looks: shared by `live`, `demo`, `sim --tui` and `replay`.
 #[derive(clap::Args)]
 pub struct ViewArgs {
@@ -183,17 +192,21 @@ impl ViewArgs {
         crate::tui::dashboard::Dashboard::load(&self.dashboard).map_err(bad_input)
     }
 
-    /// A TUI titled `title`, with replay controls for a replay.
+    /// A TUI titled `title`, with replay controls for a replay, whose source's clock runs at
+    /// `speed` × wall time (a rate bin is then `speed` seconds of it, at most one).
     pub fn tui(
         &self,
         title: String,
         replay: Option<std::sync::Arc<crate::pipeline::source::replay::ReplayControl>>,
+        speed: f64,
     ) -> anyhow::Result<(crate::tui::TuiSink, crate::tui::TuiView)> {
+        let bin_ns = (crate::tui::app::SECOND as f64 * speed.min(1.0)).max(1.0) as u64;
         Ok(crate::tui::new(
             title,
             self.dashboard()?,
             self.kernel_pointers,
             replay,
+            bin_ns,
         ))
     }
 }
@@ -201,6 +214,47 @@ impl ViewArgs {
 /// Whether standard output is a terminal the TUI can take over.
 pub fn is_terminal() -> bool {
     std::io::IsTerminal::is_terminal(&std::io::stdout())
+}
+
+/// A capture file a command writes. If the run fails on bad input (a scenario that fails
+/// halfway) the file is removed again: it would only hold a fragment of a bad run. If it fails
+/// otherwise (a full disk) the file stays, every complete block readable, and the error says
+/// how many events those hold.
+pub struct OutputFile {
+    path: std::path::PathBuf,
+    writer: crate::capture::Writer<std::fs::File>,
+}
+
+impl OutputFile {
+    pub fn create(path: &std::path::Path) -> anyhow::Result<OutputFile> {
+        Ok(OutputFile {
+            path: path.to_path_buf(),
+            writer: crate::capture::Writer::create(path)?,
+        })
+    }
+
+    pub fn writer(&mut self) -> &mut crate::capture::Writer<std::fs::File> {
+        &mut self.writer
+    }
+
+    /// What becomes of the file, given how the run went.
+    pub fn settle<T>(self, ran: anyhow::Result<T>) -> anyhow::Result<T> {
+        match ran {
+            Ok(v) => Ok(v),
+            Err(e) if crate::error::exit_code(&e) == crate::error::EXIT_BAD_INPUT => {
+                drop(self.writer);
+                let _ = std::fs::remove_file(&self.path);
+                Err(e)
+            }
+            Err(e) => {
+                let kept = self.writer.events_in_blocks();
+                Err(e.context(format!(
+                    "{} keeps the {kept} events of its complete blocks",
+                    self.path.display()
+                )))
+            }
+        }
+    }
 }
 
 /// Creates `path` for an output (mode 0600: outputs can reveal what other processes do), or

@@ -14,23 +14,34 @@ use super::{bad_input, is_terminal, ViewArgs};
 pub struct Args {
     /// The capture file.
     file: PathBuf,
-    /// Replay speed: 1 is as recorded, 10 ten times faster, 0.5 half as fast.
-    #[arg(long, default_value_t = 1.0)]
-    speed: f64,
+    /// Replay speed against the capture's own clock: 1 is as recorded, 10 ten times faster,
+    /// 0.5 half as fast [default: 1, or the pace a demo ran at, for its capture].
+    #[arg(long)]
+    speed: Option<f64>,
     #[command(flatten)]
     view: ViewArgs,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
-    if !(1.0 / 64.0..=1024.0).contains(&a.speed) {
-        return Err(bad_input(anyhow::anyhow!(
-            "--speed must be between 1/64 and 1024, not {}",
-            a.speed
-        )));
+    if let Some(speed) = a.speed {
+        if !(1.0 / 64.0..=1024.0).contains(&speed) {
+            return Err(bad_input(anyhow::anyhow!(
+                "--speed must be between 1/64 and 1024, not {speed}"
+            )));
+        }
     }
-    let ctrl = Arc::new(ReplayControl::new(a.speed));
+    let ctrl = Arc::new(ReplayControl::new(1.0));
     // Opened now: a bad file is reported before the terminal is taken over.
-    let source = ReplaySource::open(a.file.clone(), Arc::clone(&ctrl))?;
+    let source = ReplaySource::open(a.file.clone(), Arc::clone(&ctrl))?.hold_at_end();
+    let speed = a
+        .speed
+        .or(source.header().pace)
+        .unwrap_or(1.0)
+        .clamp(1.0 / 64.0, 1024.0);
+    ctrl.speed_milli.store(
+        (speed * 1000.0).round() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     if !is_terminal() {
         return Err(bad_input(anyhow::anyhow!(
             "replay needs a terminal; for a summary of {} use `hmmtrace report`",
@@ -38,7 +49,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         )));
     }
     let title = format!("replay {} ({})", a.file.display(), source.header().source);
-    let (tui, mut view) = a.view.tui(title, Some(ctrl))?;
+    let (tui, mut view) = a.view.tui(title, Some(ctrl), speed)?;
     pipeline::run(source, tui, Some(&mut view), &Control::new(None)?)?;
     Ok(ExitCode::SUCCESS)
 }

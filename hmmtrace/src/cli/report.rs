@@ -15,7 +15,7 @@ use crate::report::{self, GroupBy, Summary};
 use anyhow::Context as _;
 use clap::ValueEnum;
 
-use super::{bad_input, parse_duration};
+use super::{bad_input, parse_interval};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum ReportFormat {
@@ -36,6 +36,10 @@ pub enum By {
     Comm,
     Device,
     Symbol,
+    /// Migrations to the device apart from those to RAM.
+    Direction,
+    /// migrate_vma apart from migrate_device (evictions).
+    Api,
 }
 
 /// Exit code when a --fail-if threshold is crossed.
@@ -58,7 +62,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     hdr_log: Option<PathBuf>,
     /// Interval of --hdr-log, on the capture's clock.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
     hdr_interval: Duration,
     /// A baseline capture: show its figures beside these, with the change.
     #[arg(long, value_name = "BASELINE")]
@@ -79,6 +83,8 @@ fn by(b: By) -> GroupBy {
         By::Comm => GroupBy::Comm,
         By::Device => GroupBy::Device,
         By::Symbol => GroupBy::Symbol,
+        By::Direction => GroupBy::Direction,
+        By::Api => GroupBy::Api,
     }
 }
 
@@ -146,7 +152,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut text = match a.format {
         ReportFormat::Text => report::text::render(&summary, &source),
         ReportFormat::Json => report::json::render(&summary, &source) + "\n",
-        ReportFormat::Hgrm => report::hgrm::render(&summary),
+        ReportFormat::Hgrm => report::hgrm::render(&summary).map_err(bad_input)?,
         ReportFormat::Html => report::html::render(&summary, &header, &source),
     };
     let mut code = ExitCode::SUCCESS;

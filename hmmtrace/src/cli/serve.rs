@@ -15,7 +15,7 @@ use crate::pipeline::source::kernel::KernelSource;
 use crate::pipeline::{self, Control, Source};
 
 use super::record::TraceArgs;
-use super::{bad_input, parse_duration};
+use super::{bad_input, parse_interval};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,7 +32,7 @@ pub struct Args {
     #[arg(long, default_value_t = 20_000)]
     rate: u64,
     /// How often the exposition is re-rendered.
-    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = parse_interval)]
     refresh: Duration,
     #[command(flatten)]
     trace: TraceArgs,

@@ -4,13 +4,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::capture::Writer;
 use crate::pipeline::source::engine::{EngineSource, Pace};
 use crate::pipeline::{self, Control, Tee};
 use crate::report::{self, Summary};
 use crate::scenario::{Scenario, BUILTIN};
 
-use super::{bad_input, is_terminal, Format, ScenarioArgs, ViewArgs};
+use super::{bad_input, is_terminal, Format, OutputFile, ScenarioArgs, ViewArgs};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -50,29 +49,36 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     );
     let source = EngineSource::new(scenario, seed, Pace::Fast);
     let mut summary = Summary::default();
-    let mut writer = a.output.as_deref().map(Writer::create).transpose()?;
-    let sinks = Tee::new().with(&mut summary).with_opt(writer.as_mut());
-    if a.tui {
-        let (tui, mut view) = a.view.tui(title, None)?;
+    let mut output = a.output.as_deref().map(OutputFile::create).transpose()?;
+    let sinks = Tee::new()
+        .with(&mut summary)
+        .with_opt(output.as_mut().map(OutputFile::writer));
+    let ran = if a.tui {
+        let (tui, mut view) = a.view.tui(title, None, 1.0)?;
         pipeline::run(
             source,
             sinks.with(tui),
             Some(&mut view),
             &Control::new(None)?,
-        )?;
+        )
     } else {
         // No signal handling: an interrupted run ends the process, not the report quietly
         // early.
-        pipeline::run(source, sinks, None, &Control::without_signals(None))?;
-    }
-    if let (Some(w), Some(path)) = (&writer, &a.output) {
-        eprintln!(
-            "wrote {} events to {} ({} bytes, {:.1} bytes/event)",
-            w.events(),
-            path.display(),
-            w.bytes(),
-            w.bytes() as f64 / w.events().max(1) as f64
-        );
+        pipeline::run(source, sinks, None, &Control::without_signals(None))
+    };
+    match (output, &a.output) {
+        (Some(mut out), Some(path)) => {
+            let (events, bytes) = (out.writer().events(), out.writer().bytes());
+            out.settle(ran)?;
+            eprintln!(
+                "wrote {events} events to {} ({bytes} bytes, {:.1} bytes/event)",
+                path.display(),
+                bytes as f64 / events.max(1) as f64
+            );
+        }
+        _ => {
+            ran?;
+        }
     }
     match a.format {
         Format::Text => print!("{}", report::text::render(&summary, &source_name)),

@@ -17,6 +17,7 @@ use hmmtrace_common::{
 
 use crate::capture::CaptureHeader;
 use crate::event::{Body, Event};
+
 use crate::labels::DeviceNames;
 
 /// One event, flattened. Field order is the CSV column order.
@@ -60,8 +61,10 @@ pub struct Row {
     pub thp_failed: Option<u64>,
     pub thp_split: Option<u64>,
     pub large_folio_split: Option<u64>,
-    pub mode: Option<u32>,
-    pub reason: Option<u32>,
+    /// `migrate_mode`, as the kernel names it (`MIGRATE_SYNC`).
+    pub mode: Option<String>,
+    /// `migrate_reason`, as the kernel's tracepoint names it (`compaction`).
+    pub reason: Option<String>,
     pub probe: Option<&'static str>,
     pub count: Option<u64>,
 }
@@ -230,8 +233,14 @@ impl Flattener {
                     SystemMigration::FIELD_LARGE_FOLIO_SPLIT,
                     s.large_folio_split,
                 );
-                r.mode = known(u, SystemMigration::FIELD_MODE, s.mode);
-                r.reason = known(u, SystemMigration::FIELD_REASON, s.reason);
+                r.mode = known(u, SystemMigration::FIELD_MODE, s.mode).map(|v| {
+                    self.header
+                        .value_name("mm_migrate_pages.mode", u64::from(v))
+                });
+                r.reason = known(u, SystemMigration::FIELD_REASON, s.reason).map(|v| {
+                    self.header
+                        .value_name("mm_migrate_pages.reason", u64::from(v))
+                });
             }
             Body::Lost(l) => {
                 r.probe = Some(ProbeId::from_u32(l.probe).map_or("unknown", |p| p.name()));

@@ -4,6 +4,11 @@
 //! instant for the others, with the event's fields as arguments); and counter tracks of events
 //! per second per kind and per device.
 //!
+//! Kept small the way Perfetto's own SDK does: event names, categories, argument names and
+//! string values are interned on the packet sequence (`InternedData`, emitted in the packet that
+//! first uses each; the first packet clears the sequence's incremental state), tracks have small
+//! ids, and fields an event does not have are left out.
+//!
 //! The few messages used are declared here with prost, with the field numbers of
 //! `protos/perfetto/trace/` (trace_packet.proto, track_event/track_event.proto,
 //! track_event/track_descriptor.proto, debug_annotation.proto). The trace is streamed: each
@@ -18,10 +23,10 @@
 //! benchmarks and the fuzz targets build, for the seven messages used here, and a second
 //! protobuf runtime beside prost. Measured 2026-11-30 in a scratch crate depending on it alone.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::io::Write;
 
-use super::Flattener;
+use super::{Flattener, Row};
 use crate::event::Event;
 use crate::pipeline::Sink;
 
@@ -36,8 +41,46 @@ pub mod proto {
         pub trusted_packet_sequence_id: Option<u32>,
         #[prost(message, optional, tag = "11")]
         pub track_event: Option<TrackEvent>,
+        #[prost(message, optional, tag = "12")]
+        pub interned_data: Option<InternedData>,
+        #[prost(uint32, optional, tag = "13")]
+        pub sequence_flags: Option<u32>,
         #[prost(message, optional, tag = "60")]
         pub track_descriptor: Option<TrackDescriptor>,
+    }
+
+    /// `TracePacket.SequenceFlags`.
+    pub const SEQ_INCREMENTAL_STATE_CLEARED: u32 = 1;
+    pub const SEQ_NEEDS_INCREMENTAL_STATE: u32 = 2;
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct InternedData {
+        #[prost(message, repeated, tag = "1")]
+        pub event_categories: Vec<Interned>,
+        #[prost(message, repeated, tag = "2")]
+        pub event_names: Vec<Interned>,
+        #[prost(message, repeated, tag = "3")]
+        pub debug_annotation_names: Vec<Interned>,
+        #[prost(message, repeated, tag = "29")]
+        pub debug_annotation_string_values: Vec<InternedBytes>,
+    }
+
+    /// `EventCategory`, `EventName`, `DebugAnnotationName`: an iid and a string.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Interned {
+        #[prost(uint64, optional, tag = "1")]
+        pub iid: Option<u64>,
+        #[prost(string, optional, tag = "2")]
+        pub name: Option<String>,
+    }
+
+    /// `InternedString`: an iid and bytes.
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct InternedBytes {
+        #[prost(uint64, optional, tag = "1")]
+        pub iid: Option<u64>,
+        #[prost(bytes = "vec", optional, tag = "2")]
+        pub str: Option<Vec<u8>>,
     }
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -88,8 +131,12 @@ pub mod proto {
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct TrackEvent {
+        #[prost(uint64, repeated, packed = "false", tag = "3")]
+        pub category_iids: Vec<u64>,
         #[prost(message, repeated, tag = "4")]
         pub debug_annotations: Vec<DebugAnnotation>,
+        #[prost(uint64, optional, tag = "10")]
+        pub name_iid: Option<u64>,
         #[prost(int32, optional, tag = "9")]
         pub r#type: Option<i32>,
         #[prost(uint64, optional, tag = "11")]
@@ -104,6 +151,10 @@ pub mod proto {
 
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct DebugAnnotation {
+        #[prost(uint64, optional, tag = "1")]
+        pub name_iid: Option<u64>,
+        #[prost(uint64, optional, tag = "17")]
+        pub string_value_iid: Option<u64>,
         #[prost(uint64, optional, tag = "3")]
         pub uint_value: Option<u64>,
         #[prost(int64, optional, tag = "4")]
@@ -126,7 +177,19 @@ const COUNTER_BIN_NS: u64 = 1_000_000_000;
 pub struct PerfettoWriter<W: Write> {
     out: W,
     flat: Flattener,
-    tracks: HashSet<u64>,
+    /// Track ids: by process, by thread, by (thread, kind), by counter name.
+    processes: HashMap<u32, u64>,
+    threads: HashMap<(u32, u32), u64>,
+    slices: HashMap<(u32, u32, &'static str), u64>,
+    counter_tracks: HashMap<String, u64>,
+    next_track: u64,
+    /// Interned strings, per table: their iids.
+    names: HashMap<String, u64>,
+    argument_names: HashMap<&'static str, u64>,
+    strings: HashMap<String, u64>,
+    next_iid: u64,
+    /// Interned data not yet written: it goes in the next packet.
+    pending: InternedData,
     /// Counter tracks (per kind, per device) and their counts in the open bin.
     counts: HashMap<u64, u64>,
     bin: Option<u64>,
@@ -134,27 +197,57 @@ pub struct PerfettoWriter<W: Write> {
     pub packets: u64,
 }
 
-/// A stable track id from a name (FNV-1a), away from the small ids of nothing else.
-fn uuid(what: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in what.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    h | 1
+/// The category of every event.
+const CATEGORY_IID: u64 = 1;
+
+/// An argument's value.
+enum Value<'a> {
+    U(u64),
+    I(i64),
+    S(&'a str),
 }
 
-fn annotation(name: &str, v: &serde_json::Value) -> Option<DebugAnnotation> {
-    let mut a = DebugAnnotation {
-        name: Some(name.to_string()),
-        ..Default::default()
-    };
-    match v {
-        serde_json::Value::Number(n) if n.is_u64() => a.uint_value = n.as_u64(),
-        serde_json::Value::Number(n) => a.int_value = n.as_i64(),
-        serde_json::Value::String(s) => a.string_value = Some(s.clone()),
-        _ => return None,
-    }
-    Some(a)
+/// The row's fields as arguments: all but those its track and slice name already say (kind,
+/// times, process, thread, invalidation event, migration direction).
+fn arguments(r: &Row) -> impl Iterator<Item = (&'static str, Value<'_>)> {
+    let u = |n: &'static str, v: Option<u64>| v.map(|v| (n, Value::U(v)));
+    let s = |n: &'static str, v: Option<&'static str>| v.map(|v| (n, Value::S(v)));
+    [
+        Some(("cpu", Value::U(u64::from(r.cpu)))),
+        r.device.as_deref().map(|d| ("device", Value::S(d))),
+        r.pgmap_ops.as_deref().map(|d| ("pgmap_ops", Value::S(d))),
+        u("start", r.start),
+        u("end", r.end),
+        u("npages", r.npages),
+        u("cpages", r.cpages),
+        u("migrated", r.migrated),
+        s("api", r.api),
+        u("select", r.select.map(u64::from)),
+        u("setup_ns", r.setup_ns),
+        u("pages_ns", r.pages_ns),
+        u("finalize_ns", r.finalize_ns),
+        u("address", r.address),
+        r.result.map(|v| ("result", Value::I(v))),
+        u("pfn", r.pfn),
+        u("order", r.order.map(u64::from)),
+        s("memory_type", r.memory_type),
+        u("callback_ns", r.callback_ns),
+        s("path", r.path),
+        u("range_flags", r.range_flags.map(u64::from)),
+        u("retries", r.retries.map(u64::from)),
+        u("succeeded", r.succeeded),
+        u("failed", r.failed),
+        u("thp_succeeded", r.thp_succeeded),
+        u("thp_failed", r.thp_failed),
+        u("thp_split", r.thp_split),
+        u("large_folio_split", r.large_folio_split),
+        r.mode.as_deref().map(|v| ("mode", Value::S(v))),
+        r.reason.as_deref().map(|v| ("reason", Value::S(v))),
+        s("probe", r.probe),
+        u("count", r.count),
+    ]
+    .into_iter()
+    .flatten()
 }
 
 impl<W: Write> PerfettoWriter<W> {
@@ -162,7 +255,16 @@ impl<W: Write> PerfettoWriter<W> {
         PerfettoWriter {
             out,
             flat,
-            tracks: HashSet::new(),
+            processes: HashMap::new(),
+            threads: HashMap::new(),
+            slices: HashMap::new(),
+            counter_tracks: HashMap::new(),
+            next_track: 1,
+            names: HashMap::new(),
+            argument_names: HashMap::new(),
+            strings: HashMap::new(),
+            next_iid: CATEGORY_IID + 1,
+            pending: InternedData::default(),
             counts: HashMap::new(),
             bin: None,
             buf: Vec::new(),
@@ -170,7 +272,23 @@ impl<W: Write> PerfettoWriter<W> {
         }
     }
 
-    fn packet(&mut self, p: TracePacket) -> anyhow::Result<()> {
+    /// Writes `p` on the sequence, with its flags and the interned data not yet written.
+    fn packet(&mut self, mut p: TracePacket) -> anyhow::Result<()> {
+        p.trusted_packet_sequence_id = Some(SEQUENCE);
+        p.sequence_flags = Some(if self.packets == 0 {
+            // The first packet clears the sequence's incremental state and interns the one
+            // category.
+            self.pending.event_categories.push(Interned {
+                iid: Some(CATEGORY_IID),
+                name: Some("hmm".into()),
+            });
+            SEQ_INCREMENTAL_STATE_CLEARED | SEQ_NEEDS_INCREMENTAL_STATE
+        } else {
+            SEQ_NEEDS_INCREMENTAL_STATE
+        });
+        if self.pending != InternedData::default() {
+            p.interned_data = Some(std::mem::take(&mut self.pending));
+        }
         // A `Trace` is its packets as repeated field 1: tag, length, bytes, for each.
         self.buf.clear();
         prost::encoding::message::encode(1, &p, &mut self.buf);
@@ -179,27 +297,137 @@ impl<W: Write> PerfettoWriter<W> {
         Ok(())
     }
 
-    fn describe(&mut self, d: TrackDescriptor) -> anyhow::Result<u64> {
-        let id = d.uuid.expect("descriptors carry their uuid");
-        if self.tracks.insert(id) {
-            self.packet(TracePacket {
-                trusted_packet_sequence_id: Some(SEQUENCE),
-                track_descriptor: Some(d),
-                ..Default::default()
-            })?;
+    fn iid(&mut self) -> u64 {
+        let id = self.next_iid;
+        self.next_iid += 1;
+        id
+    }
+
+    fn name_iid(&mut self, name: &str) -> u64 {
+        if let Some(id) = self.names.get(name) {
+            return *id;
         }
+        let id = self.iid();
+        self.names.insert(name.to_string(), id);
+        self.pending.event_names.push(Interned {
+            iid: Some(id),
+            name: Some(name.to_string()),
+        });
+        id
+    }
+
+    fn argument_iid(&mut self, name: &'static str) -> u64 {
+        if let Some(id) = self.argument_names.get(name) {
+            return *id;
+        }
+        let id = self.iid();
+        self.argument_names.insert(name, id);
+        self.pending.debug_annotation_names.push(Interned {
+            iid: Some(id),
+            name: Some(name.to_string()),
+        });
+        id
+    }
+
+    fn string_iid(&mut self, value: &str) -> u64 {
+        if let Some(id) = self.strings.get(value) {
+            return *id;
+        }
+        let id = self.iid();
+        self.strings.insert(value.to_string(), id);
+        self.pending
+            .debug_annotation_string_values
+            .push(InternedBytes {
+                iid: Some(id),
+                str: Some(value.as_bytes().to_vec()),
+            });
+        id
+    }
+
+    fn track(&mut self) -> u64 {
+        let id = self.next_track;
+        self.next_track += 1;
+        id
+    }
+
+    fn describe(&mut self, d: TrackDescriptor) -> anyhow::Result<()> {
+        self.packet(TracePacket {
+            track_descriptor: Some(d),
+            ..Default::default()
+        })
+    }
+
+    fn process_track(&mut self, tgid: u32, comm: &str) -> anyhow::Result<u64> {
+        if let Some(id) = self.processes.get(&tgid) {
+            return Ok(*id);
+        }
+        let id = self.track();
+        self.processes.insert(tgid, id);
+        self.describe(TrackDescriptor {
+            uuid: Some(id),
+            process: Some(ProcessDescriptor {
+                pid: Some(tgid as i32),
+                process_name: Some(comm.to_string()),
+            }),
+            ..Default::default()
+        })?;
+        Ok(id)
+    }
+
+    fn thread_track(&mut self, tgid: u32, tid: u32, comm: &str) -> anyhow::Result<u64> {
+        if let Some(id) = self.threads.get(&(tgid, tid)) {
+            return Ok(*id);
+        }
+        let parent = self.process_track(tgid, comm)?;
+        let id = self.track();
+        self.threads.insert((tgid, tid), id);
+        self.describe(TrackDescriptor {
+            uuid: Some(id),
+            parent_uuid: Some(parent),
+            thread: Some(ThreadDescriptor {
+                pid: Some(tgid as i32),
+                tid: Some(tid as i32),
+                thread_name: Some(comm.to_string()),
+            }),
+            ..Default::default()
+        })?;
+        Ok(id)
+    }
+
+    /// The track of one kind's slices under a thread: slices of different kinds can start at
+    /// the same instant (a migration and the invalidation it causes), which on a single track
+    /// would not nest reliably.
+    fn slice_track(&mut self, e: &Event, kind: &'static str, comm: &str) -> anyhow::Result<u64> {
+        if let Some(id) = self.slices.get(&(e.tgid, e.pid, kind)) {
+            return Ok(*id);
+        }
+        let parent = self.thread_track(e.tgid, e.pid, comm)?;
+        let id = self.track();
+        self.slices.insert((e.tgid, e.pid, kind), id);
+        self.describe(TrackDescriptor {
+            uuid: Some(id),
+            parent_uuid: Some(parent),
+            name: Some(kind.to_string()),
+            ..Default::default()
+        })?;
         Ok(id)
     }
 
     fn counter_track(&mut self, name: &str) -> anyhow::Result<u64> {
+        if let Some(id) = self.counter_tracks.get(name) {
+            return Ok(*id);
+        }
+        let id = self.track();
+        self.counter_tracks.insert(name.to_string(), id);
         self.describe(TrackDescriptor {
-            uuid: Some(uuid(&format!("counter {name}"))),
+            uuid: Some(id),
             name: Some(name.to_string()),
             counter: Some(CounterDescriptor {
                 unit_name: Some("events/s".into()),
             }),
             ..Default::default()
-        })
+        })?;
+        Ok(id)
     }
 
     /// Writes the open counter bin (every counter track, zeros included) at its start.
@@ -212,7 +440,6 @@ impl<W: Write> PerfettoWriter<W> {
         for (track, n) in counts {
             self.packet(TracePacket {
                 timestamp: Some(bin),
-                trusted_packet_sequence_id: Some(SEQUENCE),
                 track_event: Some(TrackEvent {
                     r#type: Some(TYPE_COUNTER),
                     track_uuid: Some(track),
@@ -258,52 +485,25 @@ impl<W: Write> Sink for PerfettoWriter<W> {
             let t = self.counter_track(&format!("{dev} events /s"))?;
             *self.counts.entry(t).or_default() += 1;
         }
-        // The process and thread tracks the event's slice goes on.
-        let process = self.describe(TrackDescriptor {
-            uuid: Some(uuid(&format!("process {}", e.tgid))),
-            process: Some(ProcessDescriptor {
-                pid: Some(e.tgid as i32),
-                process_name: Some(row.comm.clone()),
-            }),
-            ..Default::default()
-        })?;
-        let thread = self.describe(TrackDescriptor {
-            uuid: Some(uuid(&format!("thread {} {}", e.tgid, e.pid))),
-            parent_uuid: Some(process),
-            thread: Some(ThreadDescriptor {
-                pid: Some(e.tgid as i32),
-                tid: Some(e.pid as i32),
-                thread_name: Some(row.comm.clone()),
-            }),
-            ..Default::default()
-        })?;
-        // One slice track per kind under the thread: slices of different kinds can start at
-        // the same instant (a migration and the invalidation it causes), which on a single
-        // track would not nest reliably.
-        let track = self.describe(TrackDescriptor {
-            uuid: Some(uuid(&format!("slices {} {} {}", e.tgid, e.pid, row.kind))),
-            parent_uuid: Some(thread),
-            name: Some(row.kind.to_string()),
-            ..Default::default()
-        })?;
-        let fields = serde_json::to_value(&row)?;
-        let annotations: Vec<DebugAnnotation> = fields
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, _)| {
-                !matches!(
-                    k.as_str(),
-                    "kind" | "ts_ns" | "duration_ns" | "comm" | "tgid" | "pid"
-                )
-            })
-            .filter_map(|(k, v)| annotation(k, v))
-            .collect();
+        let track = self.slice_track(e, row.kind, &row.comm)?;
         let name = match (&row.event, &row.direction) {
-            (Some(ev), _) => format!("{} {ev}", row.kind),
-            (_, Some(dir)) => format!("{} {dir}", row.kind),
-            _ => row.kind.to_string(),
+            (Some(ev), _) => self.name_iid(&format!("{} {ev}", row.kind)),
+            (_, Some(dir)) => self.name_iid(&format!("{} {dir}", row.kind)),
+            _ => self.name_iid(row.kind),
         };
+        let mut annotations = Vec::new();
+        for (n, v) in arguments(&row) {
+            let mut a = DebugAnnotation {
+                name_iid: Some(self.argument_iid(n)),
+                ..Default::default()
+            };
+            match v {
+                Value::U(v) => a.uint_value = Some(v),
+                Value::I(v) => a.int_value = Some(v),
+                Value::S(v) => a.string_value_iid = Some(self.string_iid(v)),
+            }
+            annotations.push(a);
+        }
         let begin = TrackEvent {
             debug_annotations: annotations,
             r#type: Some(if e.duration_ns.is_some() {
@@ -312,20 +512,18 @@ impl<W: Write> Sink for PerfettoWriter<W> {
                 TYPE_INSTANT
             }),
             track_uuid: Some(track),
-            categories: vec!["hmm".into()],
-            name: Some(name),
-            counter_value: None,
+            category_iids: vec![CATEGORY_IID],
+            name_iid: Some(name),
+            ..Default::default()
         };
         self.packet(TracePacket {
             timestamp: Some(e.ts_ns),
-            trusted_packet_sequence_id: Some(SEQUENCE),
             track_event: Some(begin),
             ..Default::default()
         })?;
         if let Some(d) = e.duration_ns {
             self.packet(TracePacket {
                 timestamp: Some(e.ts_ns + d),
-                trusted_packet_sequence_id: Some(SEQUENCE),
                 track_event: Some(TrackEvent {
                     r#type: Some(TYPE_SLICE_END),
                     track_uuid: Some(track),

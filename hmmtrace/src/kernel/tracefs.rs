@@ -1,4 +1,6 @@
-//! tracefs: where it is mounted, and the field layout of a tracepoint from its `format` file.
+//! tracefs: where it is mounted, the field layout of a tracepoint from its `format` file, and
+//! the names its `print fmt` gives to a field's values (`__print_symbolic`), which are the
+//! kernel's own names for its enums (perf prints the same).
 
 use std::path::{Path, PathBuf};
 
@@ -120,6 +122,45 @@ pub fn has_event(root: &Path, event: &str) -> bool {
         .is_some_and(|(c, n)| root.join("events").join(c).join(n).is_dir())
 }
 
+/// The values and names `__print_symbolic(REC->FIELD, {0, "NAME"}, ...)` gives to `field` in a
+/// `format` file's print fmt; empty when it has none.
+pub fn symbolic(text: &str, field: &str) -> Vec<(u64, String)> {
+    let marker = format!("__print_symbolic(REC->{field},");
+    let Some(start) = text.find(&marker) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut rest = &text[start + marker.len()..];
+    // `{v, "name"}` pairs until the closing parenthesis.
+    while let Some(open) = rest.find('{') {
+        if rest[..open].contains(')') {
+            break;
+        }
+        let Some(close) = rest[open..].find('}') else {
+            break;
+        };
+        let pair = &rest[open + 1..open + close];
+        if let Some((v, name)) = pair.split_once(',') {
+            let v = v.trim();
+            let v = match v.strip_prefix("0x") {
+                Some(hex) => u64::from_str_radix(hex, 16).ok(),
+                None => v.parse().ok(),
+            };
+            if let Some(v) = v {
+                out.push((v, name.trim().trim_matches('"').to_string()));
+            }
+        }
+        rest = &rest[open + close + 1..];
+    }
+    out
+}
+
+/// Reads `events/<category>/<name>/format` as text.
+pub fn read_format_text(root: &Path, category: &str, name: &str) -> anyhow::Result<String> {
+    let path = root.join("events").join(category).join(name).join("format");
+    std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))
+}
+
 /// Reads and parses `events/<category>/<name>/format`.
 pub fn read_format(root: &Path, category: &str, name: &str) -> anyhow::Result<Vec<Field>> {
     let path = root.join("events").join(category).join(name).join("format");
@@ -164,6 +205,21 @@ print fmt: \"nr_succeeded=%lu\"
 \tfield:enum migrate_mode mode;\toffset:48;\tsize:4;\tsigned:0;
 \tfield:int reason;\toffset:52;\tsize:4;\tsigned:1;
 ";
+
+    #[test]
+    fn symbolic_names_of_mode_and_reason() {
+        let text = "print fmt: \"mode=%s reason=%s\", __print_symbolic(REC->mode, {0, \"MIGRATE_ASYNC\"}, {1, \"MIGRATE_SYNC_LIGHT\"}, {2, \"MIGRATE_SYNC\"}), __print_symbolic(REC->reason, {0, \"compaction\"}, {1, \"memory_failure\"}, {9, \"damon\"})\n";
+        assert_eq!(
+            symbolic(text, "mode"),
+            [
+                (0, "MIGRATE_ASYNC".to_string()),
+                (1, "MIGRATE_SYNC_LIGHT".to_string()),
+                (2, "MIGRATE_SYNC".to_string())
+            ]
+        );
+        assert_eq!(symbolic(text, "reason")[2], (9, "damon".to_string()));
+        assert!(symbolic(text, "succeeded").is_empty());
+    }
 
     #[test]
     fn offsets_of_6_18() {

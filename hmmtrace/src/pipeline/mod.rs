@@ -23,6 +23,7 @@
 //!
 //! [`Status`]: status::Status
 
+pub mod reorder;
 pub mod sink;
 pub mod source;
 pub mod status;

@@ -10,9 +10,10 @@
 use std::fmt::Write as _;
 use std::str::FromStr;
 
-use super::text::{fmt_ns, rate};
+use super::text::fmt_ns;
 use super::{KindStats, Summary};
-use crate::event::EventKind;
+use crate::event::Class;
+use crate::stats::rate;
 
 /// What a threshold or a comparison row measures.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,19 +43,25 @@ impl Metric {
             .map_or("?", |(n, _)| n)
     }
 
+    fn named(name: &str) -> Option<Metric> {
+        Metric::ALL
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, m)| *m)
+    }
+
     fn is_latency(self) -> bool {
         matches!(self, Metric::Quantile(_) | Metric::Mean)
     }
 
     /// The value in `k` (latencies in ns); `None` for a latency of a kind without durations.
     fn of(self, k: &KindStats, span_ns: u64) -> Option<f64> {
-        let h = &k.latency;
+        let d = &k.latency;
         match self {
             Metric::Count => Some(k.count as f64),
             Metric::Rate => Some(rate(k.count, span_ns)),
-            _ if h.is_empty() => None,
-            Metric::Quantile(q) => Some(h.value_at_quantile(f64::from(q) / 1000.0) as f64),
-            Metric::Mean => Some(h.mean()),
+            Metric::Quantile(q) => d.quantile(f64::from(q) / 1000.0).map(|v| v as f64),
+            Metric::Mean => d.mean(),
         }
     }
 
@@ -77,7 +84,7 @@ enum Change {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Threshold {
     text: String,
-    kind: Option<EventKind>,
+    kind: Option<Class>,
     metric: Metric,
     greater: bool,
     change: Change,
@@ -98,23 +105,27 @@ impl FromStr for Threshold {
             }
         };
         let lhs = lhs.trim();
-        // `p99.9` has a dot too: a kind prefix is whatever precedes a dot that names a kind.
+        // `p99.9` has a dot too: a kind prefix is what precedes a dot unless the whole is a
+        // metric.
         let (kind, metric_name) = match lhs.split_once('.') {
-            Some((k, m)) if EventKind::ALL.iter().any(|x| x.name() == k) => {
-                (EventKind::ALL.into_iter().find(|x| x.name() == k), m)
-            }
-            _ => (None, lhs),
+            Some(_) if Metric::named(lhs).is_some() => (None, lhs),
+            Some((k, m)) => match Class::from_name(k) {
+                Some(c) => (Some(c), m),
+                None => {
+                    return Err(format!(
+                        "'{s}': unknown kind '{k}' (one of: {})",
+                        Class::ALL.map(|c| c.name()).join(", ")
+                    ))
+                }
+            },
+            None => (None, lhs),
         };
-        let metric = Metric::ALL
-            .iter()
-            .find(|(n, _)| *n == metric_name)
-            .map(|(_, m)| *m)
-            .ok_or_else(|| {
-                format!(
-                    "'{s}': unknown metric '{metric_name}' (one of: {})",
-                    Metric::ALL.map(|(n, _)| n).join(", ")
-                )
-            })?;
+        let metric = Metric::named(metric_name).ok_or_else(|| {
+            format!(
+                "'{s}': unknown metric '{metric_name}' (one of: {})",
+                Metric::ALL.map(|(n, _)| n).join(", ")
+            )
+        })?;
         let rhs = rhs.trim();
         let (number, unit) = match rhs.find(|c: char| c.is_ascii_alphabetic() || c == '%') {
             Some(i) => (&rhs[..i], &rhs[i..]),
@@ -193,16 +204,16 @@ pub fn render(file: &Summary, base: &Summary, file_name: &str, base_name: &str) 
     let _ = writeln!(out, "{file_name} against baseline {base_name}");
     let _ = writeln!(
         out,
-        "{:<17} {:<7} {:>12} {:>12} {:>9}",
+        "{:<19} {:<7} {:>12} {:>12} {:>9}",
         "kind", "metric", "baseline", "this", "change"
     );
-    let kinds: std::collections::BTreeSet<EventKind> = file
+    let kinds: std::collections::BTreeSet<Class> = file
         .kinds
         .keys()
         .chain(base.kinds.keys())
         .copied()
         .collect();
-    let empty = KindStats::new();
+    let empty = KindStats::default();
     for kind in kinds {
         let f = file.kinds.get(&kind).unwrap_or(&empty);
         let b = base.kinds.get(&kind).unwrap_or(&empty);
@@ -212,7 +223,7 @@ pub fn render(file: &Summary, base: &Summary, file_name: &str, base_name: &str) 
             };
             let _ = writeln!(
                 out,
-                "{:<17} {:<7} {:>12} {:>12} {:>9}",
+                "{:<19} {:<7} {:>12} {:>12} {:>9}",
                 kind.name(),
                 m.name(),
                 m.show(bv),
@@ -268,7 +279,7 @@ mod tests {
         );
         assert_eq!(t.change, Change::Percent(10.0));
         let t: Threshold = "migration.p99.9>2ms".parse().unwrap();
-        assert_eq!(t.kind, Some(EventKind::Migration));
+        assert_eq!(t.kind, Some(Class::Migration));
         assert_eq!(t.metric, Metric::Quantile(999));
         assert_eq!(t.change, Change::Amount(2e6));
         let t: Threshold = "count<-5%".parse().unwrap();
@@ -293,6 +304,19 @@ mod tests {
             .parse::<Threshold>()
             .unwrap_err()
             .contains("not a change"));
+        // A misspelt kind is named as the kind, not blamed on the metric.
+        let e = "migraton.p99>+1%".parse::<Threshold>().unwrap_err();
+        assert!(
+            e.contains("unknown kind 'migraton'") && e.contains("migration"),
+            "{e}"
+        );
+        assert_eq!(
+            "interval_invalidate.max>+1ms"
+                .parse::<Threshold>()
+                .unwrap()
+                .kind,
+            Some(Class::IntervalInvalidate)
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `--hdr-log FILE`: interval histograms as an HdrHistogram V2 interval log (each histogram
 //! DEFLATE-compressed and base64-encoded, one line per kind and interval, tagged with the
-//! kind's name), the format HdrHistogram's Java, Python, Go and C implementations read.
+//! kind's name, the same kinds a report counts), the format HdrHistogram's Java, Python, Go and C implementations read.
 //!
 //! Intervals are cut on the capture's own clock, from its first event. Events are written as
 //! their interval closes, so memory holds one open interval per kind. An event stamped before
@@ -14,7 +14,7 @@ use hdrhistogram::serialization::V2DeflateSerializer;
 use hdrhistogram::Histogram;
 
 use super::{MAX_TRACKABLE_NS, SIGNIFICANT_DIGITS};
-use crate::event::{Event, EventKind};
+use crate::event::{Class, Event};
 use crate::pipeline::Sink;
 
 pub struct HdrLog<W: Write> {
@@ -25,7 +25,7 @@ pub struct HdrLog<W: Write> {
     open: Option<u64>,
     /// The first event's time: interval timestamps are offsets from it.
     origin: u64,
-    current: Vec<(EventKind, Histogram<u64>)>,
+    current: Vec<(Class, Histogram<u64>)>,
     /// Interval histograms written.
     pub written: u64,
 }
@@ -112,12 +112,12 @@ impl<W: Write> Sink for HdrLog<W> {
             let skipped = (e.ts_ns - open) / self.interval_ns;
             self.open = Some(open + skipped * self.interval_ns);
         }
-        let h = match self.current.iter_mut().find(|(k, _)| *k == e.kind()) {
+        let h = match self.current.iter_mut().find(|(k, _)| *k == e.class()) {
             Some((_, h)) => h,
             None => {
                 let h = Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, SIGNIFICANT_DIGITS)
                     .expect("valid bounds");
-                self.current.push((e.kind(), h));
+                self.current.push((e.class(), h));
                 &mut self.current.last_mut().expect("just pushed").1
             }
         };

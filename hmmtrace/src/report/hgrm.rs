@@ -1,21 +1,23 @@
 //! `--format hgrm`: HdrHistogram's percentile distribution output, the text other HdrHistogram
-//! tools print and plot (the HdrHistogram plotter, wrk2, ...): per kind, rows of value,
-//! percentile, total count and 1/(1-percentile), with 5 ticks per half distance, values in
-//! microseconds, then the mean, standard deviation, max and count.
+//! tools print and plot (the HdrHistogram plotter, wrk2, ...): per kind (and with `--by`, per
+//! group and kind), rows of value, percentile, total count and 1/(1-percentile), with 5 ticks
+//! per half distance, values in microseconds, then the mean, standard deviation, max and count
+//! (exact, as every view prints them).
 
 use std::fmt::Write as _;
 
-use hdrhistogram::Histogram;
-
-use super::Summary;
+use super::{Durations, KindStats, Summary};
+use crate::event::Class;
 
 /// Values are printed in microseconds (HdrHistogram's usual unit for latencies).
 pub const UNIT_SCALING: f64 = 1000.0;
 /// Percentile ticks per half distance to 100 %.
 pub const TICKS_PER_HALF_DISTANCE: u32 = 5;
 
-/// One histogram's distribution, exactly as HdrHistogram's `outputPercentileDistribution`.
-pub fn distribution(h: &Histogram<u64>) -> String {
+/// One set's distribution, as HdrHistogram's `outputPercentileDistribution` prints its
+/// histogram (the footer's mean, deviation and max are the exact ones).
+pub fn distribution(d: &Durations) -> String {
+    let h = d.histogram();
     let digits = h.sigfig() as usize;
     let mut out = String::new();
     let _ = write!(
@@ -41,14 +43,14 @@ pub fn distribution(h: &Histogram<u64>) -> String {
     let _ = writeln!(
         out,
         "#[Mean    = {:>12.digits$}, StdDeviation   = {:>12.digits$}]",
-        h.mean() / UNIT_SCALING,
-        h.stdev() / UNIT_SCALING
+        d.mean().unwrap_or(0.0) / UNIT_SCALING,
+        d.stddev().unwrap_or(0.0) / UNIT_SCALING
     );
     let _ = writeln!(
         out,
         "#[Max     = {:>12.digits$}, Total count    = {:>12}]",
-        h.max() as f64 / UNIT_SCALING,
-        h.len()
+        d.max().unwrap_or(0) as f64 / UNIT_SCALING,
+        d.count()
     );
     let _ = writeln!(
         out,
@@ -60,21 +62,43 @@ pub fn distribution(h: &Histogram<u64>) -> String {
     out
 }
 
-/// Every kind with latencies, each preceded by a comment line naming it.
-pub fn render(s: &Summary) -> String {
+/// Every kind with latencies (and with `--by`, every group's), each preceded by a comment
+/// line naming it. An error when nothing has a latency: an hgrm would be empty.
+pub fn render(s: &Summary) -> anyhow::Result<String> {
     let mut out = String::new();
-    for (kind, k) in &s.kinds {
+    let mut section = |group: Option<&str>, class: Class, k: &KindStats| {
         if k.latency.is_empty() {
-            continue;
+            return;
         }
+        let name = match group {
+            Some(g) => format!("{:?} {g} / {}", s.by, class.name()).to_lowercase(),
+            None => class.name().to_string(),
+        };
         let _ = writeln!(
             out,
-            "# {}: entry-to-exit latency, microseconds ({} events)",
-            kind.name(),
-            k.latency.len()
+            "# {name}: entry-to-exit latency, microseconds ({} events)",
+            k.latency.count()
         );
         out.push_str(&distribution(&k.latency));
         out.push('\n');
+    };
+    for (class, k) in &s.kinds {
+        section(None, *class, k);
     }
-    out
+    for (group, kinds) in &s.groups {
+        for (class, k) in kinds {
+            section(Some(group), *class, k);
+        }
+    }
+    if out.is_empty() {
+        anyhow::bail!(
+            "no event has a latency (kinds: {}): an hgrm would be empty; use --format text or json",
+            s.kinds
+                .keys()
+                .map(|c| c.name())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    Ok(out)
 }

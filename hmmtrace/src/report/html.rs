@@ -1,23 +1,27 @@
-//! `--format html`: one self-contained page (no scripts, no network) with, per kind, the
-//! percentile spectrum on log scales and the rate over time, both as inline SVG, and the
-//! summary table, the probe plan and lost events.
+//! `--format html`: one self-contained page (no scripts, no network) with the summary table
+//! (and the groups of `--by`), per kind the percentile spectrum and the rate over time, the
+//! probe plan and lost events. The plots are SVG drawn with plotters' SVG backend, inline.
 
 use std::fmt::Write as _;
 
-use hdrhistogram::Histogram;
+use plotters::prelude::*;
 
-use super::text::{fmt_ns, rate};
-use super::{RateSeries, Summary, PERCENTILES, SIGNIFICANT_DIGITS};
+use super::text::fmt_ns;
+use super::{KindStats, RateSeries, Summary, PERCENTILES, SIGNIFICANT_DIGITS};
 use crate::capture::CaptureHeader;
+use crate::event::Class;
+use crate::stats::{rate, Durations};
 
-const W: f64 = 720.0;
-const H: f64 = 260.0;
-const LEFT: f64 = 70.0;
-const BOTTOM: f64 = 40.0;
-const TOP: f64 = 16.0;
-const RIGHT: f64 = 34.0;
+const W: u32 = 720;
+const H: u32 = 260;
 /// Plot colour of each figure's data (the screenshot test looks for it).
 pub const STROKE: &str = "#1f77b4";
+const DATA: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
+/// A rate chart aims for this many events per bin on average (fewer bins for fewer events),
+/// so that one event does not read as a rate.
+const EVENTS_PER_BIN: u64 = 10;
+/// And shows at most this many bins.
+const MAX_CHART_BINS: usize = 120;
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -26,129 +30,226 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// Draws into an SVG string; a drawing error (none is expected for in-memory SVG) leaves a
+/// note instead of a figure.
+fn svg(
+    label: &str,
+    draw: impl FnOnce(&DrawingArea<SVGBackend, plotters::coord::Shift>) -> anyhow::Result<()>,
+) -> String {
+    let mut out = String::new();
+    let drawn = {
+        let root = SVGBackend::with_string(&mut out, (W, H)).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .and_then(|()| draw(&root))
+            .and_then(|()| root.present().map_err(|e| anyhow::anyhow!("{e}")))
+    };
+    match drawn {
+        // plotters writes no accessible name; a figure has one.
+        Ok(()) => out.replacen(
+            "<svg ",
+            &format!(r#"<svg role="img" aria-label="{}" "#, esc(label)),
+            1,
+        ),
+        Err(e) => format!(
+            "<p>({label} could not be drawn: {})</p>",
+            esc(&e.to_string())
+        ),
+    }
+}
+
 /// The percentile spectrum: x = log10(1 / (1 - percentile)) up to 99.999 %, y = latency on a
-/// log scale, a step line through HdrHistogram's percentile iteration.
-fn spectrum(h: &Histogram<u64>) -> String {
-    let pts: Vec<(f64, f64)> = h
+/// log scale, through HdrHistogram's percentile iteration, ending at the exact maximum.
+fn spectrum(d: &Durations) -> String {
+    let mut pts: Vec<(f64, f64)> = d
+        .histogram()
         .iter_quantiles(5)
         .map(|v| {
             let q = v.quantile_iterated_to().min(0.99999);
-            (
-                (1.0 / (1.0 - q)).log10(),
-                (v.value_iterated_to().max(1) as f64).log10(),
-            )
+            let ns = v
+                .value_iterated_to()
+                .clamp(d.min().unwrap_or(1), d.max().unwrap_or(1));
+            ((1.0 / (1.0 - q)).log10(), ns.max(1) as f64)
         })
         .collect();
-    let (ymin, ymax) = (
-        pts.iter().map(|p| p.1).fold(f64::MAX, f64::min).floor(),
-        pts.iter().map(|p| p.1).fold(0.0, f64::max).ceil().max(1.0),
-    );
-    let ymax = if ymax <= ymin { ymin + 1.0 } else { ymax };
-    let x = |v: f64| LEFT + v / 5.0 * (W - LEFT - RIGHT);
-    let y = |v: f64| H - BOTTOM - (v - ymin) / (ymax - ymin) * (H - BOTTOM - TOP);
-    let mut svg = open_svg("percentile spectrum");
-    for (i, label) in ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
-        .iter()
-        .enumerate()
-    {
-        let xv = x(i as f64);
-        let _ = write!(
-            svg,
-            r##"<line x1="{xv:.1}" y1="{TOP}" x2="{xv:.1}" y2="{:.1}" stroke="#ddd"/><text x="{xv:.1}" y="{:.1}" text-anchor="middle">{label}</text>"##,
-            H - BOTTOM,
-            H - BOTTOM + 16.0
-        );
+    if let Some(last) = pts.last_mut() {
+        last.1 = d.max().unwrap_or(1).max(1) as f64;
     }
-    let mut d = ymin as i32;
-    while f64::from(d) <= ymax {
-        let yv = y(f64::from(d));
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" y1="{yv:.1}" x2="{:.1}" y2="{yv:.1}" stroke="#ddd"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"##,
-            W - RIGHT,
-            LEFT - 6.0,
-            yv + 4.0,
-            fmt_ns(10u64.pow(d.max(0) as u32))
-        );
-        d += 1;
-    }
-    let path: Vec<String> = pts
-        .iter()
-        .map(|(px, py)| format!("{:.1},{:.1}", x(*px), y(*py)))
-        .collect();
-    let _ = write!(
-        svg,
-        r#"<polyline fill="none" stroke="{STROKE}" stroke-width="2" points="{}"/>"#,
-        path.join(" ")
+    let lo = pts.iter().map(|p| p.1).fold(f64::MAX, f64::min);
+    let hi = pts.iter().map(|p| p.1).fold(1.0, f64::max);
+    // Whole decades around the data, at least one.
+    let (lo, hi) = (
+        10f64.powf(lo.log10().floor()),
+        10f64.powf(hi.log10().ceil()),
     );
-    let _ = write!(
-        svg,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">percentile</text></svg>"#,
-        (LEFT + W - RIGHT) / 2.0,
-        H - 4.0
-    );
-    svg
+    let hi = if hi <= lo { lo * 10.0 } else { hi };
+    svg("latency by percentile", |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..5f64, (lo..hi).log_scale())?;
+        chart
+            .configure_mesh()
+            .x_labels(6)
+            .x_label_formatter(&|x| {
+                ["0%", "90%", "99%", "99.9%", "99.99%", "99.999%"]
+                    .get(x.round() as usize)
+                    .copied()
+                    .unwrap_or("")
+                    .to_string()
+            })
+            .y_label_formatter(&|y| fmt_ns(y.round() as u64))
+            .x_desc("percentile")
+            .y_desc("latency")
+            .draw()?;
+        chart.draw_series(LineSeries::new(pts, DATA.stroke_width(2)))?;
+        Ok(())
+    })
 }
 
-/// Events per second over the capture, as bars of the series' bins.
+/// Events per second over the capture: the series' bins merged so that a bin holds about
+/// [`EVENTS_PER_BIN`] events on average, as steps, on a time axis in the unit the span needs.
 fn rates(series: &RateSeries) -> String {
-    let n = series.counts.len().max(1);
-    let per_s = 1e9 / series.bin_ns as f64;
-    let max = series.counts.iter().copied().max().unwrap_or(0).max(1) as f64 * per_s;
-    let bar = (W - LEFT - RIGHT) / n as f64;
-    let y = |v: f64| H - BOTTOM - v / max * (H - BOTTOM - TOP);
-    let mut svg = open_svg("rate over time");
-    for i in 0..=4 {
-        let v = max * f64::from(i) / 4.0;
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" y1="{0:.1}" x2="{1:.1}" y2="{0:.1}" stroke="#ddd"/><text x="{2:.1}" y="{3:.1}" text-anchor="end">{4:.0}/s</text>"##,
-            y(v),
-            W - RIGHT,
-            LEFT - 6.0,
-            y(v) + 4.0,
-            v
-        );
-    }
-    for (i, c) in series.counts.iter().enumerate() {
-        let v = *c as f64 * per_s;
-        let _ = write!(
-            svg,
-            r#"<rect x="{:.2}" y="{:.1}" width="{:.2}" height="{:.1}" fill="{STROKE}"/>"#,
-            LEFT + i as f64 * bar,
-            y(v),
-            (bar - 0.5).max(0.5),
-            H - BOTTOM - y(v)
-        );
-    }
-    let _ = write!(
-        svg,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">time from the first event (bins of {})</text></svg>"#,
-        (LEFT + W - RIGHT) / 2.0,
-        H - 4.0,
-        fmt_ns(series.bin_ns)
-    );
-    svg
+    let total: u64 = series.counts.iter().sum();
+    let wanted = ((total / EVENTS_PER_BIN).max(1) as usize).min(MAX_CHART_BINS);
+    let merge = series.counts.len().div_ceil(wanted).max(1);
+    let bin_ns = series.bin_ns * merge as u64;
+    let counts: Vec<u64> = series
+        .counts
+        .chunks(merge)
+        .map(|c| c.iter().sum())
+        .collect();
+    let per_s = 1e9 / bin_ns as f64;
+    let span_ns = bin_ns * counts.len() as u64;
+    let (unit, div) = time_unit(span_ns);
+    let x_max = span_ns as f64 / div;
+    let y_max = counts.iter().copied().max().unwrap_or(0).max(1) as f64 * per_s * 1.1;
+    svg("rate over time", |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0f64..x_max, 0f64..y_max)?;
+        chart
+            .configure_mesh()
+            .x_labels(8)
+            .y_labels(5)
+            .x_label_formatter(&|x| format!("{}{unit}", trim(*x)))
+            .y_label_formatter(&|y| format!("{}/s", count(*y)))
+            .x_desc(format!(
+                "time from the first event (bins of {})",
+                fmt_ns(bin_ns)
+            ))
+            .y_desc("events per second")
+            .draw()?;
+        let steps = counts.iter().enumerate().flat_map(|(i, c)| {
+            let v = *c as f64 * per_s;
+            let x0 = (i as u64 * bin_ns) as f64 / div;
+            let x1 = ((i as u64 + 1) * bin_ns) as f64 / div;
+            [(x0, v), (x1, v)]
+        });
+        chart.draw_series(
+            AreaSeries::new(steps, 0.0, DATA.mix(0.35)).border_style(DATA.stroke_width(2)),
+        )?;
+        Ok(())
+    })
 }
 
-fn open_svg(label: &str) -> String {
-    format!(
-        r#"<svg xmlns="http://www.w3.org/2000/svg" role="img" aria-label="{label}" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">"#
-    )
+/// The unit a time axis of `span_ns` reads best in, and ns per unit.
+fn time_unit(span_ns: u64) -> (&'static str, f64) {
+    match span_ns {
+        0..=9_999 => ("ns", 1.0),
+        10_000..=9_999_999 => ("us", 1e3),
+        10_000_000..=9_999_999_999 => ("ms", 1e6),
+        _ => ("s", 1e9),
+    }
+}
+
+/// A tick value without needless decimals.
+fn trim(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// A rate as a short count: 950, 12.3k, 4.56M.
+fn count(v: f64) -> String {
+    if v >= 1e6 {
+        format!("{}M", trim(v / 1e6))
+    } else if v >= 1e3 {
+        format!("{}k", trim(v / 1e3))
+    } else {
+        trim(v)
+    }
+}
+
+/// A summary table's row cells for one class.
+fn cells(o: &mut String, class: Class, k: &KindStats, span_ns: u64) {
+    let retries = if class == Class::RangeFault {
+        k.retries.to_string()
+    } else {
+        "-".into()
+    };
+    let _ = write!(
+        o,
+        "<td>{}</td><td>{:.1}</td><td>{}</td><td>{retries}</td>",
+        k.count,
+        rate(k.count, span_ns),
+        k.pages
+    );
+    let d = &k.latency;
+    match (d.min(), d.mean(), d.stddev()) {
+        (Some(min), Some(mean), Some(sd)) => {
+            let _ = write!(o, "<td>{}</td>", fmt_ns(min));
+            for (_, q) in PERCENTILES {
+                let _ = write!(o, "<td>{}</td>", fmt_ns(d.quantile(q).unwrap_or(0)));
+            }
+            let _ = write!(
+                o,
+                "<td>{}</td><td>{}</td>",
+                fmt_ns(mean.round() as u64),
+                fmt_ns(sd.round() as u64)
+            );
+        }
+        _ => o.push_str(&"<td>-</td>".repeat(PERCENTILES.len() + 3)),
+    }
+}
+
+fn table_head(o: &mut String, first: &[&str]) {
+    o.push_str("<table><tr>");
+    for f in first {
+        let _ = write!(o, r#"<th class="l">{f}</th>"#);
+    }
+    o.push_str("<th>count</th><th>rate/s</th><th>pages</th><th>retries</th><th>min</th>");
+    for (label, _) in PERCENTILES {
+        let _ = write!(o, "<th>{label}</th>");
+    }
+    o.push_str("<th>mean</th><th>stddev</th></tr>");
 }
 
 pub fn render(s: &Summary, header: &CaptureHeader, title: &str) -> String {
-    let dropped_bytes = s.dropped_bytes;
     let mut o = String::new();
+    let timed = s.kinds.values().any(|k| !k.latency.is_empty());
     let _ = write!(
         o,
         r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>hmmtrace report: {t}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f3f3f3}}td:first-child,th:first-child{{text-align:left}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f3f3f3}}td.l,th.l{{text-align:left}}
 .lost{{background:#c00;color:#fff;padding:8px;font-weight:bold}}.ok{{color:#070}}section{{margin-top:2em}}figure{{display:inline-block;margin:0 1em 1em 0}}</style>
-</head><body><h1>hmmtrace report</h1><p>{t}: {} events over {}. Latencies are entry-to-exit durations from HdrHistogram histograms, exact to {SIGNIFICANT_DIGITS} significant digits.</p>"#,
+</head><body><h1>hmmtrace report</h1><p>{t}: {} events over {} of {}.{}</p>"#,
         s.events,
         fmt_ns(s.span_ns()),
+        header.clock.describe(),
+        if timed {
+            format!(
+                " Count, pages, min, max and mean are exact; percentiles come from HdrHistogram \
+                 histograms of {SIGNIFICANT_DIGITS} significant digits (within {} %). Rates are \
+                 per second of that clock.",
+                100.0 / 10f64.powi(i32::from(SIGNIFICANT_DIGITS))
+            )
+        } else {
+            " No event has a duration: there are no latencies.".into()
+        },
         t = esc(title)
     );
     let lost = s.total_lost();
@@ -166,60 +267,55 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
     } else {
         o.push_str(r#"<p class="ok" id="lost">No events were lost.</p>"#);
     }
-    if dropped_bytes > 0 {
+    if s.dropped_bytes > 0 {
         let _ = write!(
             o,
-            r#"<p class="lost">The capture's last block was incomplete: {dropped_bytes} bytes dropped.</p>"#
+            r#"<p class="lost">The capture's last block was incomplete: {} bytes dropped.</p>"#,
+            s.dropped_bytes
         );
     }
-    o.push_str("<h2>Summary</h2><table><tr><th>kind</th><th>count</th><th>rate/s</th><th>pages</th><th>min</th>");
-    for (label, _) in PERCENTILES {
-        let _ = write!(o, "<th>{label}</th>");
-    }
-    o.push_str("<th>mean</th><th>stddev</th></tr>");
-    for (kind, k) in &s.kinds {
-        let _ = write!(
-            o,
-            "<tr><td>{}</td><td>{}</td><td>{:.1}</td><td>{}</td>",
-            kind.name(),
-            k.count,
-            rate(k.count, s.span_ns()),
-            k.pages
-        );
-        let h = &k.latency;
-        if h.is_empty() {
-            o.push_str(&"<td>-</td>".repeat(PERCENTILES.len() + 3));
-        } else {
-            let _ = write!(o, "<td>{}</td>", fmt_ns(h.min()));
-            for (_, q) in PERCENTILES {
-                let _ = write!(o, "<td>{}</td>", fmt_ns(h.value_at_quantile(q)));
-            }
-            let _ = write!(
-                o,
-                "<td>{}</td><td>{}</td>",
-                fmt_ns(h.mean().round() as u64),
-                fmt_ns(h.stdev().round() as u64)
-            );
-        }
+    o.push_str("<h2>Summary</h2>");
+    table_head(&mut o, &["kind"]);
+    for (class, k) in &s.kinds {
+        let _ = write!(o, r#"<tr><td class="l">{}</td>"#, class.name());
+        cells(&mut o, *class, k, s.span_ns());
         o.push_str("</tr>");
     }
     o.push_str("</table>");
-    for (kind, k) in &s.kinds {
-        let _ = write!(o, r#"<section id="{0}"><h2>{0}</h2>"#, kind.name());
+    if !s.groups.is_empty() {
+        let by = format!("{:?}", s.by).to_lowercase();
+        let _ = write!(o, r#"<h2 id="groups">By {by}</h2>"#);
+        table_head(&mut o, &[&by, "kind"]);
+        for (group, kinds) in &s.groups {
+            for (class, k) in kinds {
+                let _ = write!(
+                    o,
+                    r#"<tr><td class="l">{}</td><td class="l">{}</td>"#,
+                    esc(group),
+                    class.name()
+                );
+                cells(&mut o, *class, k, s.span_ns());
+                o.push_str("</tr>");
+            }
+        }
+        o.push_str("</table>");
+    }
+    for (class, k) in &s.kinds {
+        let _ = write!(o, r#"<section id="{0}"><h2>{0}</h2>"#, class.name());
         if !k.latency.is_empty() {
             let _ = write!(
                 o,
                 "<figure>{}<figcaption>{} latency by percentile (log scales)</figcaption></figure>",
                 spectrum(&k.latency),
-                kind.name()
+                class.name()
             );
         }
-        if let Some(series) = s.series.get(kind) {
+        if let Some(series) = s.series.get(class) {
             let _ = write!(
                 o,
                 "<figure>{}<figcaption>{} per second</figcaption></figure>",
                 rates(series),
-                kind.name()
+                class.name()
             );
         }
         o.push_str("</section>");
@@ -233,12 +329,12 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
         );
     } else {
         o.push_str(
-            "<table><tr><th>probe</th><th>symbol</th><th>mechanism</th><th>status</th></tr>",
+            r#"<table><tr><th class="l">probe</th><th class="l">symbol</th><th class="l">mechanism</th><th class="l">status</th></tr>"#,
         );
         for p in &header.probe_plan {
             let _ = write!(
                 o,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                r#"<tr><td class="l">{}</td><td class="l">{}</td><td class="l">{}</td><td class="l">{}</td></tr>"#,
                 esc(p.probe().name()),
                 esc(&p.symbol),
                 esc(&p.status.attached().map_or("-".into(), |m| m.to_string())),

@@ -1,10 +1,11 @@
-//! The machine-readable report (`--format json`).
+//! The machine-readable report (`--format json`): the text report's figures, unrounded.
 
 use serde::Serialize;
 
-use super::{KindStats, Summary, PERCENTILES};
-use crate::event::EventKind;
+use super::{KindStats, Summary};
+use crate::event::Class;
 
+/// Durations of one class: count, min, max, mean exact; percentiles from the histogram.
 #[derive(Serialize)]
 pub struct Latency {
     pub min: u64,
@@ -25,6 +26,9 @@ pub struct KindReport {
     pub count: u64,
     pub rate_per_s: f64,
     pub pages: u64,
+    /// `-EBUSY` retries before the calls (range faults only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u64>,
     /// Nanoseconds; absent when no event of the kind has a duration.
     pub latency_ns: Option<Latency>,
 }
@@ -38,6 +42,9 @@ pub struct GroupReport {
 #[derive(Serialize)]
 pub struct Report {
     pub source: String,
+    /// The clock of the events' times: `monotonic` (the traced machine's) or `simulated`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clock: Option<crate::capture::ClockKind>,
     pub events: u64,
     pub span_ns: u64,
     /// Histogram precision: significant decimal digits.
@@ -52,31 +59,29 @@ pub struct Report {
     pub dropped_bytes: u64,
 }
 
-/// One kind's row.
-pub fn kind_report(kind: EventKind, k: &KindStats, rate_per_s: f64) -> KindReport {
-    let h = &k.latency;
-    let latency_ns = (!h.is_empty()).then(|| {
-        let q: Vec<u64> = PERCENTILES
-            .iter()
-            .map(|(_, q)| h.value_at_quantile(*q))
-            .collect();
+/// One class's row.
+pub fn kind_report(class: Class, k: &KindStats, rate_per_s: f64) -> KindReport {
+    let d = &k.latency;
+    let latency_ns = (!d.is_empty()).then(|| {
+        let q = |q: f64| d.quantile(q).unwrap_or(0);
         Latency {
-            min: h.min(),
-            p50: q[0],
-            p90: q[1],
-            p99: q[2],
-            p999: q[3],
-            max: q[4],
-            mean: h.mean(),
-            stddev: h.stdev(),
-            samples: h.len(),
+            min: q(0.0),
+            p50: q(0.50),
+            p90: q(0.90),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: q(1.0),
+            mean: d.mean().unwrap_or(0.0),
+            stddev: d.stddev().unwrap_or(0.0),
+            samples: d.count(),
         }
     });
     KindReport {
-        kind: kind.name(),
+        kind: class.name(),
         count: k.count,
         rate_per_s,
         pages: k.pages,
+        retries: (class == Class::RangeFault).then_some(k.retries),
         latency_ns,
     }
 }
@@ -85,7 +90,7 @@ pub fn build(s: &Summary, source: &str) -> Report {
     let kinds = s
         .kinds
         .iter()
-        .map(|(kind, k)| kind_report(*kind, k, s.rate(*kind)))
+        .map(|(class, k)| kind_report(*class, k, s.rate(*class)))
         .collect();
     let groups = s
         .groups
@@ -94,12 +99,13 @@ pub fn build(s: &Summary, source: &str) -> Report {
             group: group.clone(),
             kinds: kinds
                 .iter()
-                .map(|(kind, k)| kind_report(*kind, k, super::text::rate(k.count, s.span_ns())))
+                .map(|(class, k)| kind_report(*class, k, crate::stats::rate(k.count, s.span_ns())))
                 .collect(),
         })
         .collect();
     Report {
         source: source.to_string(),
+        clock: s.clock,
         events: s.events,
         span_ns: s.span_ns(),
         significant_digits: super::SIGNIFICANT_DIGITS,

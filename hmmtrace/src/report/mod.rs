@@ -3,8 +3,12 @@
 //! [`hdrlog`] writes interval histograms as they go by; [`live`] redraws a summary as a source
 //! runs.
 //!
-//! Memory does not grow with the number of events: one histogram per kind, per group at most
-//! [`GROUP_CAPACITY`] groups (then "(other)"), and per kind a rate series of at most
+//! Rows are per [`Class`] (an invalidation apart from the driver callbacks it runs). Counts,
+//! pages, min, max and mean are exact ([`Durations`]); percentiles come from the histogram,
+//! within [`SIGNIFICANT_DIGITS`].
+//!
+//! Memory does not grow with the number of events: one histogram per class, per group at most
+//! [`GROUP_CAPACITY`] groups (then "(other)"), and per class a rate series of at most
 //! [`MAX_BINS`] bins whose width doubles as a capture grows longer.
 
 pub mod compare;
@@ -17,12 +21,11 @@ pub mod text;
 
 use std::collections::BTreeMap;
 
-use hdrhistogram::Histogram;
-
-use crate::capture::CaptureHeader;
-use crate::event::{Body, Event, EventKind};
+use crate::capture::{CaptureHeader, ClockKind};
+use crate::event::{Body, Class, Event};
 use crate::labels::{DeviceNames, Symbols};
 use crate::pipeline::{Sink, Status};
+pub use crate::stats::{Durations, MAX_TRACKABLE_NS, SIGNIFICANT_DIGITS};
 
 /// How `report --by` groups rows (always per kind within a group).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -36,6 +39,10 @@ pub enum GroupBy {
     Device,
     /// By the kernel function or driver callback the event was seen at.
     Symbol,
+    /// Migrations by direction (to the device, to RAM); other events as "(none)".
+    Direction,
+    /// Migrations by API (migrate_vma, migrate_device); other events as "(none)".
+    Api,
 }
 
 /// Groups a grouped report keeps before the rest are counted as "(other)".
@@ -54,9 +61,10 @@ pub struct RateSeries {
 
 impl RateSeries {
     fn new(start_ns: u64) -> RateSeries {
+        // Fine to start with (an engine scenario can span 300 us); bins double as needed.
         RateSeries {
             start_ns,
-            bin_ns: 1_000_000,
+            bin_ns: 1_000,
             counts: Vec::new(),
         }
     }
@@ -82,90 +90,58 @@ struct Namer {
     symbols: Symbols,
 }
 
-/// Significant decimal digits the histograms keep: values are exact to 1 part in 1000.
-pub const SIGNIFICANT_DIGITS: u8 = 3;
-
-/// Longest duration a histogram tracks exactly (one hour); longer ones are recorded as this.
-/// Fixed bounds keep each histogram's memory constant.
-pub const MAX_TRACKABLE_NS: u64 = 3_600_000_000_000;
-
-/// Aggregates of one event kind.
-#[derive(Clone)]
+/// Aggregates of one class of events.
+#[derive(Clone, Default)]
 pub struct KindStats {
     pub count: u64,
-    /// Pages the events of this kind concern: migrated pages, range-faulted pages, freed pages,
-    /// faults (one page each), dropped records for `lost`.
+    /// Pages the events concern ([`Event::pages`]).
     pub pages: u64,
-    pub first_ts: u64,
+    /// `-EBUSY` retries of range faults before their call.
+    pub retries: u64,
+    pub first_ts: Option<u64>,
     pub last_ts: u64,
-    /// Entry-to-exit durations in ns, for the events that have one.
-    pub latency: Histogram<u64>,
-}
-
-impl Default for KindStats {
-    fn default() -> Self {
-        KindStats::new()
-    }
+    /// Entry-to-exit durations, for the events that have one.
+    pub latency: Durations,
 }
 
 impl KindStats {
     fn add(&mut self, e: &Event) {
         let end = e.ts_ns + e.duration_ns.unwrap_or(0);
         self.count += 1;
-        self.first_ts = self.first_ts.min(e.ts_ns);
+        self.first_ts = Some(self.first_ts.map_or(e.ts_ns, |t| t.min(e.ts_ns)));
         self.last_ts = self.last_ts.max(end);
         self.pages += e.pages();
+        self.retries += e.retries();
         if let Some(d) = e.duration_ns {
-            // Saturates at MAX_TRACKABLE_NS; a zero duration counts as 1 ns (the lowest bucket).
-            let v = d.clamp(1, MAX_TRACKABLE_NS);
-            // A growing histogram must grow, not saturate at its current top.
-            if self.latency.is_auto_resize() {
-                let _ = self.latency.record(v);
-            } else {
-                self.latency.saturating_record(v);
-            }
+            self.latency.record(d);
         }
     }
 
-    /// Like [`KindStats::new`], with a histogram that grows only as far as the largest value
-    /// recorded: groups are many, and most see short latencies only.
+    /// Like the default, with a histogram that grows only as far as its largest value: groups
+    /// are many, and most see short latencies only.
     fn growing() -> KindStats {
-        let mut latency = Histogram::new(SIGNIFICANT_DIGITS).expect("precision is valid");
-        latency.auto(true);
-        KindStats::with(latency)
-    }
-
-    pub fn new() -> KindStats {
-        KindStats::with(
-            Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, SIGNIFICANT_DIGITS)
-                .expect("bounds and precision are valid"),
-        )
-    }
-
-    fn with(latency: Histogram<u64>) -> KindStats {
         KindStats {
-            count: 0,
-            pages: 0,
-            first_ts: u64::MAX,
-            last_ts: 0,
-            latency,
+            latency: Durations::growing(),
+            ..KindStats::default()
         }
     }
 }
 
 /// The aggregate of a stream of events.
 pub struct Summary {
-    pub kinds: BTreeMap<EventKind, KindStats>,
+    pub kinds: BTreeMap<Class, KindStats>,
     /// With a grouping other than by kind: the same per group.
     pub by: GroupBy,
-    pub groups: BTreeMap<String, BTreeMap<EventKind, KindStats>>,
+    pub groups: BTreeMap<String, BTreeMap<Class, KindStats>>,
     pub events: u64,
     pub first_ts: u64,
     pub last_ts: u64,
     /// `Lost` records' counts, by probe name.
     pub lost: BTreeMap<String, u64>,
-    /// Events over time, per kind.
-    pub series: BTreeMap<EventKind, RateSeries>,
+    /// Events over time, per class.
+    pub series: BTreeMap<Class, RateSeries>,
+    /// The clock the events' times are on (from the source's header; `None` before `begin`).
+    pub clock: Option<ClockKind>,
     /// Bytes of incomplete last blocks the capture source left unread.
     pub dropped_bytes: u64,
     origin: Option<u64>,
@@ -183,6 +159,7 @@ impl Default for Summary {
             last_ts: 0,
             lost: BTreeMap::new(),
             series: BTreeMap::new(),
+            clock: None,
             dropped_bytes: 0,
             origin: None,
             namer: None,
@@ -208,10 +185,11 @@ impl Summary {
         self.first_ts = self.first_ts.min(e.ts_ns);
         let end = e.ts_ns + e.duration_ns.unwrap_or(0);
         self.last_ts = self.last_ts.max(end);
-        self.kinds.entry(e.kind()).or_default().add(e);
+        let class = e.class();
+        self.kinds.entry(class).or_default().add(e);
         let origin = *self.origin.get_or_insert(e.ts_ns);
         self.series
-            .entry(e.kind())
+            .entry(class)
             .or_insert_with(|| RateSeries::new(origin))
             .add(e.ts_ns);
         if let Body::Lost(l) = &e.body {
@@ -227,7 +205,7 @@ impl Summary {
             self.groups
                 .entry(key)
                 .or_default()
-                .entry(e.kind())
+                .entry(class)
                 .or_insert_with(KindStats::growing)
                 .add(e);
         }
@@ -246,6 +224,20 @@ impl Summary {
                 .unwrap_or("(none)")
                 .to_string(),
             GroupBy::Symbol => namer.symbols.of(e).to_string(),
+            GroupBy::Direction => match &e.body {
+                Body::Migration(m) if m.direction == hmmtrace_common::DIRECTION_TO_DEVICE => {
+                    "to_device".into()
+                }
+                Body::Migration(_) => "to_ram".into(),
+                _ => "(none)".into(),
+            },
+            GroupBy::Api => match &e.body {
+                Body::Migration(m) if m.api == hmmtrace_common::API_MIGRATE_DEVICE => {
+                    "migrate_device".into()
+                }
+                Body::Migration(_) => "migrate_vma".into(),
+                _ => "(none)".into(),
+            },
         })
     }
 
@@ -255,12 +247,12 @@ impl Summary {
     }
 
     /// Events per second over the whole stream's span.
-    pub fn rate(&self, kind: EventKind) -> f64 {
-        text::rate(self.count(kind), self.span_ns())
+    pub fn rate(&self, class: Class) -> f64 {
+        crate::stats::rate(self.count(class), self.span_ns())
     }
 
-    pub fn count(&self, kind: EventKind) -> u64 {
-        self.kinds.get(&kind).map_or(0, |k| k.count)
+    pub fn count(&self, class: Class) -> u64 {
+        self.kinds.get(&class).map_or(0, |k| k.count)
     }
 
     pub fn total_lost(&self) -> u64 {
@@ -269,6 +261,11 @@ impl Summary {
 }
 
 impl Sink for Summary {
+    fn begin(&mut self, header: &CaptureHeader) -> anyhow::Result<()> {
+        self.clock = Some(header.clock);
+        Ok(())
+    }
+
     fn event(&mut self, event: &Event) -> anyhow::Result<()> {
         self.add(event);
         Ok(())
@@ -282,7 +279,7 @@ impl Sink for Summary {
     }
 }
 
-/// The percentiles every report shows, as (label, quantile).
+/// The percentiles every report shows, as (label, quantile); `max` is the exact maximum.
 pub const PERCENTILES: [(&str, f64); 5] = [
     ("p50", 0.50),
     ("p90", 0.90),

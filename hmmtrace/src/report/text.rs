@@ -1,25 +1,42 @@
-//! The human-readable report: one row per event kind, and with `--by`, one per group and kind.
-//! Latencies come from the histograms, exact to 3 significant digits (see `SIGNIFICANT_DIGITS`).
+//! The human-readable report: one row per class, and with `--by`, one per group and class.
+//! Count, pages, min, max and mean are exact; percentiles come from the histograms, within
+//! their precision (see `SIGNIFICANT_DIGITS`). Rates are events per second of the source's
+//! clock, over the span from the first event to the last.
 
 use std::fmt::Write as _;
 
-use super::{KindStats, Summary, PERCENTILES};
+use super::{KindStats, Summary, PERCENTILES, SIGNIFICANT_DIGITS};
+use crate::event::Class;
 
-/// Formats nanoseconds with a unit that keeps three significant digits readable.
+/// Formats nanoseconds in the unit that keeps the value between 1 and 1000, with four
+/// significant digits: `950ns`, `5.748us`, `109.0us`, `2.374ms`, `1.250s`. Every view prints
+/// durations with this, so the same value reads the same everywhere.
 pub fn fmt_ns(ns: u64) -> String {
-    match ns {
-        0..=9_999 => format!("{ns}ns"),
-        10_000..=9_999_999 => format!("{:.1}us", ns as f64 / 1e3),
-        10_000_000..=9_999_999_999 => format!("{:.1}ms", ns as f64 / 1e6),
-        _ => format!("{:.2}s", ns as f64 / 1e9),
+    if ns < 1_000 {
+        return format!("{ns}ns");
+    }
+    let (v, unit) = if ns < 1_000_000 {
+        (ns as f64 / 1e3, "us")
+    } else if ns < 1_000_000_000 {
+        (ns as f64 / 1e6, "ms")
+    } else {
+        (ns as f64 / 1e9, "s")
+    };
+    // Four significant digits: 1.234, 12.34, 123.4 (and 1234.5s beyond).
+    if v < 10.0 {
+        format!("{v:.3}{unit}")
+    } else if v < 100.0 {
+        format!("{v:.2}{unit}")
+    } else {
+        format!("{v:.1}{unit}")
     }
 }
 
 fn header(out: &mut String, first: &str, width: usize) {
     let _ = write!(
         out,
-        "{first:<width$} {:>9} {:>10} {:>9} {:>9}",
-        "count", "rate/s", "pages", "min"
+        "{first:<width$} {:>9} {:>10} {:>9} {:>8} {:>9}",
+        "count", "rate/s", "pages", "retries", "min"
     );
     for (label, _) in PERCENTILES {
         let _ = write!(out, " {label:>9}");
@@ -27,28 +44,36 @@ fn header(out: &mut String, first: &str, width: usize) {
     let _ = writeln!(out, " {:>9} {:>9}", "mean", "stddev");
 }
 
-fn row(out: &mut String, first: &str, width: usize, k: &KindStats, rate: f64) {
+fn row(out: &mut String, first: &str, width: usize, class: Class, k: &KindStats, rate: f64) {
+    let retries = if class == Class::RangeFault {
+        k.retries.to_string()
+    } else {
+        "-".into()
+    };
     let _ = write!(
         out,
-        "{first:<width$} {:>9} {:>10.1} {:>9}",
+        "{first:<width$} {:>9} {:>10.1} {:>9} {retries:>8}",
         k.count, rate, k.pages
     );
-    let h = &k.latency;
-    if h.is_empty() {
-        for _ in 0..PERCENTILES.len() + 3 {
-            let _ = write!(out, " {:>9}", "-");
+    let d = &k.latency;
+    match (d.min(), d.mean(), d.stddev()) {
+        (Some(min), Some(mean), Some(sd)) => {
+            let _ = write!(out, " {:>9}", fmt_ns(min));
+            for (_, q) in PERCENTILES {
+                let _ = write!(out, " {:>9}", fmt_ns(d.quantile(q).unwrap_or(0)));
+            }
+            let _ = write!(
+                out,
+                " {:>9} {:>9}",
+                fmt_ns(mean.round() as u64),
+                fmt_ns(sd.round() as u64)
+            );
         }
-    } else {
-        let _ = write!(out, " {:>9}", fmt_ns(h.min()));
-        for (_, q) in PERCENTILES {
-            let _ = write!(out, " {:>9}", fmt_ns(h.value_at_quantile(q)));
+        _ => {
+            for _ in 0..PERCENTILES.len() + 3 {
+                let _ = write!(out, " {:>9}", "-");
+            }
         }
-        let _ = write!(
-            out,
-            " {:>9} {:>9}",
-            fmt_ns(h.mean().round() as u64),
-            fmt_ns(h.stdev().round() as u64)
-        );
     }
     out.push('\n');
 }
@@ -58,32 +83,35 @@ pub fn render(s: &Summary, title: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{title}: {} events over {}",
+        "{title}: {} events over {}{}",
         s.events,
-        fmt_ns(s.span_ns())
+        fmt_ns(s.span_ns()),
+        s.clock
+            .map_or(String::new(), |c| format!(" of {}", c.describe()))
     );
-    header(&mut out, "kind", 17);
-    for (kind, k) in &s.kinds {
-        row(&mut out, kind.name(), 17, k, s.rate(*kind));
+    header(&mut out, "kind", 19);
+    for (class, k) in &s.kinds {
+        row(&mut out, class.name(), 19, *class, k, s.rate(*class));
     }
     if !s.groups.is_empty() {
         let width = s
             .groups
             .keys()
-            .map(|g| g.chars().count() + 2 + 13)
+            .map(|g| g.chars().count() + 2 + 19)
             .max()
-            .unwrap_or(17)
-            .max(17);
+            .unwrap_or(19)
+            .max(19);
         let _ = writeln!(out, "\nby {:?}:", s.by);
         header(&mut out, "group / kind", width);
         let span = s.span_ns();
         for (group, kinds) in &s.groups {
-            for (kind, k) in kinds {
-                let rate = rate(k.count, span);
+            for (class, k) in kinds {
+                let rate = crate::stats::rate(k.count, span);
                 row(
                     &mut out,
-                    &format!("{group}  {}", kind.name()),
+                    &format!("{group}  {}", class.name()),
                     width,
+                    *class,
                     k,
                     rate,
                 );
@@ -100,14 +128,13 @@ pub fn render(s: &Summary, title: &str) -> String {
             let _ = writeln!(out, "  {probe}: {n}");
         }
     }
-    out
-}
-
-/// Events per second over `span` ns.
-pub fn rate(count: u64, span: u64) -> f64 {
-    if span == 0 {
-        0.0
-    } else {
-        count as f64 * 1e9 / span as f64
+    if s.kinds.values().any(|k| !k.latency.is_empty()) {
+        let _ = writeln!(
+            out,
+            "(count, pages, min, max and mean exact; percentiles within {} %; rates per \
+             second of the clock over the span)",
+            100.0 / 10f64.powi(i32::from(SIGNIFICANT_DIGITS))
+        );
     }
+    out
 }

@@ -1,12 +1,20 @@
-//! The TUI's state: everything the panels show, fed by any source through [`App::ingest`] and
-//! only read by the draw loop.
+//! The TUI's state: everything the panels show, fed through the TUI's sink and only read by
+//! the draw loop.
+//!
+//! # One clock
+//! Rates and the rolling latency window are binned by each event's own timestamp, on the
+//! source's clock (the kernel's CLOCK_MONOTONIC, the engine's simulated clock, a capture's
+//! own), in bins of [`App::bin_ns`] (one second unless the source runs slower than its clock,
+//! as the demo does); ticks move the clock on when nothing happens. So a rate here is the rate
+//! a report computes for the same events.
 //!
 //! # Bounded memory
-//! However long it runs, the state holds a fixed amount: per kind, a per-second count ring of
-//! [`RATE_HISTORY`] seconds; one since-start histogram (the reports' precision, 3 significant
-//! digits) and [`WINDOW_SECS`] one-second histograms for the rolling window (2 significant
-//! digits: 1 % buckets, a tenth of the memory); the last [`LOG_CAPACITY`] events; and top
-//! tables capped at [`TOP_CAPACITY`] keys, past which new keys are counted under "other".
+//! However long it runs, the state holds a fixed amount: per series, [`RATE_HISTORY`] bins of
+//! counts; per class one since-start set of durations (exact count, min, max, mean, and a
+//! histogram of the reports' precision) and [`WINDOW_BINS`] per-bin sets for the rolling
+//! window (histograms of [`WINDOW_DIGITS`] significant digits: a tenth of the memory); the last
+//! [`LOG_CAPACITY`] events, in timestamp order; and top tables capped at [`TOP_CAPACITY`]
+//! keys, past which new keys are counted under "other".
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt::Write as _;
@@ -14,26 +22,31 @@ use std::fmt::Write as _;
 use hdrhistogram::Histogram;
 use hmmtrace_common::DIRECTION_TO_DEVICE;
 
-use crate::capture::CaptureHeader;
-use crate::event::{Body, Event, EventKind};
+use crate::capture::{CaptureHeader, ClockKind};
+use crate::event::{Body, Class, Event};
 use crate::labels::{DeviceNames, Symbols};
 use crate::pipeline::Status;
 pub use crate::pipeline::{Diagnostic, ProgramCost, ReplayPosition};
 use crate::probe::PlanEntry;
-use crate::report::{MAX_TRACKABLE_NS, SIGNIFICANT_DIGITS};
+use crate::stats::{Durations, MAX_TRACKABLE_NS};
 
-/// Seconds of rate history kept for the sparklines.
+/// Bins of rate history kept for the sparklines.
 pub const RATE_HISTORY: usize = 300;
-/// Length of the rolling latency window, in seconds of the source's timeline.
-pub const WINDOW_SECS: usize = 10;
+/// Length of the rolling latency window, in bins.
+pub const WINDOW_BINS: usize = 10;
+/// Significant digits of the rolling window's histograms (percentiles within 1 %).
+pub const WINDOW_DIGITS: u8 = 2;
 /// Events kept for the event log.
 pub const LOG_CAPACITY: usize = 5000;
 /// Keys per top table before new ones fold into "other".
 pub const TOP_CAPACITY: usize = 1024;
 /// eBPF diagnostics kept for the status panel.
 pub const DIAGNOSTICS_CAPACITY: usize = 8;
+/// The default bin: one second of the source's clock.
+pub const SECOND: u64 = 1_000_000_000;
 
-/// The rate series the TUI shows: the event kinds, with migrations split by direction.
+/// The rate series the TUI shows: the classes, with migrations split by direction, and the
+/// `-EBUSY` retries of range faults.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Series {
     ToDevice,
@@ -41,19 +54,24 @@ pub enum Series {
     DeviceFault,
     PageFree,
     Invalidation,
+    IntervalInvalidate,
     RangeFault,
+    /// `-EBUSY` retries before range faults (a count of retries, not of events).
+    Retries,
     SystemMigration,
     Lost,
 }
 
 impl Series {
-    pub const ALL: [Series; 8] = [
+    pub const ALL: [Series; 10] = [
         Series::ToDevice,
         Series::ToRam,
         Series::DeviceFault,
         Series::PageFree,
         Series::Invalidation,
+        Series::IntervalInvalidate,
         Series::RangeFault,
+        Series::Retries,
         Series::SystemMigration,
         Series::Lost,
     ];
@@ -65,110 +83,168 @@ impl Series {
             Series::DeviceFault => "device faults",
             Series::PageFree => "page frees",
             Series::Invalidation => "invalidations",
+            Series::IntervalInvalidate => "invalidate callbacks",
             Series::RangeFault => "range faults",
+            Series::Retries => "-EBUSY retries",
             Series::SystemMigration => "system migrations",
             Series::Lost => "lost",
         }
     }
 
-    /// The series of an event.
+    /// The series an event counts in (besides [`Series::Retries`] for a range fault's
+    /// retries).
     pub fn of(e: &Event) -> Series {
         match &e.body {
             Body::Migration(m) if m.direction == DIRECTION_TO_DEVICE => Series::ToDevice,
             Body::Migration(_) => Series::ToRam,
-            Body::DeviceFault(_) => Series::DeviceFault,
-            Body::PageFree(_) => Series::PageFree,
-            Body::Invalidation(_) => Series::Invalidation,
-            Body::RangeFault(_) => Series::RangeFault,
-            Body::SystemMigration(_) => Series::SystemMigration,
-            Body::Lost(_) => Series::Lost,
+            _ => match e.class() {
+                Class::DeviceFault => Series::DeviceFault,
+                Class::PageFree => Series::PageFree,
+                Class::Invalidation => Series::Invalidation,
+                Class::IntervalInvalidate => Series::IntervalInvalidate,
+                Class::RangeFault => Series::RangeFault,
+                Class::SystemMigration => Series::SystemMigration,
+                Class::Migration | Class::Lost => Series::Lost,
+            },
         }
     }
 }
 
-/// Events per second of one series over the last [`RATE_HISTORY`] seconds.
+/// Counts of one series per bin of the source's clock, over the last [`RATE_HISTORY`] bins.
 #[derive(Clone, Debug, Default)]
 pub struct Rate {
-    /// Per-second counts, oldest first; the last entry is the current (partial) second.
-    pub seconds: VecDeque<u64>,
-    /// The highest complete-second count seen since start.
+    /// Per-bin counts, oldest first; the last entry is the current (partial) bin.
+    pub bins: VecDeque<u64>,
+    /// The highest complete-bin count seen since start.
     pub peak: u64,
-    /// Events since start.
+    /// Counted since start.
     pub total: u64,
 }
 
 impl Rate {
-    /// The last complete second's count (the current one is still filling).
+    /// The last complete bin's count (the current one is still filling).
     pub fn current(&self) -> u64 {
-        let n = self.seconds.len();
+        let n = self.bins.len();
         if n >= 2 {
-            self.seconds[n - 2]
+            self.bins[n - 2]
         } else {
             0
         }
     }
 }
 
-/// Latency of one kind: since start, and over the rolling window.
+/// The exact figures of some durations, and a histogram for their percentiles.
+#[derive(Clone, Copy, Debug)]
+pub struct LatencyView<'a> {
+    pub histogram: &'a Histogram<u64>,
+    pub count: u64,
+    pub min: u64,
+    pub max: u64,
+}
+
+impl LatencyView<'_> {
+    /// The exact max at 1, the histogram's value below (never outside the exact extremes).
+    pub fn quantile(&self, q: f64) -> u64 {
+        if q >= 1.0 {
+            self.max
+        } else {
+            self.histogram
+                .value_at_quantile(q)
+                .clamp(self.min, self.max)
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// Latency of one class: since start, and over the rolling window.
 pub struct Latency {
-    pub since_start: Histogram<u64>,
-    pub window: Histogram<u64>,
-    /// The window's one-second histograms, oldest first; the last is the current second.
-    seconds: VecDeque<Histogram<u64>>,
+    pub since_start: Durations,
+    /// The window's bins, oldest first; the last is the current bin.
+    bins: VecDeque<Durations>,
+    /// The union of `bins`' histograms, kept by adding and subtracting.
+    window: Histogram<u64>,
 }
 
 impl Latency {
     fn new() -> Latency {
         Latency {
-            since_start: Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, SIGNIFICANT_DIGITS)
-                .expect("valid bounds"),
+            since_start: Durations::default(),
+            bins: VecDeque::from([Durations::new(WINDOW_DIGITS)]),
             window: window_histogram(),
-            seconds: VecDeque::from([window_histogram()]),
         }
     }
 
-    fn record(&mut self, ns: u64) {
-        let v = ns.max(1);
-        self.since_start.saturating_record(v);
-        self.window.saturating_record(v);
-        if let Some(h) = self.seconds.back_mut() {
-            h.saturating_record(v);
+    /// Records `ns`, `back` bins before the current one (beyond the window: since start only).
+    fn record(&mut self, ns: u64, back: usize) {
+        self.since_start.record(ns);
+        if back < self.bins.len() {
+            let i = self.bins.len() - 1 - back;
+            self.bins[i].record(ns);
+            self.window.saturating_record(ns.clamp(1, MAX_TRACKABLE_NS));
         }
     }
 
-    /// A new second began: the oldest second leaves the window.
+    /// A new bin began: the oldest leaves the window.
     fn tick(&mut self) {
-        self.seconds.push_back(window_histogram());
-        while self.seconds.len() > WINDOW_SECS {
-            if let Some(old) = self.seconds.pop_front() {
+        self.bins.push_back(Durations::new(WINDOW_DIGITS));
+        while self.bins.len() > WINDOW_BINS {
+            if let Some(old) = self.bins.pop_front() {
                 // Same bounds and precision, and every value of `old` is in `window`.
-                let _ = self.window.subtract(&old);
+                let _ = self.window.subtract(old.histogram());
             }
+        }
+    }
+
+    pub fn since_start(&self) -> LatencyView<'_> {
+        let d = &self.since_start;
+        LatencyView {
+            histogram: d.histogram(),
+            count: d.count(),
+            min: d.min().unwrap_or(0),
+            max: d.max().unwrap_or(0),
+        }
+    }
+
+    pub fn window(&self) -> LatencyView<'_> {
+        let present = self.bins.iter().filter(|b| !b.is_empty());
+        LatencyView {
+            histogram: &self.window,
+            count: self.bins.iter().map(Durations::count).sum(),
+            min: present
+                .clone()
+                .filter_map(Durations::min)
+                .min()
+                .unwrap_or(0),
+            max: present.filter_map(Durations::max).max().unwrap_or(0),
         }
     }
 }
 
 fn window_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, 2).expect("valid bounds")
+    Histogram::new_with_bounds(1, MAX_TRACKABLE_NS, WINDOW_DIGITS).expect("valid bounds")
 }
 
 /// One row of a top table.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TopRow {
     pub events: u64,
-    /// Events per kind, indexed by `EventKind as usize - 1`.
-    pub by_kind: [u64; 7],
+    /// Events per class, indexed by [`Class::index`].
+    pub by_class: [u64; Class::COUNT],
     /// Pages the events concern (as in reports).
     pub pages: u64,
     /// Sum of the events' durations.
     pub time_ns: u64,
+    /// The longest duration (exact).
     pub max_ns: u64,
 }
 
 impl TopRow {
     fn add(&mut self, e: &Event) {
         self.events += 1;
-        self.by_kind[e.kind() as usize - 1] += 1;
+        self.by_class[e.class().index()] += 1;
         self.pages += e.pages();
         let d = e.duration_ns.unwrap_or(0);
         self.time_ns = self.time_ns.saturating_add(d);
@@ -211,21 +287,25 @@ pub struct SourceInfo {
     pub title: String,
     /// The attach plan (kernel sources), as captures record it.
     pub probes: Vec<PlanEntry>,
+    /// The clock of the events' times.
+    pub clock: Option<ClockKind>,
 }
 
 pub struct App {
     pub source: SourceInfo,
     devices: DeviceNames,
-    /// Total events and pages per kind (indexed by `EventKind as usize - 1`).
-    pub totals: [u64; 7],
-    pub pages: [u64; 7],
+    /// Events and pages per class, indexed by [`Class::index`].
+    pub totals: [u64; Class::COUNT],
+    pub pages: [u64; Class::COUNT],
     pub events: u64,
+    /// Width of a rate bin and of a window bin, ns of the source's clock.
+    pub bin_ns: u64,
     pub rates: BTreeMap<Series, Rate>,
-    pub latency: BTreeMap<EventKind, Latency>,
+    pub latency: BTreeMap<Class, Latency>,
     pub by_process: Top,
     pub by_device: Top,
     pub by_symbol: Top,
-    /// The most recent events, oldest first.
+    /// The most recent events, in timestamp order.
     pub log: VecDeque<LogEntry>,
     /// `Lost` counts per probe name.
     pub lost: BTreeMap<String, u64>,
@@ -239,10 +319,11 @@ pub struct App {
     /// Set when the source has no more events (a replay or a scenario ended, a command exited).
     pub finished: Option<String>,
     pub replay: Option<ReplayPosition>,
-    /// The source timeline's current second (see [`App::ingest`]).
-    second: Option<u64>,
-    /// Timestamp of the first event, for relative times in the log.
+    /// The newest bin on the source's clock (see [`App::advance`]).
+    bin: Option<u64>,
+    /// The earliest and latest event timestamps.
     pub first_ts: Option<u64>,
+    pub last_ts: u64,
     symbols: Symbols,
     /// Device labels by owner, shared with the log's entries.
     device_labels: HashMap<u64, std::sync::Arc<str>>,
@@ -256,18 +337,28 @@ impl App {
         App::fresh(
             SourceInfo {
                 title,
-                probes: Vec::new(),
+                ..SourceInfo::default()
             },
             DeviceNames::empty(show_pointers),
             Symbols::default(),
+            SECOND,
         )
     }
 
-    /// The source's header: its device names, its plan, how its events are named by symbol.
+    /// Rates and windows in bins of `bin_ns` of the source's clock instead of one second (for
+    /// a source that runs slower than its clock, so that a bin still closes every second).
+    pub fn with_bin(mut self, bin_ns: u64) -> App {
+        self.bin_ns = bin_ns.max(1);
+        self
+    }
+
+    /// The source's header: its device names, its plan, how its events are named by symbol,
+    /// its clock.
     pub fn begin(&mut self, header: &CaptureHeader) {
         self.devices = DeviceNames::new(header, self.devices.shows_pointers());
         self.symbols = Symbols::new(header);
         self.source.probes = header.probe_plan.clone();
+        self.source.clock = Some(header.clock);
         self.device_labels.clear();
     }
 
@@ -294,18 +385,16 @@ impl App {
         }
     }
 
-    fn fresh(source: SourceInfo, devices: DeviceNames, symbols: Symbols) -> App {
+    fn fresh(source: SourceInfo, devices: DeviceNames, symbols: Symbols, bin_ns: u64) -> App {
         App {
             source,
             devices,
-            totals: [0; 7],
-            pages: [0; 7],
+            totals: [0; Class::COUNT],
+            pages: [0; Class::COUNT],
             events: 0,
+            bin_ns,
             rates: Series::ALL.iter().map(|s| (*s, Rate::default())).collect(),
-            latency: EventKind::ALL
-                .iter()
-                .map(|k| (*k, Latency::new()))
-                .collect(),
+            latency: Class::TIMED.iter().map(|c| (*c, Latency::new())).collect(),
             by_process: Top::default(),
             by_device: Top::default(),
             by_symbol: Top::default(),
@@ -317,71 +406,83 @@ impl App {
             diagnostics: VecDeque::new(),
             finished: None,
             replay: None,
-            second: None,
+            bin: None,
             first_ts: None,
+            last_ts: 0,
             symbols,
             device_labels: HashMap::new(),
             key: String::new(),
         }
     }
 
-    /// Takes a batch of events that happened by `timeline_ns` on the source's timeline
-    /// (monotonic time for the kernel, the replay position, wall time for the demo): rates and
-    /// the rolling window advance by it, so a replay at any speed shows the recorded rates.
-    pub fn ingest(&mut self, events: &[Event], timeline_ns: u64) {
-        self.advance(timeline_ns);
+    /// Takes a batch of events; the source's clock has reached `now_ns`.
+    pub fn ingest(&mut self, events: &[Event], now_ns: u64) {
         for e in events {
             self.add(e);
         }
+        self.advance(now_ns);
     }
 
-    /// Moves the timeline to `timeline_ns`, opening new seconds as needed.
-    pub fn advance(&mut self, timeline_ns: u64) {
-        let sec = timeline_ns / 1_000_000_000;
-        let prev = *self.second.get_or_insert(sec);
-        if sec <= prev {
-            if self.rates.values().all(|r| r.seconds.is_empty()) {
-                for r in self.rates.values_mut() {
-                    r.seconds.push_back(0);
-                }
+    /// Moves the clock to `now_ns`, opening new bins as needed (never backwards).
+    pub fn advance(&mut self, now_ns: u64) {
+        let bin = now_ns / self.bin_ns;
+        let prev = *self.bin.get_or_insert(bin);
+        if self.rates.values().all(|r| r.bins.is_empty()) {
+            for r in self.rates.values_mut() {
+                r.bins.push_back(0);
             }
+        }
+        if bin <= prev {
             return;
         }
-        let gap = (sec - prev).min(RATE_HISTORY as u64 + WINDOW_SECS as u64);
+        let gap = (bin - prev).min(RATE_HISTORY as u64 + WINDOW_BINS as u64);
         for _ in 0..gap {
             for r in self.rates.values_mut() {
-                if let Some(&last) = r.seconds.back() {
+                if let Some(&last) = r.bins.back() {
                     r.peak = r.peak.max(last);
                 }
-                r.seconds.push_back(0);
-                while r.seconds.len() > RATE_HISTORY {
-                    r.seconds.pop_front();
+                r.bins.push_back(0);
+                while r.bins.len() > RATE_HISTORY {
+                    r.bins.pop_front();
                 }
             }
             for l in self.latency.values_mut() {
                 l.tick();
             }
         }
-        self.second = Some(sec);
+        self.bin = Some(bin);
     }
 
     fn add(&mut self, e: &Event) {
-        let k = e.kind() as usize - 1;
+        // An event later than the clock moves it; an earlier one counts in its own bin.
+        self.advance(e.ts_ns);
+        let back = self
+            .bin
+            .map_or(0, |now| now.saturating_sub(e.ts_ns / self.bin_ns)) as usize;
+        let class = e.class();
         self.events += 1;
-        self.totals[k] += 1;
-        self.pages[k] += e.pages();
+        self.totals[class.index()] += 1;
+        self.pages[class.index()] += e.pages();
         self.first_ts = Some(self.first_ts.map_or(e.ts_ns, |t| t.min(e.ts_ns)));
-        let rate = self.rates.get_mut(&Series::of(e)).expect("every series");
-        rate.total += 1;
-        match rate.seconds.back_mut() {
-            Some(c) => *c += 1,
-            None => rate.seconds.push_back(1),
+        self.last_ts = self.last_ts.max(e.ts_ns);
+        let mut count = |series: Series, n: u64| {
+            let rate = self.rates.get_mut(&series).expect("every series");
+            rate.total += n;
+            if back < rate.bins.len() {
+                let i = rate.bins.len() - 1 - back;
+                rate.bins[i] += n;
+                // A late event can raise a bin that already closed.
+                if back > 0 {
+                    rate.peak = rate.peak.max(rate.bins[i]);
+                }
+            }
+        };
+        count(Series::of(e), 1);
+        if e.retries() > 0 {
+            count(Series::Retries, e.retries());
         }
-        if let Some(d) = e.duration_ns {
-            self.latency
-                .get_mut(&e.kind())
-                .expect("every kind")
-                .record(d);
+        if let (Some(d), Some(l)) = (e.duration_ns, self.latency.get_mut(&class)) {
+            l.record(d, back);
         }
         if let Body::Lost(l) = &e.body {
             let name = hmmtrace_common::ProbeId::from_u32(l.probe).map_or("unknown", |p| p.name());
@@ -407,19 +508,39 @@ impl App {
         if self.log.len() == LOG_CAPACITY {
             self.log.pop_front();
         }
-        self.log.push_back(LogEntry {
+        let entry = LogEntry {
             seq: self.events,
             event: *e,
             device,
-        });
+        };
+        // In timestamp order: events arrive in the order their calls ended.
+        let at = self.log.partition_point(|x| x.event.ts_ns <= e.ts_ns);
+        self.log.insert(at, entry);
     }
 
-    pub fn total(&self, kind: EventKind) -> u64 {
-        self.totals[kind as usize - 1]
+    pub fn total(&self, class: Class) -> u64 {
+        self.totals[class.index()]
     }
 
     pub fn total_lost(&self) -> u64 {
         self.lost.values().sum()
+    }
+
+    /// Events per second of the source's clock in `series`' last complete bin.
+    pub fn current_rate(&self, series: Series) -> f64 {
+        self.rates[&series].current() as f64 * SECOND as f64 / self.bin_ns as f64
+    }
+
+    /// The highest rate of a complete bin since start.
+    pub fn peak_rate(&self, series: Series) -> f64 {
+        let r = &self.rates[&series];
+        r.peak.max(r.current()) as f64 * SECOND as f64 / self.bin_ns as f64
+    }
+
+    /// Events per second of the source's clock over everything seen: what a report says.
+    pub fn average_rate(&self, series: Series) -> f64 {
+        let span = self.last_ts.saturating_sub(self.first_ts.unwrap_or(0));
+        crate::stats::rate(self.rates[&series].total, span)
     }
 
     /// Forgets every event (a replay seeking backwards starts over); keeps the source's
@@ -429,6 +550,7 @@ impl App {
             std::mem::take(&mut self.source),
             std::mem::take(&mut self.devices),
             std::mem::take(&mut self.symbols),
+            self.bin_ns,
         );
         fresh.costs = std::mem::take(&mut self.costs);
         fresh.notice = self.notice.take();

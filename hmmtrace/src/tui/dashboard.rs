@@ -6,7 +6,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::app::Series;
-use crate::event::EventKind;
+use crate::event::Class;
 use crate::textfile::FileError;
 
 /// The built-in dashboards: (name, TOML).
@@ -55,7 +55,7 @@ pub enum PanelKind {
     /// Sparklines of events per second, with current and peak.
     Rates { series: Vec<Series> },
     /// Latency histograms with p50/p99/p99.9/max.
-    Latency { kinds: Vec<EventKind> },
+    Latency { kinds: Vec<Class> },
     /// The top table by process, device or symbol.
     Top { table: TopTable },
     /// The event log; `filter` is its initial filter (`/` changes it).
@@ -123,25 +123,21 @@ fn one() -> u16 {
     1
 }
 
-const SERIES_NAMES: [(&str, Series); 8] = [
+const SERIES_NAMES: [(&str, Series); 10] = [
     ("migrate_to_device", Series::ToDevice),
     ("migrate_to_ram", Series::ToRam),
     ("device_fault", Series::DeviceFault),
     ("page_free", Series::PageFree),
     ("invalidation", Series::Invalidation),
+    ("interval_invalidate", Series::IntervalInvalidate),
     ("range_fault", Series::RangeFault),
+    ("ebusy_retries", Series::Retries),
     ("system_migration", Series::SystemMigration),
     ("lost", Series::Lost),
 ];
 
-/// The kinds whose events have durations (latency panels default to these).
-pub const TIMED_KINDS: [EventKind; 5] = [
-    EventKind::Migration,
-    EventKind::DeviceFault,
-    EventKind::PageFree,
-    EventKind::Invalidation,
-    EventKind::RangeFault,
-];
+/// Panel types, for messages.
+const TYPES: &str = "rates, latency, top, log, status";
 
 impl Dashboard {
     /// A built-in dashboard by name, or a file by path.
@@ -206,10 +202,7 @@ fn panel(p: &RawPanel) -> Result<Panel, String> {
             Ok(())
         }
     };
-    only("series", p.series.is_some(), &["rates"])?;
-    only("kinds", p.kinds.is_some(), &["latency"])?;
-    only("table", p.table.is_some(), &["top"])?;
-    only("filter", p.filter.is_some(), &["log"])?;
+    // The type first: a misspelt type is the mistake, not the options it would have taken.
     let kind = match p.kind.as_str() {
         "rates" => PanelKind::Rates {
             series: match &p.series {
@@ -233,18 +226,18 @@ fn panel(p: &RawPanel) -> Result<Panel, String> {
         },
         "latency" => PanelKind::Latency {
             kinds: match &p.kinds {
-                None => TIMED_KINDS.to_vec(),
+                None => Class::TIMED.to_vec(),
                 Some(names) => names
                     .iter()
                     .map(|n| {
-                        TIMED_KINDS
+                        Class::TIMED
                             .iter()
                             .find(|k| k.name() == n)
                             .copied()
                             .ok_or_else(|| {
                                 format!(
                                     "'{n}' is not a kind with latencies (one of: {})",
-                                    TIMED_KINDS.map(|k| k.name()).join(", ")
+                                    Class::TIMED.map(|k| k.name()).join(", ")
                                 )
                             })
                     })
@@ -260,12 +253,12 @@ fn panel(p: &RawPanel) -> Result<Panel, String> {
             PanelKind::Log { filter }
         }
         "status" => PanelKind::Status,
-        other => {
-            return Err(format!(
-                "unknown panel type '{other}' (one of: rates, latency, top, log, status)"
-            ))
-        }
+        other => return Err(format!("unknown panel type '{other}' (one of: {TYPES})")),
     };
+    only("series", p.series.is_some(), &["rates"])?;
+    only("kinds", p.kinds.is_some(), &["latency"])?;
+    only("table", p.table.is_some(), &["top"])?;
+    only("filter", p.filter.is_some(), &["log"])?;
     if matches!(&kind, PanelKind::Rates { series } if series.is_empty())
         || matches!(&kind, PanelKind::Latency { kinds } if kinds.is_empty())
     {
@@ -305,6 +298,14 @@ mod tests {
         let e = err(&format!("{head}[[row.panel]]\ntype = \"pie\"\n"));
         assert!(
             e.starts_with("d.toml:3:") && e.contains("unknown panel type 'pie'"),
+            "{e}"
+        );
+        // A misspelt type is named as such, not blamed on the options it would take.
+        let e = err(&format!(
+            "{head}[[row.panel]]\ntype = \"logs\"\nfilter = \"kind:migration\"\n"
+        ));
+        assert!(
+            e.starts_with("d.toml:3:") && e.contains("unknown panel type 'logs'"),
             "{e}"
         );
         let e = err(&format!(

@@ -1,14 +1,15 @@
 //! The event log's filter (`/`): space-separated terms, all of which must match. A term is
-//! `kind:NAME[,NAME]`, `pid:N[,N]` (thread or process id), `comm:TEXT`, `dev:NAME`, or plain
-//! text found in the kind, comm or device.
+//! `kind:NAME[,NAME]` (a class: `invalidation` is the range, `interval_invalidate` a driver's
+//! callback), `pid:N[,N]` (thread or process id), `comm:TEXT`, `dev:NAME`, or plain text found
+//! anywhere in the line as the log shows it (case-insensitive).
 
-use crate::event::EventKind;
+use crate::event::Class;
 
 use super::app::LogEntry;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Term {
-    Kind(Vec<EventKind>),
+    Kind(Vec<Class>),
     Pid(Vec<u32>),
     Comm(String),
     Device(String),
@@ -29,16 +30,12 @@ impl Filter {
                 Some(("kind", v)) => Term::Kind(
                     v.split(',')
                         .map(|n| {
-                            EventKind::ALL
-                                .iter()
-                                .find(|k| k.name() == n)
-                                .copied()
-                                .ok_or_else(|| {
-                                    format!(
-                                        "kind:{n}: no such kind (one of: {})",
-                                        EventKind::ALL.map(|k| k.name()).join(", ")
-                                    )
-                                })
+                            Class::from_name(n).ok_or_else(|| {
+                                format!(
+                                    "kind:{n}: no such kind (one of: {})",
+                                    Class::ALL.map(|k| k.name()).join(", ")
+                                )
+                            })
                         })
                         .collect::<Result<_, _>>()?,
                 ),
@@ -69,16 +66,16 @@ impl Filter {
         let e = &entry.event;
         let comm = e.comm.to_string();
         let device = entry.device.as_deref().unwrap_or("");
+        // The line as shown, built only when a plain-text term needs it.
+        let mut shown: Option<String> = None;
         self.terms.iter().all(|t| match t {
-            Term::Kind(ks) => ks.contains(&e.kind()),
+            Term::Kind(ks) => ks.contains(&e.class()),
             Term::Pid(ps) => ps.contains(&e.tgid) || ps.contains(&e.pid),
             Term::Comm(c) => comm == *c,
             Term::Device(d) => device == d,
-            Term::Text(t) => {
-                comm.to_lowercase().contains(t)
-                    || e.kind().name().contains(t.as_str())
-                    || device.to_lowercase().contains(t)
-            }
+            Term::Text(t) => shown
+                .get_or_insert_with(|| super::render::log::describe(entry).to_lowercase())
+                .contains(t.as_str()),
         })
     }
 }
@@ -125,6 +122,13 @@ mod tests {
         assert!(Filter::parse("fault")
             .unwrap()
             .matches(&entry(true, 1, "x", None)));
+        // Text on screen matches, whatever its case: the log shows `migrate_to_ram at 0x...`.
+        assert!(Filter::parse("Migrate_To_Ram")
+            .unwrap()
+            .matches(&entry(true, 1, "x", None)));
+        assert!(!Filter::parse("RAM")
+            .unwrap()
+            .matches(&entry(false, 1, "x", None)));
         assert!(!Filter::parse("comm:trai")
             .unwrap()
             .matches(&entry(true, 1, "train", None)));

@@ -46,13 +46,18 @@ pub fn lock(app: &Mutex<App>) -> MutexGuard<'_, App> {
 }
 
 /// A TUI for one run: its sink goes into the pipeline's tee, its view holds the terminal.
+/// `bin_ns` is the width of a rate bin on the source's clock (one second, or less for a source
+/// slower than its clock: see [`app`]).
 pub fn new(
     title: impl Into<String>,
     dashboard: Dashboard,
     show_pointers: bool,
     replay: Option<Arc<ReplayControl>>,
+    bin_ns: u64,
 ) -> (TuiSink, TuiView) {
-    let app = Arc::new(Mutex::new(App::new(title.into(), show_pointers)));
+    let app = Arc::new(Mutex::new(
+        App::new(title.into(), show_pointers).with_bin(bin_ns),
+    ));
     (
         TuiSink::new(Arc::clone(&app)),
         TuiView {

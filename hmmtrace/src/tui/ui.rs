@@ -1,12 +1,16 @@
 //! What the viewer chose (help shown, filter, scroll, pause, which table and histogram), and the
 //! keys that change it. Kept apart from [`super::app::App`], which only sources change.
 
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+use crossterm::event::{Event as TermEvent, KeyCode, KeyEvent, KeyModifiers};
+use tui_input::backend::crossterm::EventHandler as _;
+use tui_input::Input;
 
-use super::app::App;
+use super::app::{App, LogEntry};
 use super::dashboard::{Dashboard, PanelKind, TopTable};
 use super::filter::Filter;
 pub use crate::pipeline::source::replay::ReplayControl;
@@ -47,16 +51,20 @@ impl TopSort {
 pub struct Ui {
     pub dashboard: Dashboard,
     pub help: bool,
-    /// The filter being typed after `/`.
-    pub editing: Option<String>,
+    /// The filter being typed after `/`: a line editor (cursor keys, Ctrl-A/E/U/W/K, ...).
+    pub editing: Option<Input>,
     /// The filter the user set, overriding each log panel's own; `None` until one is set.
     pub filter: Option<(String, Filter)>,
     /// Why the last typed filter was refused.
     pub filter_error: Option<String>,
     /// Log lines scrolled up from the newest.
     pub scroll: usize,
-    /// The log is frozen at this sequence number (space, when not replaying).
-    pub paused_at: Option<u64>,
+    /// How far the log panel could scroll when last drawn (lines that match, less the
+    /// panel's height): scrolling keys stop there.
+    pub max_scroll: Cell<usize>,
+    /// The log as it was when paused (space, when not replaying): the panel shows this while
+    /// new events keep arriving.
+    pub paused: Option<VecDeque<LogEntry>>,
     /// Latency panels show the whole run instead of the rolling window.
     pub since_start: bool,
     pub top_table: Option<TopTable>,
@@ -74,7 +82,8 @@ impl Ui {
             filter: None,
             filter_error: None,
             scroll: 0,
-            paused_at: None,
+            max_scroll: Cell::new(usize::MAX),
+            paused: None,
             since_start: false,
             top_table: None,
             top_sort: TopSort::Events,
@@ -103,10 +112,10 @@ impl Ui {
             self.quit = true;
             return;
         }
-        if let Some(text) = &mut self.editing {
+        if let Some(input) = &mut self.editing {
             match k.code {
                 KeyCode::Enter => {
-                    let text = std::mem::take(text);
+                    let text = input.value().to_string();
                     self.editing = None;
                     match Filter::parse(&text) {
                         Ok(f) => {
@@ -118,11 +127,11 @@ impl Ui {
                     }
                 }
                 KeyCode::Esc => self.editing = None,
-                KeyCode::Backspace => {
-                    text.pop();
+                // Everything else edits the line: characters, Backspace/Delete, ←/→, Home/End,
+                // Ctrl-A/E (start/end), Ctrl-U (the line), Ctrl-W (a word), Ctrl-K (to the end).
+                _ => {
+                    input.handle_event(&TermEvent::Key(k));
                 }
-                KeyCode::Char(c) => text.push(c),
-                _ => {}
             }
             return;
         }
@@ -140,20 +149,20 @@ impl Ui {
                 self.filter_error = None;
             }
             KeyCode::Char('/') => {
-                self.editing = Some(
-                    self.filter
-                        .as_ref()
-                        .map_or_else(|| self.first_log_filter(), |(t, _)| t.clone()),
-                );
+                let text = self
+                    .filter
+                    .as_ref()
+                    .map_or_else(|| self.first_log_filter(), |(t, _)| t.clone());
+                self.editing = Some(Input::new(text));
             }
             KeyCode::Char(' ') => match &self.replay {
                 Some(r) => {
                     r.paused.fetch_xor(true, Ordering::Relaxed);
                 }
                 None => {
-                    self.paused_at = match self.paused_at {
+                    self.paused = match self.paused {
                         Some(_) => None,
-                        None => Some(app.events),
+                        None => Some(app.log.clone()),
                     };
                     self.scroll = 0;
                 }
@@ -164,11 +173,11 @@ impl Ui {
                 self.top_table = Some(current.next());
             }
             KeyCode::Char('s') => self.top_sort = self.top_sort.next(),
-            KeyCode::Up => self.scroll = self.scroll.saturating_add(1),
-            KeyCode::Down => self.scroll = self.scroll.saturating_sub(1),
-            KeyCode::PageUp => self.scroll = self.scroll.saturating_add(10),
-            KeyCode::PageDown => self.scroll = self.scroll.saturating_sub(10),
-            KeyCode::Home => self.scroll = usize::MAX / 2,
+            KeyCode::Up => self.scroll_to(self.scroll.saturating_add(1)),
+            KeyCode::Down => self.scroll_to(self.scroll.saturating_sub(1)),
+            KeyCode::PageUp => self.scroll_to(self.scroll.saturating_add(10)),
+            KeyCode::PageDown => self.scroll_to(self.scroll.saturating_sub(10)),
+            KeyCode::Home => self.scroll_to(usize::MAX),
             KeyCode::End => self.scroll = 0,
             KeyCode::Char('+') | KeyCode::Char('=') => self.speed(2.0),
             KeyCode::Char('-') => self.speed(0.5),
@@ -176,6 +185,20 @@ impl Ui {
             KeyCode::Left => self.seek(-SEEK_STEP_NS),
             _ => {}
         }
+    }
+
+    /// Scrolls to `lines` up from the newest, at most as far as the log goes.
+    fn scroll_to(&mut self, lines: usize) {
+        self.scroll = lines.min(self.max_scroll.get());
+    }
+
+    /// Whether the view or the replay is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused.is_some()
+            || self
+                .replay
+                .as_ref()
+                .is_some_and(|r| r.paused.load(Ordering::Relaxed))
     }
 
     fn speed(&self, factor: f64) {
@@ -251,20 +274,24 @@ mod tests {
         press(&mut ui, &app, "ss");
         assert_eq!(ui.top_sort, TopSort::Time);
         press(&mut ui, &app, " ");
-        assert_eq!(ui.paused_at, Some(app.events));
+        assert_eq!(ui.paused.as_ref().map(|l| l.len()), Some(app.log.len()));
+        assert!(ui.is_paused());
         press(&mut ui, &app, "?");
         assert!(ui.help);
         press(&mut ui, &app, "x");
         assert!(!ui.help && !ui.quit, "any key closes the help");
         // `/` starts from the panel's filter.
         press(&mut ui, &app, "/");
-        assert_eq!(ui.editing.as_deref(), Some("kind:migration,device_fault"));
-        ui.editing = Some(String::new());
+        assert_eq!(
+            ui.editing.as_ref().map(|i| i.value()),
+            Some("kind:migration,device_fault")
+        );
+        ui.editing = Some(Input::default());
         press(&mut ui, &app, "pid:q\n");
         assert!(ui.filter_error.as_deref().unwrap().contains("not a number"));
         assert!(!ui.quit, "q typed into the filter does not quit");
         press(&mut ui, &app, "\x1b/");
-        ui.editing = Some(String::new());
+        ui.editing = Some(Input::default());
         press(&mut ui, &app, "kind:page_free\n");
         assert_eq!(ui.log_filter_text("ignored"), "kind:page_free");
         ui.key(
@@ -272,6 +299,44 @@ mod tests {
             &app,
         );
         assert!(ui.quit);
+    }
+
+    #[test]
+    fn the_filter_editor_has_cursor_keys_and_line_editing() {
+        let app = app();
+        let mut ui = Ui::new(Dashboard::load("overview").unwrap(), None);
+        let key = |code, m| KeyEvent::new(code, m);
+        let ctrl = |c| key(KeyCode::Char(c), KeyModifiers::CONTROL);
+        ui.editing = Some(Input::default());
+        press(&mut ui, &app, "comm:train kind:migration");
+        // Ctrl-W deletes the word before the cursor, not a 'w'.
+        ui.key(ctrl('w'), &app);
+        assert_eq!(ui.editing.as_ref().unwrap().value(), "comm:train ");
+        // Cursor keys move; typing inserts at the cursor.
+        ui.key(key(KeyCode::Home, KeyModifiers::NONE), &app);
+        press(&mut ui, &app, "pid:1 ");
+        ui.key(key(KeyCode::End, KeyModifiers::NONE), &app);
+        ui.key(key(KeyCode::Left, KeyModifiers::NONE), &app);
+        press(&mut ui, &app, "x");
+        assert_eq!(ui.editing.as_ref().unwrap().value(), "pid:1 comm:trainx ");
+        // Ctrl-U clears the line.
+        ui.key(ctrl('u'), &app);
+        assert_eq!(ui.editing.as_ref().unwrap().value(), "");
+        assert!(!ui.quit);
+    }
+
+    #[test]
+    fn scrolling_stops_where_the_log_does() {
+        let app = app();
+        let mut ui = Ui::new(Dashboard::load("overview").unwrap(), None);
+        // The log panel, as last drawn, could scroll 7 lines.
+        ui.max_scroll.set(7);
+        ui.key(KeyEvent::new(KeyCode::Home, KeyModifiers::NONE), &app);
+        assert_eq!(ui.scroll, 7, "Home goes to the oldest line, no further");
+        ui.key(KeyEvent::new(KeyCode::Down, KeyModifiers::NONE), &app);
+        assert_eq!(ui.scroll, 6, "and Down moves at once");
+        ui.key(KeyEvent::new(KeyCode::PageDown, KeyModifiers::NONE), &app);
+        assert_eq!(ui.scroll, 0);
     }
 
     #[test]
@@ -284,7 +349,7 @@ mod tests {
         );
         press(&mut ui, &app, " ");
         assert!(ctrl.paused.load(Ordering::Relaxed));
-        assert_eq!(ui.paused_at, None, "space pauses the replay, not the log");
+        assert!(ui.paused.is_none(), "space pauses the replay, not the log");
         press(&mut ui, &app, "++");
         assert_eq!(ctrl.speed(), 4.0);
         press(&mut ui, &app, &"-".repeat(20));

@@ -25,10 +25,22 @@ pub struct CaptureSource {
 
 impl CaptureSource {
     /// Opens every file's header now, so that a bad file is reported before anything runs.
+    /// Several files are one stream only if they are on one clock (kernel captures of one
+    /// boot); else that is bad input: summed, their times and rates would mean nothing.
     pub fn open(files: &[PathBuf]) -> anyhow::Result<CaptureSource> {
-        let mut header = None;
+        let mut header: Option<CaptureHeader> = None;
         for f in files {
             let h = Reader::open(f).map_err(bad_input)?.header;
+            if let Some(first) = &header {
+                CaptureHeader::same_clock(first, &h).map_err(|why| {
+                    bad_input(anyhow::anyhow!(
+                        "{} and {} are not on one clock ({why}): report them one at a time, \
+                         or side by side with --compare",
+                        files[0].display(),
+                        f.display()
+                    ))
+                })?;
+            }
             header.get_or_insert(h);
         }
         let header = header.ok_or_else(|| bad_input(anyhow::anyhow!("no capture file given")))?;

@@ -1,7 +1,8 @@
 //! The engine source: the reference HMM engine running a scenario, once as fast as it goes
-//! ([`Pace::Fast`]), or again and again releasing a set number of events per second of wall
-//! time ([`Pace::Rate`], for the demo and `serve`), each run continuing the previous one's
-//! clock. Ticks are on the engine's simulated clock.
+//! ([`Pace::Fast`]), or again and again, each run continuing the previous one's clock, either
+//! with its simulated clock running at a fraction of wall time ([`Pace::Speed`], the demo's
+//! default: what is shown per second is per simulated second, as in a report) or releasing a
+//! set number of events per wall second ([`Pace::Rate`]). Ticks are on the simulated clock.
 //!
 //! A scenario that fails while running is bad input; an error a sink returns is passed on as
 //! it is (a full disk is no fault of the scenario).
@@ -15,10 +16,12 @@ use crate::pipeline::{Control, Finished, Sink, Source};
 use crate::scenario::Scenario;
 
 /// How fast the engine's events are released.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Pace {
     /// One run, as fast as it goes.
     Fast,
+    /// Simulated seconds per wall second, run after run until stopped.
+    Speed(f64),
     /// This many events per second of wall time, run after run until stopped.
     Rate(u64),
 }
@@ -47,7 +50,10 @@ const CHECK_EVERY: u64 = 64;
 
 impl EngineSource {
     pub fn new(scenario: Scenario, seed: u64, pace: Pace) -> EngineSource {
-        let header = header(&scenario, seed);
+        let mut header = header(&scenario, seed);
+        if let Pace::Speed(speed) = pace {
+            header.pace = Some(speed);
+        }
         EngineSource {
             scenario,
             seed,
@@ -75,16 +81,28 @@ impl Source for EngineSource {
                 e.ts_ns += offset;
                 now = now.max(e.ts_ns);
                 let mut step = || -> anyhow::Result<()> {
+                    let due = match self.pace {
+                        Pace::Fast => None,
+                        Pace::Rate(rate) => (released.is_multiple_of(CHECK_EVERY))
+                            .then(|| Duration::from_secs_f64(released as f64 / rate as f64)),
+                        // Released when the simulated clock, run at `speed`, reaches it.
+                        Pace::Speed(speed) => {
+                            Some(Duration::from_secs_f64(e.ts_ns as f64 / 1e9 / speed))
+                        }
+                    };
+                    if let Some(due) = due {
+                        let elapsed = start.elapsed();
+                        // What is due within a millisecond goes now: fewer, longer sleeps.
+                        if due > elapsed + Duration::from_millis(1) {
+                            // Waiting: tell the sinks where the clock is (a quiet stretch of
+                            // simulated time still passes on screen).
+                            sink.tick(now.min(e.ts_ns))?;
+                            std::thread::sleep(due - elapsed);
+                        }
+                    }
                     sink.event(&e)?;
                     released += 1;
                     if released.is_multiple_of(CHECK_EVERY) {
-                        if let Pace::Rate(rate) = self.pace {
-                            let due = Duration::from_secs_f64(released as f64 / rate as f64);
-                            let elapsed = start.elapsed();
-                            if due > elapsed {
-                                std::thread::sleep(due - elapsed);
-                            }
-                        }
                         sink.tick(now)?;
                     }
                     Ok(())
@@ -135,6 +153,9 @@ pub fn header(scenario: &Scenario, seed: u64) -> CaptureHeader {
         seed: Some(seed),
         page_size: crate::engine::PAGE_SIZE,
         probe_plan: Vec::new(),
+        boot_id: None,
+        pace: None,
+        value_names: Default::default(),
         devices: scenario
             .device_table()
             .into_iter()

@@ -272,6 +272,11 @@ fn header(session: &Session) -> CaptureHeader {
         clock: ClockKind::Monotonic,
         start_unix_ns: crate::capture::unix_now_ns(),
         seed: None,
+        boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .map(|b| b.trim().to_string()),
+        pace: None,
+        value_names: value_names(),
         page_size: crate::capture::system_page_size(),
         probe_plan: session.plan.clone(),
         devices: Vec::new(),
@@ -286,4 +291,19 @@ fn header(session: &Session) -> CaptureHeader {
             })
             .collect(),
     }
+}
+
+/// The names `migrate:mm_migrate_pages`'s print format gives its mode and reason values.
+fn value_names() -> std::collections::BTreeMap<String, Vec<(u64, String)>> {
+    use crate::kernel::tracefs;
+    let Ok(text) = tracefs::root()
+        .and_then(|root| tracefs::read_format_text(&root, "migrate", "mm_migrate_pages"))
+    else {
+        return Default::default();
+    };
+    ["mode", "reason"]
+        .into_iter()
+        .map(|f| (format!("mm_migrate_pages.{f}"), tracefs::symbolic(&text, f)))
+        .filter(|(_, names)| !names.is_empty())
+        .collect()
 }

@@ -4,7 +4,9 @@
 //! only), after a `Status::Restart`, and reads ahead to the new position.
 //!
 //! Ticks are on the capture's clock (the first event's timestamp plus the position), also
-//! while paused, and a `Status::Replay` says where the replay stands.
+//! while paused, and a `Status::Replay` says where the replay stands and, from the start, how
+//! long the capture lasts (its last block is read first). Held at the end
+//! ([`ReplaySource::hold_at_end`]), a replay waits there for a seek back instead of ending.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
@@ -54,18 +56,37 @@ pub struct ReplaySource {
     header: CaptureHeader,
     ctrl: Arc<ReplayControl>,
     unpaced: bool,
+    hold: bool,
+    /// From the first event to the latest timestamp of the last block, read at open.
+    length_hint: Option<u64>,
 }
 
 impl ReplaySource {
     /// Opens the file's header now (a bad file is bad input before anything runs).
     pub fn open(path: PathBuf, ctrl: Arc<ReplayControl>) -> anyhow::Result<ReplaySource> {
-        let header = Reader::open(&path).map_err(bad_input)?.header;
+        let mut reader = Reader::open(&path).map_err(bad_input)?;
+        let (mut first, mut dropped) = (Vec::new(), 0);
+        reader
+            .next_block(&mut first, &mut dropped)
+            .map_err(bad_input)?;
+        let length_hint = match (first.first(), crate::capture::last_timestamp(&path)?) {
+            (Some(e), Some(last)) => Some(last.saturating_sub(e.ts_ns)),
+            _ => None,
+        };
         Ok(ReplaySource {
             path,
-            header,
+            header: reader.header,
             ctrl,
             unpaced: false,
+            hold: false,
+            length_hint,
         })
+    }
+
+    /// At the end, wait for a seek back (or the stop) instead of ending: for a viewer.
+    pub fn hold_at_end(mut self) -> ReplaySource {
+        self.hold = true;
+        self
     }
 
     /// Ignore the recorded pace: as fast as it reads (seeks still work). For tests.
@@ -94,7 +115,7 @@ impl Source for ReplaySource {
         // The replay's position on the capture's clock, in ns from its first event.
         let mut position: u64 = 0;
         let mut target: Option<u64> = None;
-        let mut length: Option<u64> = None;
+        let mut length: Option<u64> = self.length_hint;
         'restart: loop {
             let mut reader = Reader::open(&self.path).map_err(bad_input)?;
             let mut first: Option<u64> = None;
@@ -175,7 +196,24 @@ impl Source for ReplaySource {
                 })?;
             }
             sink.status(&self.position(position, length))?;
-            return Ok(Finished::Exhausted);
+            if !self.hold {
+                return Ok(Finished::Exhausted);
+            }
+            // Held at the end: a seek back starts over; anything else waits.
+            loop {
+                if let Some(why) = ctl.should_stop() {
+                    return Ok(why);
+                }
+                let seek = ctrl.seek_ns.swap(0, Ordering::Relaxed);
+                if seek < 0 {
+                    target = Some(position.saturating_sub(seek.unsigned_abs()));
+                    position = 0;
+                    sink.status(&Status::Restart)?;
+                    continue 'restart;
+                }
+                sink.status(&self.position(position, length))?;
+                std::thread::sleep(PUBLISH);
+            }
         }
     }
 }

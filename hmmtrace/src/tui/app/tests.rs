@@ -34,38 +34,63 @@ fn fault(ts: u64, dur: u64, tgid: u32) -> Event {
 }
 
 #[test]
-fn rates_count_per_second_of_the_timeline() {
+fn rates_count_per_second_of_each_events_own_time() {
     let mut a = app();
     a.ingest(&[fault(0, 10, 1), fault(1, 10, 1)], 0);
-    a.ingest(&[fault(2, 10, 1)], S / 2);
-    a.ingest(&[fault(3, 10, 1)], S + 1);
+    a.ingest(&[fault(S / 2, 10, 1)], S / 2);
+    // Arrives after the clock moved on, but happened in the first second: counted there.
+    a.ingest(&[fault(S + 1, 10, 1), fault(S - 1, 10, 1)], S + 1);
     let r = &a.rates[&Series::DeviceFault];
-    assert_eq!(r.seconds, [3, 1]);
-    assert_eq!(r.current(), 3, "the last complete second");
+    assert_eq!(r.bins, [4, 1]);
+    assert_eq!(r.current(), 4, "the last complete second");
+    assert_eq!(a.current_rate(Series::DeviceFault), 4.0);
     // Three empty seconds pass: zeros, and the peak stays.
     a.advance(4 * S);
     let r = &a.rates[&Series::DeviceFault];
-    assert_eq!(r.seconds, [3, 1, 0, 0, 0]);
-    assert_eq!((r.peak, r.total), (3, 4));
+    assert_eq!(r.bins, [4, 1, 0, 0, 0]);
+    assert_eq!((r.peak, r.total), (4, 5));
     assert_eq!(a.rates[&Series::ToDevice].total, 0);
+    // The average over everything is what a report computes: 5 events over S + 1 ns.
+    assert!((a.average_rate(Series::DeviceFault) - 5e9 / (S + 1) as f64).abs() < 1e-6);
 }
 
 #[test]
-fn the_rolling_window_forgets_what_is_older_than_its_length() {
+fn bins_can_be_shorter_than_a_second_and_rates_stay_per_second() {
+    let mut a = app().with_bin(S / 20);
+    a.ingest(&[fault(0, 10, 1), fault(1, 10, 1)], S / 20);
+    assert_eq!(a.rates[&Series::DeviceFault].current(), 2);
+    assert_eq!(
+        a.current_rate(Series::DeviceFault),
+        40.0,
+        "2 in 50 ms is 40/s"
+    );
+}
+
+#[test]
+fn the_rolling_window_forgets_what_is_older_than_its_length_and_keeps_exact_extremes() {
     let mut a = app();
     a.ingest(&[fault(0, 1_000_000, 1)], 0);
-    a.ingest(&[fault(0, 1_000, 1)], (WINDOW_SECS as u64 - 1) * S);
-    let l = &a.latency[&EventKind::DeviceFault];
-    assert_eq!((l.window.len(), l.since_start.len()), (2, 2));
-    a.advance(WINDOW_SECS as u64 * S);
-    let l = &a.latency[&EventKind::DeviceFault];
-    assert_eq!(l.window.len(), 1, "the first second left the window");
-    assert!(l.window.max() < 2_000, "and with it the 1 ms event");
-    assert_eq!(l.since_start.len(), 2);
+    a.ingest(
+        &[fault((WINDOW_BINS as u64 - 1) * S, 1_403, 1)],
+        (WINDOW_BINS as u64 - 1) * S,
+    );
+    let l = &a.latency[&Class::DeviceFault];
+    assert_eq!((l.window().count, l.since_start().count), (2, 2));
+    assert_eq!(
+        l.window().max,
+        1_000_000,
+        "exact, not the histogram's bucket edge"
+    );
+    a.advance(WINDOW_BINS as u64 * S);
+    let l = &a.latency[&Class::DeviceFault];
+    assert_eq!(l.window().count, 1, "the first second left the window");
+    assert_eq!((l.window().min, l.window().max), (1_403, 1_403));
+    assert_eq!(l.window().quantile(0.5), 1_403);
+    assert_eq!(l.since_start().count, 2);
     // A long gap empties the window without looping once per second.
     a.advance(1_000_000 * S);
-    assert_eq!(a.latency[&EventKind::DeviceFault].window.len(), 0);
-    assert_eq!(a.rates[&Series::DeviceFault].seconds.len(), RATE_HISTORY);
+    assert_eq!(a.latency[&Class::DeviceFault].window().count, 0);
+    assert_eq!(a.rates[&Series::DeviceFault].bins.len(), RATE_HISTORY);
 }
 
 #[test]
@@ -80,11 +105,30 @@ fn tables_and_log_are_bounded() {
         a.by_process.other.events, 10,
         "new keys past the cap fold into other"
     );
-    let more: Vec<Event> = (0..LOG_CAPACITY as u64).map(|t| fault(t, 5, 1)).collect();
+    let more: Vec<Event> = (0..LOG_CAPACITY as u64)
+        .map(|t| fault(5_000 + t, 5, 1))
+        .collect();
     a.ingest(&more, 0);
     assert_eq!(a.log.len(), LOG_CAPACITY);
     assert_eq!(a.log.back().unwrap().seq, a.events);
     assert_eq!(a.events, (TOP_CAPACITY + 10 + LOG_CAPACITY) as u64);
+}
+
+#[test]
+fn the_log_is_in_timestamp_order_whatever_the_arrival_order() {
+    let mut a = app();
+    // A migration's fault-path record ends (and arrives) after the migration it ran.
+    a.ingest(
+        &[
+            fault(30, 5, 1),
+            fault(10, 50, 1),
+            fault(20, 5, 1),
+            fault(40, 5, 1),
+        ],
+        40,
+    );
+    let ts: Vec<u64> = a.log.iter().map(|e| e.event.ts_ns).collect();
+    assert_eq!(ts, [10, 20, 30, 40]);
 }
 
 #[test]
@@ -105,10 +149,46 @@ fn migrations_split_by_direction_and_lost_counts_per_probe() {
     });
     a.ingest(&[m, l], 0);
     assert_eq!(a.rates[&Series::ToRam].total, 1);
-    assert_eq!(a.pages[EventKind::Migration as usize - 1], 3);
+    assert_eq!(a.pages[Class::Migration.index()], 3);
     assert_eq!(a.lost["page_free"], 7);
     assert_eq!(a.total_lost(), 7);
     assert_eq!(a.by_device.rows.len(), 0, "neither names a device");
     a.clear();
     assert_eq!((a.events, a.total_lost(), a.log.len()), (0, 0, 0));
+}
+
+#[test]
+fn callbacks_count_apart_from_invalidations_and_retries_have_a_series() {
+    let mut a = app();
+    let inv = |path| {
+        let mut e = fault(0, 5, 1);
+        e.body = Body::Invalidation(hmmtrace_common::Invalidation {
+            path,
+            ..Default::default()
+        });
+        e
+    };
+    let mut rf = fault(0, 5, 1);
+    rf.body = Body::RangeFault(hmmtrace_common::RangeFault {
+        retries: 3,
+        npages: 8,
+        ..Default::default()
+    });
+    a.ingest(
+        &[
+            inv(hmmtrace_common::INVALIDATE_RANGE_START),
+            inv(hmmtrace_common::INVALIDATE_CALLBACK),
+            inv(hmmtrace_common::INVALIDATE_CALLBACK),
+            rf,
+        ],
+        0,
+    );
+    assert_eq!(a.total(Class::Invalidation), 1, "one invalidation");
+    assert_eq!(
+        a.total(Class::IntervalInvalidate),
+        2,
+        "that ran two callbacks"
+    );
+    assert_eq!(a.rates[&Series::Retries].total, 3);
+    assert_eq!(a.rates[&Series::RangeFault].total, 1);
 }

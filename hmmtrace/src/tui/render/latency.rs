@@ -1,5 +1,7 @@
 //! The latency panel: per kind, the distribution on a log time axis (100 ns to 1 s) with p50,
-//! p99, p99.9 and max marked under it, for the rolling window or since start (`w`).
+//! p99, p99.9 and max marked under it, for the rolling window or since start (`w`). When three
+//! lines per kind do not fit, each kind gets one line of numbers, so that every kind shows.
+//! Count and max are exact; percentiles carry their histogram's precision.
 
 use hdrhistogram::Histogram;
 use ratatui::layout::Rect;
@@ -8,9 +10,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Sparkline};
 use ratatui::Frame;
 
-use crate::event::EventKind;
+use crate::event::Class;
 use crate::report::text::fmt_ns;
-use crate::tui::app::{App, WINDOW_SECS};
+use crate::tui::app::{App, LatencyView, WINDOW_BINS};
 use crate::tui::ui::Ui;
 
 /// The axis: decades from 10^LO ns to 10^HI ns.
@@ -49,60 +51,51 @@ pub fn draw<'a>(
     block: impl Fn(&str) -> Block<'a>,
     app: &App,
     ui: &Ui,
-    kinds: &[EventKind],
+    kinds: &[Class],
 ) {
     let title = if ui.since_start {
         "latency since start (w: rolling window)".to_string()
     } else {
-        format!("latency, last {WINDOW_SECS} s (w: since start)")
+        format!(
+            "latency, last {} (w: since start)",
+            fmt_ns(WINDOW_BINS as u64 * app.bin_ns)
+        )
     };
     let block = block(&title);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    if inner.height < 2 || inner.width <= LABEL + 4 {
+    if inner.height == 0 || inner.width < 20 {
         return;
     }
-    let plot_w = inner.width - LABEL;
-    // Three lines per kind: numbers, distribution, markers; an axis line at the bottom.
-    let per = 3u16;
-    let fit = ((inner.height - 1) / per) as usize;
+    // Three lines per kind (numbers, distribution, markers) and an axis line when they all
+    // fit; else one line of numbers per kind.
+    let full = inner.height as usize > kinds.len() * 3 && inner.width > LABEL + 4;
+    let per = if full { 3u16 } else { 1 };
+    let fit = if full {
+        kinds.len()
+    } else {
+        inner.height as usize
+    };
+    let plot_w = inner.width.saturating_sub(LABEL);
     for (i, kind) in kinds.iter().take(fit).enumerate() {
         let l = &app.latency[kind];
         let h = if ui.since_start {
-            &l.since_start
+            l.since_start()
         } else {
-            &l.window
+            l.window()
         };
         let y = inner.y + i as u16 * per;
-        let stats = if h.is_empty() {
-            Line::from(vec![
-                Span::styled(
-                    format!("{:<14}", kind.name()),
-                    Style::default().add_modifier(Modifier::BOLD),
-                ),
-                Span::styled("no events", Style::default().fg(Color::DarkGray)),
-            ])
-        } else {
-            let mut spans = vec![
-                Span::styled(
-                    format!("{:<14}", kind.name()),
-                    Style::default().add_modifier(Modifier::BOLD),
-                ),
-                Span::raw(format!("n={} ", h.len())),
-            ];
-            for (mark, label, q, color) in MARKS {
-                spans.push(Span::styled(
-                    format!("{mark}:{label} {} ", fmt_ns(h.value_at_quantile(q))),
-                    Style::default().fg(color),
-                ));
-            }
-            Line::from(spans)
-        };
-        f.render_widget(Paragraph::new(stats), Rect::new(inner.x, y, inner.width, 1));
+        f.render_widget(
+            Paragraph::new(stats(*kind, &h, inner.width)),
+            Rect::new(inner.x, y, inner.width, 1),
+        );
+        if !full {
+            continue;
+        }
         let plot = Rect::new(inner.x + LABEL, y + 1, plot_w, 1);
         f.render_widget(
             Sparkline::default()
-                .data(buckets(h, plot_w))
+                .data(buckets(h.histogram, plot_w))
                 .style(Style::default().fg(Color::Cyan)),
             plot,
         );
@@ -110,7 +103,7 @@ pub fn draw<'a>(
             let mut marks = vec![Span::raw(" "); plot_w as usize];
             // Later marks win a shared column: max, then p99.9, show where they coincide.
             for (mark, _, q, color) in MARKS {
-                let c = column(h.value_at_quantile(q), plot_w) as usize;
+                let c = column(h.quantile(q), plot_w) as usize;
                 marks[c] = Span::styled(mark.to_string(), Style::default().fg(color));
             }
             f.render_widget(
@@ -119,7 +112,10 @@ pub fn draw<'a>(
             );
         }
     }
-    // The axis: a label at each decade that fits.
+    if !full {
+        return;
+    }
+    // The axis: a label at each decade that fits with a space on each side.
     let axis_y = inner.y + inner.height - 1;
     let mut axis = vec![' '; plot_w as usize];
     for (d, label) in [
@@ -129,7 +125,8 @@ pub fn draw<'a>(
     .enumerate()
     {
         let c = column(10f64.powi(2 + d as i32) as u64, plot_w) as usize;
-        if c + label.len() <= axis.len() && axis[c..c + label.len()].iter().all(|&x| x == ' ') {
+        let (from, to) = (c.saturating_sub(1), (c + label.len() + 1).min(axis.len()));
+        if c + label.len() <= axis.len() && axis[from..to].iter().all(|&x| x == ' ') {
             for (j, ch) in label.chars().enumerate() {
                 axis[c + j] = ch;
             }
@@ -142,4 +139,30 @@ pub fn draw<'a>(
         )),
         Rect::new(inner.x + LABEL, axis_y, plot_w, 1),
     );
+}
+
+/// The numbers line of one kind: as many marks as fit, each whole.
+fn stats<'a>(kind: Class, h: &LatencyView, width: u16) -> Line<'a> {
+    let name = Span::styled(
+        format!("{:<14}", kind.name()),
+        Style::default().add_modifier(Modifier::BOLD),
+    );
+    if h.is_empty() {
+        return Line::from(vec![
+            name,
+            Span::styled("no events", Style::default().fg(Color::DarkGray)),
+        ]);
+    }
+    let n = format!("n={} ", h.count);
+    let mut used = 14 + n.len();
+    let mut spans = vec![name, Span::raw(n)];
+    for (mark, label, q, color) in MARKS {
+        let text = format!("{mark}:{label} {} ", fmt_ns(h.quantile(q)));
+        if used + text.len() > width as usize {
+            break;
+        }
+        used += text.len();
+        spans.push(Span::styled(text, Style::default().fg(color)));
+    }
+    Line::from(spans)
 }

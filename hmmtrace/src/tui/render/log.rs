@@ -1,5 +1,6 @@
-//! The event log: the newest events that pass the filter, one line each, scrollable (↑ ↓),
-//! and frozen while paused (space).
+//! The event log: the newest events that pass the filter, one line each in timestamp order,
+//! under a header row, scrollable (↑ ↓ PgUp PgDn Home End), and frozen while paused (space):
+//! the panel then shows the log as it was, however many events arrive meanwhile.
 
 use ratatui::layout::Rect;
 use ratatui::style::{Color, Modifier, Style};
@@ -7,7 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph};
 use ratatui::Frame;
 
-use crate::event::Body;
+use crate::event::{Body, Class};
 use crate::report::text::fmt_ns;
 use crate::tui::app::{App, LogEntry};
 use crate::tui::ui::Ui;
@@ -34,15 +35,10 @@ pub fn describe(e: &LogEntry) -> String {
         Body::DeviceFault(f) => format!("migrate_to_ram at {:#x}", f.address),
         Body::PageFree(p) => format!("page_free order {}", p.order),
         Body::Invalidation(i) => format!(
-            "{} {:#x}..{:#x}{}",
+            "{} {:#x}..{:#x}",
             hmmtrace_common::mmu_notify_name(i.event),
             i.start,
-            i.end,
-            if i.path == hmmtrace_common::INVALIDATE_CALLBACK {
-                " (callback)"
-            } else {
-                ""
-            }
+            i.end
         ),
         Body::RangeFault(r) => format!(
             "{} pages, {} retries, result {}",
@@ -52,8 +48,8 @@ pub fn describe(e: &LogEntry) -> String {
         Body::Lost(l) => format!("{} records dropped", l.count),
     };
     format!(
-        "{:<13} {}[{}] {}{}{}",
-        ev.kind().name(),
+        "{:<19} {}[{}] {}{}{}",
+        ev.class().name(),
         ev.comm,
         ev.pid,
         e.device
@@ -67,14 +63,14 @@ pub fn describe(e: &LogEntry) -> String {
 
 fn line(e: &LogEntry, t0: u64) -> Line<'static> {
     let t = e.event.ts_ns.saturating_sub(t0);
-    let color = match e.event.kind() {
-        crate::event::EventKind::Lost => Color::Red,
-        crate::event::EventKind::Migration => Color::Cyan,
-        crate::event::EventKind::DeviceFault => Color::Yellow,
-        crate::event::EventKind::PageFree => Color::Green,
-        crate::event::EventKind::Invalidation => Color::Magenta,
-        crate::event::EventKind::RangeFault => Color::LightMagenta,
-        crate::event::EventKind::SystemMigration => Color::Gray,
+    let color = match e.event.class() {
+        Class::Lost => Color::Red,
+        Class::Migration => Color::Cyan,
+        Class::DeviceFault => Color::Yellow,
+        Class::PageFree => Color::Green,
+        Class::Invalidation | Class::IntervalInvalidate => Color::Magenta,
+        Class::RangeFault => Color::LightMagenta,
+        Class::SystemMigration => Color::Gray,
     };
     Line::from(vec![
         Span::styled(
@@ -99,7 +95,7 @@ pub fn draw<'a>(
     if !text.is_empty() {
         title.push_str(&format!(" matching '{text}'"));
     }
-    if ui.paused_at.is_some() {
+    if ui.paused.is_some() {
         title.push_str(" — PAUSED (space resumes)");
     }
     if ui.scroll > 0 {
@@ -108,22 +104,29 @@ pub fn draw<'a>(
     let block = block(&title);
     let inner = block.inner(area);
     f.render_widget(block, area);
-    let height = inner.height as usize;
-    // Newest first while walking back; at most scroll + height matches are needed.
-    let limit = ui.paused_at.unwrap_or(u64::MAX);
-    let mut lines: Vec<&LogEntry> = app
-        .log
-        .iter()
-        .rev()
-        .filter(|e| e.seq <= limit && filter.matches(e))
-        .take(ui.scroll.saturating_add(height))
-        .collect();
-    let skip = ui.scroll.min(lines.len().saturating_sub(height));
-    lines.drain(..skip.min(lines.len()));
-    lines.truncate(height);
+    if inner.height == 0 {
+        return;
+    }
+    // A header row, then the events.
+    let height = inner.height as usize - 1;
+    let log = ui.paused.as_ref().unwrap_or(&app.log);
+    // Newest first while walking back.
+    let matching: Vec<&LogEntry> = log.iter().rev().filter(|e| filter.matches(e)).collect();
+    ui.max_scroll.set(matching.len().saturating_sub(height));
+    let skip = ui.scroll.min(matching.len().saturating_sub(height));
+    let mut lines: Vec<&LogEntry> = matching.into_iter().skip(skip).take(height).collect();
     lines.reverse();
     let t0 = app.first_ts.unwrap_or(0);
-    let body: Vec<Line> = if lines.is_empty() {
+    let mut body: Vec<Line> = vec![Line::styled(
+        format!(
+            "{:>13} {:<19} {}",
+            "time", "kind", "process[tid] device what  duration"
+        ),
+        Style::default()
+            .fg(Color::Yellow)
+            .add_modifier(Modifier::BOLD),
+    )];
+    body.extend(if lines.is_empty() {
         vec![Line::styled(
             "no events match",
             Style::default()
@@ -132,6 +135,6 @@ pub fn draw<'a>(
         )]
     } else {
         lines.into_iter().map(|e| line(e, t0)).collect()
-    };
+    });
     f.render_widget(Paragraph::new(body), inner);
 }

@@ -4,7 +4,7 @@
 mod footer;
 mod help;
 mod latency;
-mod log;
+pub(crate) mod log;
 mod rates;
 mod status;
 mod top;
@@ -42,7 +42,11 @@ pub fn draw(f: &mut Frame, app: &App, ui: &Ui) {
             };
             match &panel.kind {
                 PanelKind::Rates { series } => {
-                    rates::draw(f, *area, block("events per second"), app, series)
+                    let default = match app.source.clock {
+                        Some(c) => format!("events per second of {}", c.short()),
+                        None => "events per second".into(),
+                    };
+                    rates::draw(f, *area, block(&default), app, series)
                 }
                 PanelKind::Latency { kinds } => latency::draw(f, *area, block, app, ui, kinds),
                 PanelKind::Top { table } => top::draw(f, *area, block, app, ui, *table),
@@ -80,6 +84,15 @@ fn title_line<'a>(app: &'a App, ui: &'a Ui) -> Paragraph<'a> {
             Style::default()
                 .fg(Color::White)
                 .bg(Color::Red)
+                .add_modifier(Modifier::BOLD),
+        ));
+    }
+    if ui.is_paused() {
+        spans.push(Span::styled(
+            "  PAUSED ",
+            Style::default()
+                .fg(Color::Black)
+                .bg(Color::Yellow)
                 .add_modifier(Modifier::BOLD),
         ));
     }

@@ -1,5 +1,7 @@
-//! The rates panel: a sparkline per series of events per second, with the last complete
-//! second's count, the peak and the total.
+//! The rates panel: a sparkline per series of events per second of the source's clock, with
+//! the last complete bin's rate, the peak and the total; once the source has ended, the average
+//! over the whole run (what a report says) in place of the last bin. Narrow panels drop the
+//! peak, then the total, before a number is cut.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Style};
@@ -10,7 +12,8 @@ use ratatui::Frame;
 use super::fmt_count;
 use crate::tui::app::{App, Series};
 
-const LABEL: u16 = 50;
+/// Columns left to the sparkline, at least.
+const SPARK_MIN: u16 = 8;
 
 pub fn draw(f: &mut Frame, area: Rect, block: Block, app: &App, series: &[Series]) {
     let inner = block.inner(area);
@@ -20,6 +23,7 @@ pub fn draw(f: &mut Frame, area: Rect, block: Block, app: &App, series: &[Series
     }
     let shown = &series[..series.len().min(inner.height as usize)];
     let rows = Layout::vertical(shown.iter().map(|_| Constraint::Length(1))).split(inner);
+    let ended = app.finished.is_some();
     for (s, row) in shown.iter().zip(rows.iter()) {
         let rate = &app.rates[s];
         let total = rate.total;
@@ -30,28 +34,45 @@ pub fn draw(f: &mut Frame, area: Rect, block: Block, app: &App, series: &[Series
             Series::ToRam => Color::LightBlue,
             Series::DeviceFault => Color::Yellow,
             Series::PageFree => Color::Green,
-            Series::Invalidation => Color::Magenta,
-            Series::RangeFault => Color::LightMagenta,
+            Series::Invalidation | Series::IntervalInvalidate => Color::Magenta,
+            Series::RangeFault | Series::Retries => Color::LightMagenta,
             Series::SystemMigration => Color::Gray,
         };
+        let now = if ended {
+            format!(
+                "avg {:>6}/s",
+                fmt_count(app.average_rate(*s).round() as u64)
+            )
+        } else {
+            format!("{:>7}/s", fmt_count(app.current_rate(*s).round() as u64))
+        };
+        let peak = format!(" pk {:>6}", fmt_count(app.peak_rate(*s).round() as u64));
+        let sum = format!(" Σ {:>6}", fmt_count(total));
+        // As much as fits beside a sparkline of SPARK_MIN columns: name and rate first.
+        let room = row.width.saturating_sub(SPARK_MIN) as usize;
+        let name_w = if room >= 20 + now.len() { 20 } else { 14 };
+        let mut text = format!("{:<name_w$}", s.name());
+        text.truncate(name_w);
+        let mut numbers = now;
+        for part in [sum, peak] {
+            if name_w + numbers.len() + part.len() < room {
+                numbers.push_str(&part);
+            }
+        }
+        let label_w = (name_w + 1 + numbers.chars().count()) as u16;
         let [label, spark] = Layout::horizontal([
-            Constraint::Length(LABEL.min(row.width)),
+            Constraint::Length(label_w.min(row.width)),
             Constraint::Fill(1),
         ])
         .areas(*row);
-        let text = Line::from(vec![
-            Span::styled(format!("{:<18}", s.name()), Style::default().fg(color)),
-            Span::raw(format!(
-                "{:>7}/s pk {:>7} Σ {:>7}",
-                fmt_count(rate.current()),
-                fmt_count(rate.peak.max(rate.current())),
-                fmt_count(total)
-            )),
+        let line = Line::from(vec![
+            Span::styled(text, Style::default().fg(color)),
+            Span::raw(format!(" {numbers}")),
         ]);
-        f.render_widget(Paragraph::new(text), label);
-        // The newest seconds, right-aligned, one column each.
+        f.render_widget(Paragraph::new(line), label);
+        // The newest bins, right-aligned, one column each.
         let n = spark.width as usize;
-        let data: Vec<u64> = rate.seconds.iter().rev().take(n).rev().copied().collect();
+        let data: Vec<u64> = rate.bins.iter().rev().take(n).rev().copied().collect();
         f.render_widget(
             Sparkline::default()
                 .data(&data)

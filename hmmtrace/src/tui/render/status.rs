@@ -23,12 +23,18 @@ pub fn draw(f: &mut Frame, area: Rect, block: Block, app: &App, ui: &Ui) {
     if let Some(r) = &app.replay {
         let speed = ui.replay.as_ref().map_or(r.speed, |c| c.speed());
         let length = r.length_ns.map_or_else(|| "?".into(), fmt_ns);
+        let at_end = r.length_ns.is_some_and(|l| r.position_ns >= l) && app.finished.is_none();
         lines.push(Line::from(vec![
             Span::styled("replay ", bold),
             Span::raw(format!(
-                "{} / {length} at {speed}x{}",
+                "{} / {length} at {speed}×{}{}",
                 fmt_ns(r.position_ns),
-                if r.paused { " PAUSED" } else { "" }
+                if r.paused { " PAUSED" } else { "" },
+                if at_end {
+                    " — at the end (← seeks back)"
+                } else {
+                    ""
+                }
             )),
         ]));
     }

@@ -7,7 +7,7 @@ use ratatui::widgets::{Block, Row, Table};
 use ratatui::Frame;
 
 use super::fmt_count;
-use crate::event::EventKind;
+use crate::event::Class;
 use crate::report::text::fmt_ns;
 use crate::tui::app::{App, Top, TopRow};
 use crate::tui::dashboard::TopTable;
@@ -29,13 +29,13 @@ pub fn sorted(top: &Top, sort: TopSort) -> Vec<(&str, &TopRow)> {
     rows
 }
 
-/// The per-kind columns of a wide table.
-const KINDS: [EventKind; 5] = [
-    EventKind::Migration,
-    EventKind::DeviceFault,
-    EventKind::PageFree,
-    EventKind::Invalidation,
-    EventKind::RangeFault,
+/// The per-class columns of a wide table, with their headings.
+const KINDS: [(Class, &str); 5] = [
+    (Class::Migration, "migr"),
+    (Class::DeviceFault, "fault"),
+    (Class::PageFree, "free"),
+    (Class::Invalidation, "inval"),
+    (Class::RangeFault, "rfault"),
 ];
 
 pub fn draw<'a>(
@@ -57,14 +57,13 @@ pub fn draw<'a>(
         table.name(),
         ui.top_sort.name()
     );
-    let k = |kind: EventKind| kind as usize - 1;
     // Narrow panels keep the name, totals and the slowest event; wide ones show every kind.
     let wide = area.width >= 84;
     let rows = sorted(top, ui.top_sort).into_iter().map(|(name, r)| {
         let mut cells = vec![name.to_string(), fmt_count(r.events)];
         if wide {
-            for kind in KINDS {
-                cells.push(fmt_count(r.by_kind[k(kind)]));
+            for (class, _) in KINDS {
+                cells.push(fmt_count(r.by_class[class.index()]));
             }
         }
         cells.extend([fmt_count(r.pages), fmt_ns(r.time_ns), fmt_ns(r.max_ns)]);
@@ -72,7 +71,7 @@ pub fn draw<'a>(
     });
     let mut names = vec!["name", "events"];
     if wide {
-        names.extend(["migr", "fault", "free", "inval", "rfault"]);
+        names.extend(KINDS.map(|(_, h)| h));
     }
     names.extend(["pages", "time", "max"]);
     let header = Row::new(names).style(
