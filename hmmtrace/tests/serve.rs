@@ -106,6 +106,7 @@ fn the_exposition_is_text_format_that_promtool_accepts() {
     for name in [
         "hmmtrace_events_total",
         "hmmtrace_pages_total",
+        "hmmtrace_range_fault_retries_total",
         "hmmtrace_latency_seconds_bucket",
         "hmmtrace_device_events_total",
         "hmmtrace_process_events_total",

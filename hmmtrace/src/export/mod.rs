@@ -152,7 +152,7 @@ impl Flattener {
     pub fn row(&mut self, e: &Event) -> Row {
         let u = e.unknown;
         let mut r = Row {
-            kind: e.kind().name(),
+            kind: e.class().name(),
             ts_ns: e.ts_ns,
             duration_ns: e.duration_ns,
             cpu: e.cpu,

@@ -28,7 +28,7 @@ fn jsonl_has_one_object_per_event_with_the_events_values() {
     let rows = jsonl(&header, &events, false);
     assert_eq!(rows.len(), events.len());
     for (row, e) in rows.iter().zip(&events) {
-        assert_eq!(row["kind"], e.kind().name());
+        assert_eq!(row["kind"], e.class().name());
         assert_eq!(row["ts_ns"].as_u64(), Some(e.ts_ns));
         assert_eq!(row["duration_ns"].as_u64(), e.duration_ns);
         assert_eq!(row["tgid"].as_u64(), Some(u64::from(e.tgid)));

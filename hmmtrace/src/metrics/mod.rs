@@ -3,7 +3,11 @@
 //! (0.0.4), which Prometheus scrapes and `promtool check metrics` lints.
 //!
 //! # Series and their bounds
-//! - `hmmtrace_events_total{kind}`, `hmmtrace_pages_total{kind}`: per event kind (7 kinds).
+//! - `hmmtrace_events_total{kind}`, `hmmtrace_pages_total{kind}`: per kind, the kinds a report
+//!   counts ([`Class`]: a range's invalidation and each driver callback are separate kinds;
+//!   a system migration's pages are the pages it moved).
+//! - `hmmtrace_range_fault_retries_total`: `hmm_range_fault` calls that returned `-EBUSY` and
+//!   were retried (the report's retries column).
 //! - `hmmtrace_latency_seconds{kind}`: a histogram per kind with [`latency_buckets`]:
 //!   powers of two from 250 ns to about 1 s, which spans a page free (hundreds of ns) up to an
 //!   eviction of a large chunk (milliseconds) with a bucket every factor of two.
@@ -31,7 +35,7 @@ use prometheus::{
 };
 
 use crate::capture::CaptureHeader;
-use crate::event::{Body, Event, EventKind};
+use crate::event::{Body, Class, Event};
 use crate::labels::DeviceNames;
 use crate::pipeline::{ProgramCost, Sink, Status};
 use crate::probe::PlanEntry;
@@ -84,6 +88,7 @@ pub struct Metrics {
     registry: Registry,
     events: IntCounterVec,
     pages: IntCounterVec,
+    retries: prometheus::IntCounter,
     latency: HistogramVec,
     devices: IntCounterVec,
     processes: IntCounterVec,
@@ -122,6 +127,14 @@ impl Metrics {
             "Pages the events concern (migrated, range-faulted, freed, faulted), by kind",
             &["kind"],
         );
+        let retries = prometheus::IntCounter::new(
+            "range_fault_retries_total",
+            "hmm_range_fault calls that returned -EBUSY and were retried",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(retries.clone()))
+            .expect("registered once");
         let latency = HistogramVec::new(
             HistogramOpts::new(
                 "latency_seconds",
@@ -196,7 +209,7 @@ impl Metrics {
             .set(1);
         // Every kind and probe is exported from the start, at 0: a rate of something that has
         // not happened yet is 0, not absent, and 0 lost is worth showing.
-        for k in EventKind::ALL {
+        for k in Class::ALL {
             events.with_label_values(&[k.name()]);
             pages.with_label_values(&[k.name()]);
         }
@@ -207,6 +220,7 @@ impl Metrics {
             registry,
             events,
             pages,
+            retries,
             latency,
             devices,
             processes,
@@ -272,9 +286,10 @@ impl Sink for Metrics {
     }
 
     fn event(&mut self, e: &Event) -> anyhow::Result<()> {
-        let kind = e.kind().name();
+        let kind = e.class().name();
         self.events.with_label_values(&[kind]).inc();
         self.pages.with_label_values(&[kind]).inc_by(e.pages());
+        self.retries.inc_by(e.retries());
         if let Some(d) = e.duration_ns {
             self.latency
                 .with_label_values(&[kind])
