@@ -88,9 +88,8 @@ fn main() -> ExitCode {
         Task::Lint => setup::run().and_then(|_| lint::run()),
         Task::Fuzz { seconds } => setup::run().and_then(|_| fuzz::run(seconds)),
         Task::Soak { minutes } => setup::run().and_then(|_| soak::run(minutes)),
-        Task::VmTest { source, limit } => {
-            setup::run().and_then(|_| vm::test(&source, std::time::Duration::from_secs(limit)))
-        }
+        Task::VmTest { source, limit } => setup::run()
+            .and_then(|_| vm::test(&source, std::time::Duration::from_secs(limit)).map(drop)),
         Task::VmKernel { source } => {
             vm::kernel(&source).map(|k| println!("{}", k.bzimage.display()))
         }
@@ -190,9 +189,13 @@ fn test(args: &[String]) -> anyhow::Result<()> {
     };
     // The VM checks first, so that nextest's summary is the run's last line; a failure is
     // reported now and fails the run after the unit tests have run too.
+    let mut vm_capture = None;
     let vm_failed = if is_root() {
         match vm::test("6.12", std::time::Duration::from_secs(900)) {
-            Ok(()) => false,
+            Ok(capture) => {
+                vm_capture = Some(capture);
+                false
+            }
             Err(e) => {
                 eprintln!("xtask: VM checks FAILED: {e:#}");
                 true
@@ -229,6 +232,10 @@ fn test(args: &[String]) -> anyhow::Result<()> {
             "xtask: not root, so the kernel tests (marked #[ignore = \"needs root...\"]) will be \
              listed as skipped; run `cargo xtask test` as root to include them"
         );
+    }
+    if let Some(capture) = &vm_capture {
+        // This run's kernel capture joins the committed ones in tests/consistency.rs.
+        cmd.env("HMMTRACE_VM_CAPTURE", capture);
     }
     cmd.args(args);
     run_cmd(&mut cmd)?;

@@ -80,6 +80,25 @@ fn section<'a>(out: &'a str, name: &str) -> &'a str {
     rest.find("\n=== ").map_or(rest, |end| &rest[..end])
 }
 
+/// The guest's capture of the deterministic workload, printed in base64: the lines of its
+/// section that are base64 (a kernel message on the console is not).
+pub fn workload_capture(out: &str) -> anyhow::Result<Vec<u8>> {
+    use base64::Engine as _;
+    let text: String = section(out, "capture-workload")
+        .lines()
+        .map(str::trim)
+        .filter(|l| {
+            !l.is_empty()
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+        })
+        .collect();
+    anyhow::ensure!(!text.is_empty(), "the guest printed no workload capture");
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .context("the guest's workload capture is not base64")
+}
+
 /// kselftest results: test name → "ok", "not ok" or "skip".
 fn outcomes(text: &str) -> BTreeMap<String, String> {
     let mut m = BTreeMap::new();
@@ -136,8 +155,8 @@ fn tally(rows: &[Row]) -> BTreeMap<String, u64> {
     let mut t = BTreeMap::new();
     for r in rows {
         let key = match r.kind.as_str() {
-            "invalidation" => format!(
-                "invalidation.{}.{}",
+            k @ ("invalidation" | "interval_invalidate") => format!(
+                "{k}.{}.{}",
                 r.event.as_deref().unwrap_or("?"),
                 r.path.as_deref().unwrap_or("?")
             ),
@@ -234,6 +253,7 @@ pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
         "device_fault",
         "page_free",
         "invalidation",
+        "interval_invalidate",
         "range_fault",
     ];
     let counts: Vec<String> = kinds
@@ -318,7 +338,10 @@ pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
     let covering = region.map_or(0, |(addr, pages)| {
         kernel_rows
             .iter()
-            .filter(|r| r.kind == "invalidation" && r.event.as_deref() == Some("UNMAP"))
+            .filter(|r| {
+                matches!(r.kind.as_str(), "invalidation" | "interval_invalidate")
+                    && r.event.as_deref() == Some("UNMAP")
+            })
             .filter(|r| r.start == Some(addr) && r.end == Some(addr + pages * 4096))
             .count()
     });
@@ -407,12 +430,20 @@ mod tests {
     }
 
     #[test]
+    fn the_workload_capture_is_decoded_around_kernel_messages() {
+        // "hmmtrace" in base64, split over two lines with a kernel message between.
+        let log = "=== capture-workload\naG1t\n[   12.3] random: crng init done\ndHJhY2U=\n=== workload-ebpf-log\n";
+        assert_eq!(workload_capture(log).unwrap(), b"hmmtrace");
+        assert!(workload_capture("=== capture-workload\n=== end\n").is_err());
+    }
+
+    #[test]
     fn tally_counts_kinds_events_and_pages() {
         let rows = rows(concat!(
             "{\"kind\":\"migration\",\"migrated\":64}\n",
             "a kernel message\n",
             "{\"kind\":\"migration\",\"api\":\"migrate_device\"}\n",
-            "{\"kind\":\"invalidation\",\"event\":\"UNMAP\",\"path\":\"callback\"}\n",
+            "{\"kind\":\"interval_invalidate\",\"event\":\"UNMAP\",\"path\":\"callback\"}\n",
             "{\"kind\":\"range_fault\",\"npages\":32}\n",
         ))
         .unwrap();
@@ -422,7 +453,7 @@ mod tests {
             t["migration.pages"], 64,
             "an unknown `migrated` adds nothing"
         );
-        assert_eq!(t["invalidation.UNMAP.callback"], 1);
+        assert_eq!(t["interval_invalidate.UNMAP.callback"], 1);
         assert_eq!(t["range_fault.pages"], 32);
         assert!(super::rows("no events\n").is_err());
     }

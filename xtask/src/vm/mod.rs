@@ -8,7 +8,7 @@ mod image;
 mod kernel;
 mod packages;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -22,8 +22,9 @@ fn say(msg: &str) {
 }
 
 /// `cargo xtask vm-test`: boots the test kernel with its image, runs `xtask/vm/init`, and
-/// checks what it printed.
-pub fn test(version: &str, limit: Duration) -> anyhow::Result<()> {
+/// checks what it printed. Returns where it saved the guest's capture of the deterministic
+/// workload, which `tests/consistency.rs` checks on the host (`HMMTRACE_VM_CAPTURE`).
+pub fn test(version: &str, limit: Duration) -> anyhow::Result<PathBuf> {
     let k = kernel(version)?;
     let image = image::build(&k)?;
     say(&format!(
@@ -65,7 +66,14 @@ pub fn test(version: &str, limit: Duration) -> anyhow::Result<()> {
         "guest ran {:.0}s",
         started.elapsed().as_secs_f64()
     ));
-    checks::check(&out, &image.engine_rows)
+    checks::check(&out, &image.engine_rows)?;
+    let capture = image.serial.with_file_name("workload.hmt");
+    std::fs::write(&capture, checks::workload_capture(&out)?)?;
+    say(&format!(
+        "the guest's workload capture: {}",
+        capture.display()
+    ));
+    Ok(capture)
 }
 
 /// Runs `cmd` with its output appended to `log`, printing progress every 20 s; on failure the
