@@ -18,7 +18,6 @@ use crate::tui::ui::Ui;
 /// The axis: decades from 10^LO ns to 10^HI ns.
 const LO: f64 = 2.0;
 const HI: f64 = 9.0;
-const LABEL: u16 = 14;
 
 /// Markers drawn under the distribution: (mark, label, quantile, colour). The stats line
 /// puts each mark before its number, so the marks read without colour.
@@ -69,14 +68,16 @@ pub fn draw<'a>(
     }
     // Three lines per kind (numbers, distribution, markers) and an axis line when they all
     // fit; else one line of numbers per kind.
-    let full = inner.height as usize > kinds.len() * 3 && inner.width > LABEL + 4;
+    // The label column holds the longest name shown.
+    let label = kinds.iter().map(|k| k.name().len()).max().unwrap_or(0) as u16 + 1;
+    let full = inner.height as usize > kinds.len() * 3 && inner.width > label + 4;
     let per = if full { 3u16 } else { 1 };
     let fit = if full {
         kinds.len()
     } else {
         inner.height as usize
     };
-    let plot_w = inner.width.saturating_sub(LABEL);
+    let plot_w = inner.width.saturating_sub(label);
     for (i, kind) in kinds.iter().take(fit).enumerate() {
         let l = &app.latency[kind];
         let h = if ui.since_start {
@@ -86,13 +87,13 @@ pub fn draw<'a>(
         };
         let y = inner.y + i as u16 * per;
         f.render_widget(
-            Paragraph::new(stats(*kind, &h, inner.width)),
+            Paragraph::new(stats(*kind, &h, label, inner.width)),
             Rect::new(inner.x, y, inner.width, 1),
         );
         if !full {
             continue;
         }
-        let plot = Rect::new(inner.x + LABEL, y + 1, plot_w, 1);
+        let plot = Rect::new(inner.x + label, y + 1, plot_w, 1);
         f.render_widget(
             Sparkline::default()
                 .data(buckets(h.histogram, plot_w))
@@ -108,7 +109,7 @@ pub fn draw<'a>(
             }
             f.render_widget(
                 Paragraph::new(Line::from(marks)),
-                Rect::new(inner.x + LABEL, y + 2, plot_w, 1),
+                Rect::new(inner.x + label, y + 2, plot_w, 1),
             );
         }
     }
@@ -137,14 +138,15 @@ pub fn draw<'a>(
             axis.into_iter().collect::<String>(),
             Style::default().fg(Color::DarkGray),
         )),
-        Rect::new(inner.x + LABEL, axis_y, plot_w, 1),
+        Rect::new(inner.x + label, axis_y, plot_w, 1),
     );
 }
 
 /// The numbers line of one kind: as many marks as fit, each whole.
-fn stats<'a>(kind: Class, h: &LatencyView, width: u16) -> Line<'a> {
+fn stats<'a>(kind: Class, h: &LatencyView, label: u16, width: u16) -> Line<'a> {
+    let label = label as usize;
     let name = Span::styled(
-        format!("{:<14}", kind.name()),
+        format!("{:<label$}", kind.name()),
         Style::default().add_modifier(Modifier::BOLD),
     );
     if h.is_empty() {
@@ -154,7 +156,7 @@ fn stats<'a>(kind: Class, h: &LatencyView, width: u16) -> Line<'a> {
         ]);
     }
     let n = format!("n={} ", h.count);
-    let mut used = 14 + n.len();
+    let mut used = label + n.len();
     let mut spans = vec![name, Span::raw(n)];
     for (mark, label, q, color) in MARKS {
         let text = format!("{mark}:{label} {} ", fmt_ns(h.quantile(q)));

@@ -47,17 +47,17 @@ pub fn describe(e: &LogEntry) -> String {
         Body::SystemMigration(s) => format!("{} ok, {} failed", s.succeeded, s.failed),
         Body::Lost(l) => format!("{} records dropped", l.count),
     };
+    // The duration before the free text, so a narrow panel cuts words, not numbers.
     format!(
-        "{:<19} {}[{}] {}{}{}",
+        "{:<19} {:>8} {}[{}] {}{}",
         ev.class().name(),
+        ev.duration_ns.map_or(String::new(), fmt_ns),
         ev.comm,
         ev.pid,
         e.device
             .as_deref()
             .map_or(String::new(), |d| format!("{d} ")),
         what,
-        ev.duration_ns
-            .map_or(String::new(), |d| format!("  {}", fmt_ns(d)))
     )
 }
 
@@ -119,8 +119,8 @@ pub fn draw<'a>(
     let t0 = app.first_ts.unwrap_or(0);
     let mut body: Vec<Line> = vec![Line::styled(
         format!(
-            "{:>13} {:<19} {}",
-            "time", "kind", "process[tid] device what  duration"
+            "{:>13} {:<19} {:>8} {}",
+            "time", "kind", "duration", "process[tid] device what"
         ),
         Style::default()
             .fg(Color::Yellow)

@@ -50,16 +50,29 @@ pub fn draw(f: &mut Frame, area: Rect, block: Block, app: &App, series: &[Series
         let sum = format!(" Σ {:>6}", fmt_count(total));
         // As much as fits beside a sparkline of SPARK_MIN columns: name and rate first.
         let room = row.width.saturating_sub(SPARK_MIN) as usize;
-        let name_w = if room >= 20 + now.len() { 20 } else { 14 };
-        let mut text = format!("{:<name_w$}", s.name());
-        text.truncate(name_w);
+        let longest = shown
+            .iter()
+            .map(|s| s.name().chars().count())
+            .max()
+            .unwrap_or(0);
+        let name_w = if room > longest + now.len() {
+            longest
+        } else {
+            14
+        };
+        // Cut by characters: names hold arrows.
+        let text: String = format!("{:<name_w$}", s.name())
+            .chars()
+            .take(name_w)
+            .collect();
         let mut numbers = now;
         for part in [sum, peak] {
-            if name_w + numbers.len() + part.len() < room {
+            if name_w + numbers.chars().count() + part.chars().count() < room {
                 numbers.push_str(&part);
             }
         }
-        let label_w = (name_w + 1 + numbers.chars().count()) as u16;
+        // A space before the sparkline keeps the last number a word of its own.
+        let label_w = (name_w + 2 + numbers.chars().count()) as u16;
         let [label, spark] = Layout::horizontal([
             Constraint::Length(label_w.min(row.width)),
             Constraint::Fill(1),

@@ -97,8 +97,10 @@ fn latency_panel_marks_the_histograms_percentiles() {
     let lines: Vec<&str> = s.lines().collect();
     let at = lines.iter().position(|l| l.contains("migration")).unwrap();
     let marks: Vec<char> = lines[at + 2].chars().collect();
-    let plot_w = 120 - 2 - 14;
-    let col = 1 + 14 + column(exact, plot_w) as usize;
+    // The label column is the longest kind shown ("device_fault") and a space.
+    let label = "device_fault".len() as u16 + 1;
+    let plot_w = 120 - 2 - label;
+    let col = 1 + label as usize + column(exact, plot_w) as usize;
     assert_eq!(marks[col], 'X', "{}", lines[at + 2]);
     // Every recorded event lands in one column.
     assert_eq!(buckets(h.histogram, plot_w).iter().sum::<u64>(), h.count);
@@ -221,7 +223,7 @@ fn every_builtin_dashboard_draws_its_panels_at_80x24_and_larger() {
                 let title = match &p.kind {
                     PanelKind::Rates { .. } => "events per second",
                     PanelKind::Latency { .. } => "latency",
-                    PanelKind::Top { .. } => "top by",
+                    PanelKind::Top { .. } => "top",
                     PanelKind::Log { .. } => p.title.as_deref().unwrap_or("events"),
                     PanelKind::Status => "status",
                 };
@@ -249,4 +251,92 @@ fn help_overlay_and_filter_editor() {
     u.editing = None;
     u.filter_error = Some("kind:x: no such kind".into());
     assert!(screen(&app, &u, 120, 40).contains("bad filter: kind:x"));
+}
+
+#[test]
+fn at_80x24_numbers_are_whole_or_left_out() {
+    let app = app_of("gpu-stream");
+    // A duration token as the panels print it: digits, then a unit.
+    let duration = |t: &str| {
+        ["ns", "us", "ms", "s"].iter().any(|u| {
+            t.strip_suffix(u)
+                .is_some_and(|d| !d.is_empty() && d.parse::<f64>().is_ok())
+        })
+    };
+    for (name, _) in BUILTIN {
+        let u = ui(name);
+        let s = screen(&app, &u, 80, 24);
+        let cells: Vec<&str> = s.lines().flat_map(|l| l.split('│')).collect();
+        for cell in &cells {
+            let tokens: Vec<&str> = cell.split_whitespace().collect();
+            for (i, t) in tokens.iter().enumerate() {
+                // Latency marks ("M:p50 150.5us"): the number after each is whole.
+                if t.len() > 2 && t.as_bytes()[1] == b':' && "M93X".contains(&t[..1]) {
+                    let next = tokens.get(i + 1).copied().unwrap_or("");
+                    assert!(duration(next), "{name}: {t} {next:?} cut:\n{s}");
+                }
+                // Rate totals ("Σ 65.5k"): the whole count.
+                if *t == "Σ" {
+                    let next = tokens.get(i + 1).copied().unwrap_or("");
+                    assert!(
+                        Series::ALL
+                            .iter()
+                            .any(|x| fmt_count(app.rates[x].total) == next),
+                        "{name}: Σ {next:?} cut:\n{s}"
+                    );
+                }
+            }
+        }
+        // Top tables: each shown row's numbers are whole.
+        for (key, row) in app.by_process.rows.iter().chain(&app.by_device.rows) {
+            if let Some(line) = cells
+                .iter()
+                .find(|c| c.trim_start().starts_with(key.as_str()))
+            {
+                let rest = line.trim_start()[key.len()..]
+                    .split_whitespace()
+                    .collect::<Vec<_>>();
+                assert!(!rest.is_empty(), "{name}: {key} has no numbers:\n{s}");
+                assert_eq!(rest[0], fmt_count(row.events), "{name}:\n{s}");
+                assert!(
+                    rest[1..].iter().all(|t| duration(t)
+                        || t.parse::<f64>().is_ok()
+                        || t.trim_end_matches(['k', 'M', 'G']).parse::<f64>().is_ok()),
+                    "{name}: {key} {rest:?}:\n{s}"
+                );
+            }
+        }
+        // Every kind of a latency panel keeps its line when the panel has the rows.
+        for p in u.dashboard.panels() {
+            if let PanelKind::Latency { kinds } = &p.kind {
+                for k in kinds {
+                    assert!(
+                        cells
+                            .iter()
+                            .any(|c| c.trim_start().starts_with(&format!("{} ", k.name()))),
+                        "{name}: {} missing:\n{s}",
+                        k.name()
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn every_dashboard_says_paused_and_ended_in_its_title() {
+    let mut app = app_of("migrate");
+    for (name, _) in BUILTIN {
+        let mut u = ui(name);
+        u.paused = Some(app.log.clone());
+        let s = screen(&app, &u, 80, 24);
+        assert!(s.lines().next().unwrap().contains("PAUSED"), "{name}:\n{s}");
+    }
+    app.finished = Some("no more events".into());
+    let s = screen(&app, &ui("overview"), 120, 30);
+    let title = s.lines().next().unwrap();
+    assert!(
+        title.contains("ended: no more events") && !title.contains("running"),
+        "{title}"
+    );
 }

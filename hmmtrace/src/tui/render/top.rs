@@ -1,5 +1,6 @@
 //! The top table: events by process, device (pgmap owner) or kernel symbol, sorted by the
-//! viewer's choice (`s`), with per-kind counts, pages, total time and the slowest event.
+//! viewer's choice (`s`), with per-kind counts, pages, total time and the slowest event;
+//! a narrow panel leaves out whole columns rather than cutting numbers.
 
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
@@ -38,6 +39,18 @@ const KINDS: [(Class, &str); 5] = [
     (Class::RangeFault, "rfault"),
 ];
 
+/// A column: heading, width, and the cell of a row.
+type Column = (&'static str, u16, Box<dyn Fn(&TopRow) -> String>);
+
+/// The name column's bounds.
+const NAME_MIN: u16 = 8;
+const NAME_MAX: u16 = 24;
+
+/// The columns' reading order.
+const ORDER: [&str; 9] = [
+    "events", "migr", "fault", "free", "inval", "rfault", "pages", "time", "max",
+];
+
 pub fn draw<'a>(
     f: &mut Frame,
     area: Rect,
@@ -52,42 +65,62 @@ pub fn draw<'a>(
         TopTable::Device => &app.by_device,
         TopTable::Symbol => &app.by_symbol,
     };
-    let title = format!(
+    let mut title = format!(
         "top by {} (t), sorted by {} (s)",
         table.name(),
         ui.top_sort.name()
     );
-    // Narrow panels keep the name, totals and the slowest event; wide ones show every kind.
-    let wide = area.width >= 84;
-    let rows = sorted(top, ui.top_sort).into_iter().map(|(name, r)| {
-        let mut cells = vec![name.to_string(), fmt_count(r.events)];
-        if wide {
-            for (class, _) in KINDS {
-                cells.push(fmt_count(r.by_class[class.index()]));
-            }
+    if title.chars().count() + 4 > area.width as usize {
+        title = format!("top: {} (t) by {} (s)", table.name(), ui.top_sort.name());
+    }
+    // Columns in the order they are kept when the panel narrows: a column that does not fit
+    // whole is left out, never cut (numbers are at most 6 or 8 characters wide).
+    let mut columns: Vec<Column> = vec![
+        ("events", 6, Box::new(|r: &TopRow| fmt_count(r.events))),
+        ("max", 8, Box::new(|r: &TopRow| fmt_ns(r.max_ns))),
+        ("pages", 6, Box::new(|r: &TopRow| fmt_count(r.pages))),
+        ("time", 8, Box::new(|r: &TopRow| fmt_ns(r.time_ns))),
+    ];
+    for (class, heading) in KINDS {
+        columns.push((
+            heading,
+            6,
+            Box::new(move |r: &TopRow| fmt_count(r.by_class[class.index()])),
+        ));
+    }
+    let inner = area.width.saturating_sub(2);
+    let rows = sorted(top, ui.top_sort);
+    // The name column keeps its longest name, within bounds, before any number column.
+    let name_w = rows
+        .iter()
+        .map(|(n, _)| n.chars().count() as u16)
+        .max()
+        .unwrap_or(0)
+        .clamp(NAME_MIN, NAME_MAX);
+    let mut used = name_w;
+    columns.retain(|(_, w, _)| {
+        let fits = used + 1 + w <= inner;
+        if fits {
+            used += 1 + w;
         }
-        cells.extend([fmt_count(r.pages), fmt_ns(r.time_ns), fmt_ns(r.max_ns)]);
+        fits
+    });
+    // Shown in reading order: counts, pages, then times.
+    columns.sort_by_key(|(h, ..)| ORDER.iter().position(|o| o == h));
+    let rows = rows.into_iter().map(|(name, r)| {
+        let mut cells = vec![name.to_string()];
+        cells.extend(columns.iter().map(|(_, _, cell)| cell(r)));
         Row::new(cells)
     });
-    let mut names = vec!["name", "events"];
-    if wide {
-        names.extend(KINDS.map(|(_, h)| h));
-    }
-    names.extend(["pages", "time", "max"]);
+    let mut names = vec!["name"];
+    names.extend(columns.iter().map(|(h, ..)| *h));
     let header = Row::new(names).style(
         Style::default()
             .fg(Color::Yellow)
             .add_modifier(Modifier::BOLD),
     );
-    let mut widths = vec![Constraint::Min(12), Constraint::Length(6)];
-    if wide {
-        widths.extend([Constraint::Length(6); 5]);
-    }
-    widths.extend([
-        Constraint::Length(6),
-        Constraint::Length(8),
-        Constraint::Length(8),
-    ]);
+    let mut widths = vec![Constraint::Min(name_w)];
+    widths.extend(columns.iter().map(|(_, w, _)| Constraint::Length(*w)));
     f.render_widget(
         Table::new(rows, widths)
             .header(header)
