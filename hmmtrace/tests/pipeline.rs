@@ -384,3 +384,63 @@ fn a_kernel_source_yields_events_costs_and_ticks_on_the_monotonic_clock() {
         .iter()
         .any(|c| c.name == "tracepoint_mm_migrate_pages" && c.run_cnt > 0));
 }
+
+/// Seeks back once when the replay is held at its end, quits the second time.
+struct SeekBackAtTheEnd<'a> {
+    ctrl: Arc<ReplayControl>,
+    ctl: &'a Control,
+    ends: u32,
+    events: u64,
+    restarts: u32,
+}
+
+impl Sink for SeekBackAtTheEnd<'_> {
+    fn event(&mut self, _: &Event) -> anyhow::Result<()> {
+        self.events += 1;
+        Ok(())
+    }
+    fn status(&mut self, status: &Status) -> anyhow::Result<()> {
+        match status {
+            Status::Restart => self.restarts += 1,
+            Status::Replay(p) if p.length_ns.is_some_and(|l| p.position_ns >= l) => {
+                self.ends += 1;
+                if self.ends == 1 {
+                    self.ctrl.seek_ns.store(-10_000_000_000, Ordering::Relaxed);
+                } else {
+                    self.ctl.quit();
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn a_replay_knows_its_length_at_open_and_seeks_back_after_its_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, written) = capture_of(dir.path(), "migrate_fault");
+    let span = written.iter().map(|e| e.ts_ns).max().unwrap() - written[0].ts_ns;
+    let ctrl = Arc::new(ReplayControl::new(1.0));
+    let source = ReplaySource::open(path, Arc::clone(&ctrl))
+        .unwrap()
+        .unpaced()
+        .hold_at_end();
+    assert_eq!(source.length_ns(), Some(span), "before anything is read");
+    let ctl = Control::without_signals(Some(Duration::from_secs(60)));
+    let mut sink = SeekBackAtTheEnd {
+        ctrl,
+        ctl: &ctl,
+        ends: 0,
+        events: 0,
+        restarts: 0,
+    };
+    let out = pipeline::run(source, &mut sink, None, &ctl).unwrap();
+    assert_eq!(
+        out.finished,
+        Finished::Viewer,
+        "held at the end until the viewer quit"
+    );
+    assert_eq!(sink.restarts, 1, "the seek back after the end started over");
+    assert_eq!(sink.events, 2 * written.len() as u64, "every event, twice");
+}

@@ -33,15 +33,8 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let ctrl = Arc::new(ReplayControl::new(1.0));
     // Opened now: a bad file is reported before the terminal is taken over.
     let source = ReplaySource::open(a.file.clone(), Arc::clone(&ctrl))?.hold_at_end();
-    let speed = a
-        .speed
-        .or(source.header().pace)
-        .unwrap_or(1.0)
-        .clamp(1.0 / 64.0, 1024.0);
-    ctrl.speed_milli.store(
-        (speed * 1000.0).round() as u64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
+    ctrl.set_speed(a.speed.or(source.header().pace).unwrap_or(1.0));
+    let speed = ctrl.speed();
     if !is_terminal() {
         return Err(bad_input(anyhow::anyhow!(
             "replay needs a terminal; for a summary of {} use `hmmtrace report`",

@@ -14,7 +14,6 @@ use super::app::{App, LogEntry};
 use super::dashboard::{Dashboard, PanelKind, TopTable};
 use super::filter::Filter;
 pub use crate::pipeline::source::replay::ReplayControl;
-use crate::pipeline::source::replay::{MAX_SPEED_MILLI, MIN_SPEED_MILLI};
 
 /// Seconds one ←/→ press seeks.
 pub const SEEK_STEP_NS: i64 = 10_000_000_000;
@@ -203,9 +202,7 @@ impl Ui {
 
     fn speed(&self, factor: f64) {
         if let Some(r) = &self.replay {
-            let s = (r.speed_milli.load(Ordering::Relaxed) as f64 * factor) as u64;
-            r.speed_milli
-                .store(s.clamp(MIN_SPEED_MILLI, MAX_SPEED_MILLI), Ordering::Relaxed);
+            r.set_speed(r.speed() * factor);
         }
     }
 
@@ -353,7 +350,7 @@ mod tests {
         press(&mut ui, &app, "++");
         assert_eq!(ctrl.speed(), 4.0);
         press(&mut ui, &app, &"-".repeat(20));
-        assert_eq!(ctrl.speed_milli.load(Ordering::Relaxed), MIN_SPEED_MILLI);
+        assert_eq!(ctrl.speed(), crate::pipeline::source::replay::MIN_SPEED);
         ui.key(KeyEvent::new(KeyCode::Right, KeyModifiers::NONE), &app);
         ui.key(KeyEvent::new(KeyCode::Left, KeyModifiers::NONE), &app);
         ui.key(KeyEvent::new(KeyCode::Left, KeyModifiers::NONE), &app);

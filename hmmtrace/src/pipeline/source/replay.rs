@@ -22,27 +22,38 @@ use crate::pipeline::{Control, Finished, ReplayPosition, Sink, Source, Status};
 #[derive(Debug)]
 pub struct ReplayControl {
     pub paused: AtomicBool,
-    /// Speed × 1000 (1000 = as recorded).
-    pub speed_milli: AtomicU64,
+    /// The speed's f64 bits (1.0 = as recorded): exact for a demo's 1/32.
+    speed_bits: AtomicU64,
     /// A pending relative seek, in ns of capture time (the source takes it).
     pub seek_ns: AtomicI64,
 }
 
-/// Slowest and fastest replay speeds, × 1000.
-pub const MIN_SPEED_MILLI: u64 = 1000 / 64;
-pub const MAX_SPEED_MILLI: u64 = 1000 * 1024;
+/// Slowest and fastest replay speeds.
+pub const MIN_SPEED: f64 = 1.0 / 64.0;
+pub const MAX_SPEED: f64 = 1024.0;
 
 impl ReplayControl {
     pub fn new(speed: f64) -> ReplayControl {
-        ReplayControl {
+        let c = ReplayControl {
             paused: AtomicBool::new(false),
-            speed_milli: AtomicU64::new((speed * 1000.0).round().max(1.0) as u64),
+            speed_bits: AtomicU64::new(1f64.to_bits()),
             seek_ns: AtomicI64::new(0),
-        }
+        };
+        c.set_speed(speed);
+        c
     }
 
     pub fn speed(&self) -> f64 {
-        self.speed_milli.load(Ordering::Relaxed) as f64 / 1000.0
+        f64::from_bits(self.speed_bits.load(Ordering::Relaxed))
+    }
+
+    /// Sets the speed, within [`MIN_SPEED`] and [`MAX_SPEED`].
+    pub fn set_speed(&self, speed: f64) {
+        let speed = if speed.is_finite() { speed } else { 1.0 };
+        self.speed_bits.store(
+            speed.clamp(MIN_SPEED, MAX_SPEED).to_bits(),
+            Ordering::Relaxed,
+        );
     }
 }
 
@@ -81,6 +92,12 @@ impl ReplaySource {
             hold: false,
             length_hint,
         })
+    }
+
+    /// The capture's length on its clock, from its first event to its latest timestamp, as
+    /// read at open (the viewer shows it from the start).
+    pub fn length_ns(&self) -> Option<u64> {
+        self.length_hint
     }
 
     /// At the end, wait for a seek back (or the stop) instead of ending: for a viewer.
