@@ -243,3 +243,236 @@ fn compare_and_fail_if_gate_with_exit_codes() {
         .args(["--fail-if", "p99>+1%"]));
     assert_eq!(code, 2, "--fail-if needs --compare: {err}");
 }
+
+fn data(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
+}
+
+fn sim_to(dir: &std::path::Path, scenario: &str) -> std::path::PathBuf {
+    let p = dir.join(format!("{scenario}.hmt"));
+    let (code, _, err) = run(hmmtrace().args(["sim", "-s", scenario, "-o"]).arg(&p));
+    assert_eq!(code, 0, "{err}");
+    p
+}
+
+#[test]
+fn a_report_never_merges_captures_on_different_clocks() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = sim_to(dir.path(), "migrate");
+    let kernel = data("host-compaction.hmt");
+    let (code, out, err) = run(hmmtrace().arg("report").arg(&kernel).arg(&engine));
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("clock") && err.contains("host-compaction.hmt") && out.is_empty(),
+        "{err}"
+    );
+    // Each engine run has a clock of its own, starting at 0.
+    let (code, _, err) = run(hmmtrace().arg("report").arg(&engine).arg(&engine));
+    assert_eq!(code, 2, "{err}");
+    // Two kernel captures of one boot share its clock: one report, which names the clock.
+    let (code, out, err) = run(hmmtrace().arg("report").arg(&kernel).arg(&kernel));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("CLOCK_MONOTONIC"), "{out}");
+    let (_, out, _) = run(hmmtrace().arg("report").arg(&engine));
+    assert!(out.contains("simulated"), "{out}");
+}
+
+#[test]
+fn out_of_range_options_are_bad_input_and_create_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("never.hmt");
+    // Checked before privileges and before any file: exit 2 as root and as anyone else.
+    let (code, _, err) = run(hmmtrace()
+        .args(["record", "--comm", "a-name-of-16-byt", "-o"])
+        .arg(&out)
+        .args(["--", "true"]));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("1 to 15 bytes"), "{err}");
+    assert!(!out.exists());
+    let cap = sim_to(dir.path(), "migrate");
+    let (code, _, err) = run(hmmtrace()
+        .arg("report")
+        .arg(&cap)
+        .args(["--hdr-interval", "0s", "--hdr-log"])
+        .arg(dir.path().join("h.hlog")));
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("longer than 0"), "{err}");
+    assert!(!dir.path().join("h.hlog").exists());
+}
+
+#[test]
+fn a_scenario_that_fails_while_running_leaves_no_capture() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "name = \"x\"\n[[process]]\nname = \"p\"\n[[step]]\nop = \"write\"\nregion = \"nope\"\n",
+    )
+    .unwrap();
+    let out = dir.path().join("x.hmt");
+    let (code, _, err) = run(hmmtrace().args(["sim", "-s"]).arg(&bad).arg("-o").arg(&out));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("bad.toml:4:") && err.contains("no region 'nope'"),
+        "{err}"
+    );
+    assert!(!out.exists(), "a half-made capture is removed");
+}
+
+#[test]
+fn demo_numbers_its_capture_rather_than_replace_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = || {
+        let (code, out, err) = run(hmmtrace().current_dir(dir.path()).args([
+            "demo",
+            "--no-tui",
+            "-s",
+            "migrate",
+            "--duration",
+            "200ms",
+        ]));
+        assert_eq!(code, 0, "{err}");
+        out
+    };
+    std::fs::write(dir.path().join("hmmtrace-demo.hmt"), b"precious").unwrap();
+    let out = demo();
+    assert!(
+        out.contains("hmmtrace-demo-2.hmt"),
+        "says where it wrote: {out}"
+    );
+    demo();
+    assert_eq!(
+        std::fs::read(dir.path().join("hmmtrace-demo.hmt")).unwrap(),
+        b"precious"
+    );
+    for n in [2, 3] {
+        let p = dir.path().join(format!("hmmtrace-demo-{n}.hmt"));
+        let (code, _, err) = run(hmmtrace().arg("report").arg(&p));
+        assert_eq!(code, 0, "{}: {err}", p.display());
+    }
+}
+
+#[test]
+fn report_options_are_honoured_or_refused_never_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = sim_to(dir.path(), "multiple_devices");
+    let report = |args: &[&str]| run(hmmtrace().arg("report").arg(&cap).args(args));
+    // --by device in HTML: a table per device.
+    let html = dir.path().join("r.html");
+    let (code, _, err) = report(&[
+        "--by",
+        "device",
+        "--format",
+        "html",
+        "-o",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("dmirror0") && page.contains("dmirror1"),
+        "no devices in the page"
+    );
+    // --by pid in hgrm: a section per group and kind.
+    let (code, out, err) = report(&["--by", "pid", "--format", "hgrm"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, json, _) = report(&["--by", "pid", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    for g in v["groups"].as_array().unwrap() {
+        let group = g["group"].as_str().unwrap();
+        assert!(out.contains(group), "hgrm lacks group {group}:\n{out}");
+    }
+    // Nothing timed: hgrm has nothing to print, and says so.
+    let kernel = data("host-compaction.hmt");
+    let (code, out, err) = run(hmmtrace()
+        .arg("report")
+        .arg(&kernel)
+        .args(["--format", "hgrm"]));
+    assert_eq!(code, 2, "{out}");
+    assert!(err.contains("no event has a latency"), "{err}");
+}
+
+#[test]
+fn by_direction_and_api_part_migrations_as_the_export_does() {
+    let dir = tempfile::tempdir().unwrap();
+    // Migrating to a device that evicts its pages when the process exits (test_hmm's
+    // release): one migrate_vma, one migrate_device.
+    let evict = dir.path().join("evict.toml");
+    std::fs::write(
+        &evict,
+        "name = \"evict\"\n[[device]]\nname = \"d\"\nkind = \"private\"\npages = 64\n\
+         evict_on_release = true\n[[process]]\nname = \"p\"\n\
+         [[step]]\nop = \"mmap\"\nregion = \"buf\"\npages = 8\n\
+         [[step]]\nop = \"open\"\ndevice = \"d\"\n[[step]]\nop = \"write\"\nregion = \"buf\"\n\
+         [[step]]\nop = \"migrate\"\nregion = \"buf\"\ndevice = \"d\"\n[[step]]\nop = \"exit\"\n",
+    )
+    .unwrap();
+    for (by, field, scenario) in [
+        ("direction", "direction", "migrate_fault"),
+        ("api", "api", evict.to_str().unwrap()),
+    ] {
+        let cap = dir.path().join(format!("{by}.hmt"));
+        let (code, _, err) = run(hmmtrace().args(["sim", "-s", scenario, "-o"]).arg(&cap));
+        assert_eq!(code, 0, "{err}");
+        let (_, export, _) = run(hmmtrace().arg("export").arg(&cap));
+        let mut want: std::collections::BTreeMap<String, u64> = Default::default();
+        for line in export.lines() {
+            let r: serde_json::Value = serde_json::from_str(line).unwrap();
+            if r["kind"] == "migration" {
+                *want
+                    .entry(r[field].as_str().unwrap().to_string())
+                    .or_default() += 1;
+            }
+        }
+        let (code, json, err) = run(hmmtrace()
+            .arg("report")
+            .arg(&cap)
+            .args(["--by", by, "--format", "json"]));
+        assert_eq!(code, 0, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let got: std::collections::BTreeMap<String, u64> = v["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|g| {
+                let m = g["kinds"]
+                    .as_array()?
+                    .iter()
+                    .find(|k| k["kind"] == "migration")?;
+                Some((g["group"].as_str()?.to_string(), m["count"].as_u64()?))
+            })
+            .collect();
+        assert_eq!(got, want, "--by {by}");
+        assert!(want.len() >= 2, "{scenario} has two {by}s: {want:?}");
+    }
+}
+
+#[test]
+fn retries_have_a_report_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let cap = sim_to(dir.path(), "mirror_busy");
+    let (_, text, _) = run(hmmtrace().arg("report").arg(&cap));
+    let (_, json, _) = run(hmmtrace()
+        .arg("report")
+        .arg(&cap)
+        .args(["--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let rf = v["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "range_fault")
+        .unwrap();
+    let retries = rf["retries"].as_u64().unwrap();
+    assert!(retries > 0, "mirror_busy retries on -EBUSY");
+    let row: Vec<&str> = text
+        .lines()
+        .find(|l| l.starts_with("range_fault "))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert!(text.contains(" retries "), "{text}");
+    assert_eq!(row[4], retries.to_string(), "{text}");
+}

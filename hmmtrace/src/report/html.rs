@@ -111,15 +111,7 @@ fn spectrum(d: &Durations) -> String {
 /// Events per second over the capture: the series' bins merged so that a bin holds about
 /// [`EVENTS_PER_BIN`] events on average, as steps, on a time axis in the unit the span needs.
 fn rates(series: &RateSeries) -> String {
-    let total: u64 = series.counts.iter().sum();
-    let wanted = ((total / EVENTS_PER_BIN).max(1) as usize).min(MAX_CHART_BINS);
-    let merge = series.counts.len().div_ceil(wanted).max(1);
-    let bin_ns = series.bin_ns * merge as u64;
-    let counts: Vec<u64> = series
-        .counts
-        .chunks(merge)
-        .map(|c| c.iter().sum())
-        .collect();
+    let (bin_ns, counts) = chart_bins(series);
     let per_s = 1e9 / bin_ns as f64;
     let span_ns = bin_ns * counts.len() as u64;
     let (unit, div) = time_unit(span_ns);
@@ -154,6 +146,20 @@ fn rates(series: &RateSeries) -> String {
         )?;
         Ok(())
     })
+}
+
+/// The chart's bins: the series' bins merged so that there are at most `total / EVENTS_PER_BIN`
+/// (and [`MAX_CHART_BINS`]); their width, and the count in each.
+fn chart_bins(series: &RateSeries) -> (u64, Vec<u64>) {
+    let total: u64 = series.counts.iter().sum();
+    let wanted = ((total / EVENTS_PER_BIN).max(1) as usize).min(MAX_CHART_BINS);
+    let merge = series.counts.len().div_ceil(wanted).max(1);
+    let counts = series
+        .counts
+        .chunks(merge)
+        .map(|c| c.iter().sum())
+        .collect();
+    (series.bin_ns * merge as u64, counts)
 }
 
 /// The unit a time axis of `span_ns` reads best in, and ns per unit.
@@ -355,4 +361,96 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
         })
     );
     o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::GroupBy;
+
+    fn page(scenario: &str, by: GroupBy) -> (Summary, String) {
+        let (header, events) = crate::fixtures::scenario(scenario, 1);
+        let mut s = Summary::grouped(by, &header, false);
+        for e in &events {
+            s.add(e);
+        }
+        let html = render(&s, &header, scenario);
+        (s, html)
+    }
+
+    #[test]
+    fn a_rate_chart_bin_holds_about_ten_events_so_one_event_is_not_a_rate() {
+        let one = RateSeries {
+            start_ns: 0,
+            bin_ns: 1_000_000,
+            counts: vec![1, 0, 0, 0, 0, 0, 0, 0, 0, 1],
+        };
+        assert_eq!(chart_bins(&one), (10_000_000, vec![2]), "2 events: one bin");
+        let many = RateSeries {
+            start_ns: 0,
+            bin_ns: 1_000,
+            counts: vec![3; 1000],
+        };
+        let (bin, counts) = chart_bins(&many);
+        assert!(counts.len() <= MAX_CHART_BINS && counts.len() * 10 <= 3000);
+        assert_eq!(counts.iter().sum::<u64>(), 3000, "nothing lost in merging");
+        assert_eq!(bin, 1_000 * 1000u64.div_ceil(MAX_CHART_BINS as u64));
+    }
+
+    #[test]
+    fn charts_have_time_ticks_and_figures_scaled_units() {
+        let (s, html) = page("migrate_fault", GroupBy::Kind);
+        // Tick labels on the time axis carry a unit.
+        let ticks = html
+            .split("</text>")
+            .filter(|t| {
+                let label = t.rsplit('>').next().unwrap_or("").trim();
+                ["ns", "us", "ms", "s"].iter().any(|u| {
+                    label
+                        .strip_suffix(u)
+                        .is_some_and(|n| !n.is_empty() && n.parse::<f64>().is_ok())
+                })
+            })
+            .count();
+        assert!(ticks >= 8, "{ticks} time or latency tick labels");
+        assert!(html.contains("time from the first event (bins of "));
+        // Every duration in the table is in the unit its size needs: 4 significant digits.
+        let max = s.kinds[&Class::Migration].latency.max().unwrap();
+        assert!(html.contains(&format!("<td>{}</td>", fmt_ns(max))));
+        for cell in html.split("<td>").skip(1) {
+            let cell = cell.split('<').next().unwrap();
+            for unit in ["ns", "us", "ms"] {
+                if let Some(n) = cell.strip_suffix(unit).and_then(|n| n.parse::<f64>().ok()) {
+                    assert!(n < 1000.0, "{cell}: the next unit up reads better");
+                }
+            }
+        }
+        assert!(html.contains("within 0.1 %"));
+    }
+
+    #[test]
+    fn without_latencies_no_precision_is_claimed_and_text_is_left_aligned() {
+        let (header, events) = crate::fixtures::scenario("migrate", 1);
+        let mut s = Summary::grouped(GroupBy::Kind, &header, false);
+        // Only kinds without durations: a system-migration-only capture.
+        for e in events.iter().filter(|e| e.duration_ns.is_none()) {
+            s.add(e);
+        }
+        let html = render(&s, &header, "untimed");
+        assert!(
+            !html.contains("significant digits"),
+            "no percentiles, no precision"
+        );
+        assert!(html.contains("there are no latencies"));
+        assert!(html.contains("td.l,th.l{text-align:left}"));
+        assert!(html.contains(r#"<th class="l">kind</th>"#));
+    }
+
+    #[test]
+    fn by_device_has_a_table_of_devices() {
+        let (_, html) = page("multiple_devices", GroupBy::Device);
+        assert!(html.contains(r#"<h2 id="groups">By device</h2>"#));
+        assert!(html.contains(r#"<td class="l">dmirror0</td>"#));
+        assert!(html.contains(r#"<td class="l">dmirror1</td>"#));
+    }
 }

@@ -15,21 +15,24 @@ pub fn fmt_ns(ns: u64) -> String {
     if ns < 1_000 {
         return format!("{ns}ns");
     }
-    let (v, unit) = if ns < 1_000_000 {
-        (ns as f64 / 1e3, "us")
-    } else if ns < 1_000_000_000 {
-        (ns as f64 / 1e6, "ms")
-    } else {
-        (ns as f64 / 1e9, "s")
+    // Four significant digits: 1.234, 12.34, 123.4 (and 1234.5s beyond); a value that rounds
+    // up to 1000 of a unit is shown in the next one (999,999 ns is 1.000ms, not 1000.0us).
+    let digits = |v: f64| {
+        if v < 9.9995 {
+            format!("{v:.3}")
+        } else if v < 99.995 {
+            format!("{v:.2}")
+        } else {
+            format!("{v:.1}")
+        }
     };
-    // Four significant digits: 1.234, 12.34, 123.4 (and 1234.5s beyond).
-    if v < 10.0 {
-        format!("{v:.3}{unit}")
-    } else if v < 100.0 {
-        format!("{v:.2}{unit}")
-    } else {
-        format!("{v:.1}{unit}")
+    for (scale, unit) in [(1e3, "us"), (1e6, "ms")] {
+        let v = ns as f64 / scale;
+        if v < 999.95 {
+            return format!("{}{unit}", digits(v));
+        }
     }
+    format!("{}s", digits(ns as f64 / 1e9))
 }
 
 fn header(out: &mut String, first: &str, width: usize) {
@@ -137,4 +140,29 @@ pub fn render(s: &Summary, title: &str) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fmt_ns;
+
+    #[test]
+    fn durations_have_four_significant_digits_in_the_unit_their_size_needs() {
+        for (ns, shown) in [
+            (999, "999ns"),
+            (1_000, "1.000us"),
+            (1_234, "1.234us"),
+            (9_999, "9.999us"),
+            (99_994, "99.99us"),
+            (99_996, "100.0us"),
+            (109_038, "109.0us"),
+            (999_949, "999.9us"),
+            (999_999, "1.000ms"),
+            (2_373_600, "2.374ms"),
+            (999_960_000, "1.000s"),
+            (4_194_270_000_000, "4194.3s"),
+        ] {
+            assert_eq!(fmt_ns(ns), shown, "{ns} ns");
+        }
+    }
 }
