@@ -29,7 +29,22 @@ built-in reference HMM engine, which produces the same events from scenario file
     after_help = "Examples:\n  hmmtrace demo                          watch the engine stream gpu-stream (q quits)\n  \
 hmmtrace sim --list                    list the built-in scenarios\n  \
 hmmtrace sim --scenario migrate -o m.hmt   run one scenario into a capture file\n  \
-hmmtrace report m.hmt --format json    latency percentiles of a capture"
+hmmtrace report m.hmt --format json    latency percentiles of a capture",
+    after_long_help = "Examples:\n  hmmtrace demo                          watch the engine stream gpu-stream (q quits)\n  \
+hmmtrace sim --list                    list the built-in scenarios\n  \
+hmmtrace sim --scenario migrate -o m.hmt   run one scenario into a capture file\n  \
+hmmtrace report m.hmt --format json    latency percentiles of a capture\n\n\
+Clocks: events from the kernel (record, live) are stamped with the traced machine's \
+CLOCK_MONOTONIC, which stops while it is suspended; events from the engine (demo, sim) with its \
+simulated clock, which runs far faster than wall time. A capture's header names its clock (and \
+the boot it belongs to); every figure is on that clock, and `report` refuses captures on \
+different clocks rather than merge them.\n\n\
+Rates: events per second of the source's clock. A report divides each kind's count by the span \
+from the first event to the last. The TUI counts each event in the bin its own timestamp falls \
+in (a second of the clock; a fraction of one when the demo plays it slower than real time) and \
+shows the last complete bin's count per second, then, once the source has ended, the same \
+average a report shows. The demo paces the engine (--speed, default 1/32 simulated second \
+per wall second), and a replay plays the capture at its recorded pace."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -77,7 +92,8 @@ enum Command {
         after_help = "Examples:\n  sudo hmmtrace live\n  sudo hmmtrace live --pid 4242 --dashboard migration\n  sudo hmmtrace live -o run.hmt --duration 1m\n\nKeys: ? shows them all; q quits."
     )]
     Live(live::Args),
-    /// Summarise capture files: per event kind (and --by process, comm, device or symbol),
+    /// Summarise capture files: per event kind (and --by process, comm, device, symbol,
+    /// migration direction or API),
     /// count, rate, and latency percentiles from HdrHistogram (3 significant digits), as text,
     /// JSON, HdrHistogram's hgrm or a self-contained HTML page; optionally against a baseline.
     #[command(

@@ -47,7 +47,9 @@ pub const EXIT_THRESHOLD: u8 = 4;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Capture files; several are reported together, as one.
+    /// Capture files; several are reported together, as one, when they share a clock (kernel
+    /// captures of one boot of one machine); others are refused: an engine capture has a
+    /// clock of its own (compare runs side by side with --compare).
     #[arg(required = true)]
     files: Vec<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
