@@ -40,6 +40,19 @@ fn capture(dir: &Path, scenario: &str, seed: u64) -> PathBuf {
     p
 }
 
+/// `hmmtrace export CAP --format perfetto -o OUT`, which must succeed.
+fn perfetto(cap: &Path, out: &Path) {
+    let (code, _, err) = hmmtrace(&[
+        "export",
+        cap.to_str().unwrap(),
+        "--format",
+        "perfetto",
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
+}
+
 fn summary(path: &Path) -> Summary {
     let r = Reader::open(path).unwrap();
     let mut s = Summary::grouped(GroupBy::Kind, &r.header.clone(), false);
@@ -169,15 +182,7 @@ fn perfettos_own_protos_decode_the_trace_with_its_tracks_and_slices() {
     let dir = tempfile::tempdir().unwrap();
     let cap = capture(dir.path(), "multiple_devices", 1);
     let out = dir.path().join("t.pftrace");
-    let (code, _, err) = hmmtrace(&[
-        "export",
-        cap.to_str().unwrap(),
-        "--format",
-        "perfetto",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
+    perfetto(&cap, &out);
     let script = format!(
         r#"
 from perfetto.protos.perfetto.trace.perfetto_trace_pb2 import Trace, TrackEvent
@@ -318,15 +323,7 @@ fn a_perfetto_trace_is_of_the_captures_order_of_size() {
     let dir = tempfile::tempdir().unwrap();
     let cap = capture(dir.path(), "gpu-stream", 1);
     let out = dir.path().join("g.pftrace");
-    let (code, _, err) = hmmtrace(&[
-        "export",
-        cap.to_str().unwrap(),
-        "--format",
-        "perfetto",
-        "-o",
-        out.to_str().unwrap(),
-    ]);
-    assert_eq!(code, 0, "{err}");
+    perfetto(&cap, &out);
     let (c, p) = (
         std::fs::metadata(&cap).unwrap().len(),
         std::fs::metadata(&out).unwrap().len(),
