@@ -170,6 +170,36 @@ impl Migration {
     pub const FIELD_CPAGES: u32 = 1 << 0;
     pub const FIELD_MIGRATED: u32 = 1 << 1;
     pub const FIELD_PGMAP_OWNER: u32 = 1 << 2;
+    /// The migration never finished: the task began another migration of the same family
+    /// before this one's finalize, so its pages and finalize steps never ran (their times and
+    /// `migrated` are unknown). A driver must call `pages` and `finalize` after a successful
+    /// setup: this is a contract break.
+    pub const FIELD_FINALIZE: u32 = 1 << 3;
+}
+
+/// `vm_fault_t` bits (`include/linux/mm_types.h`) a `migrate_to_ram` returns on failure: each
+/// makes the faulting access fail, with a signal to the process (OOM: the OOM killer).
+pub const VM_FAULT_OOM: u32 = 0x0001;
+pub const VM_FAULT_SIGBUS: u32 = 0x0002;
+pub const VM_FAULT_HWPOISON: u32 = 0x0010;
+pub const VM_FAULT_HWPOISON_LARGE: u32 = 0x0020;
+pub const VM_FAULT_SIGSEGV: u32 = 0x0040;
+/// The bits above together.
+pub const VM_FAULT_SIGNALS: u32 =
+    VM_FAULT_OOM | VM_FAULT_SIGBUS | VM_FAULT_HWPOISON | VM_FAULT_HWPOISON_LARGE | VM_FAULT_SIGSEGV;
+
+/// The names of the [`VM_FAULT_SIGNALS`] bits set in `result`, `|`-joined ("SIGBUS").
+pub fn vm_fault_signals(result: u32) -> impl Iterator<Item = &'static str> {
+    [
+        (VM_FAULT_OOM, "OOM"),
+        (VM_FAULT_SIGBUS, "SIGBUS"),
+        (VM_FAULT_HWPOISON, "HWPOISON"),
+        (VM_FAULT_HWPOISON_LARGE, "HWPOISON_LARGE"),
+        (VM_FAULT_SIGSEGV, "SIGSEGV"),
+    ]
+    .into_iter()
+    .filter(move |(bit, _)| result & bit != 0)
+    .map(|(_, name)| name)
 }
 
 /// A CPU fault on a device-private page: the driver's `migrate_to_ram(struct vm_fault *vmf)`.

@@ -80,6 +80,21 @@ impl Body {
         };
         (owner != 0).then_some(owner)
     }
+
+    /// The user address range `[start, end)` the event concerns, where it has one known: a
+    /// `migrate_vma` migration's, a faulting page's (4 KiB from the address), an invalidation's
+    /// or a range fault's. (`migrate_device` ranges are device pfns, not addresses.)
+    pub fn range(&self) -> Option<(u64, u64)> {
+        match self {
+            Body::Migration(m) if m.api != hmmtrace_common::API_MIGRATE_DEVICE => {
+                Some((m.start, m.end))
+            }
+            Body::DeviceFault(f) => Some((f.address, f.address.saturating_add(4096))),
+            Body::Invalidation(i) => Some((i.start, i.end)),
+            Body::RangeFault(r) => Some((r.start, r.end)),
+            _ => None,
+        }
+    }
 }
 
 /// What every view counts as one thing: the event's kind, with an interval notifier's callback

@@ -98,15 +98,20 @@ impl Symbols {
         }
     }
 
+    /// The `migrate_to_ram` callback of the `dev_pagemap_ops` at `ops`.
+    pub fn of_ops(&self, ops: u64) -> &str {
+        match self.ops.get(&ops) {
+            Some(name) => name,
+            None => self.device_fault.as_deref().unwrap_or("migrate_to_ram"),
+        }
+    }
+
     /// The name, borrowed: sinks call this per event, so it allocates nothing.
     pub fn of(&self, e: &Event) -> &str {
         match &e.body {
             Body::Migration(m) if m.api == API_MIGRATE_DEVICE => "migrate_device_range",
             Body::Migration(_) => "migrate_vma_setup",
-            Body::DeviceFault(f) => match self.ops.get(&f.pgmap_ops) {
-                Some(name) => name,
-                None => self.device_fault.as_deref().unwrap_or("migrate_to_ram"),
-            },
+            Body::DeviceFault(f) => self.of_ops(f.pgmap_ops),
             Body::PageFree(_) => "free_zone_device_folio",
             Body::Invalidation(i) if i.path == INVALIDATE_RANGE_START => {
                 "__mmu_notifier_invalidate_range_start"

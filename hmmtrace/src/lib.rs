@@ -16,6 +16,7 @@ pub mod engine;
 pub mod error;
 pub mod event;
 pub mod export;
+pub mod findings;
 pub mod kernel;
 pub mod labels;
 pub mod metrics;

@@ -45,6 +45,28 @@ pub const BUILTIN: &[(&str, &str)] = &[
         include_str!("../scenarios/multiple_devices.toml"),
     ),
     ("gpu-stream", include_str!("../scenarios/gpu-stream.toml")),
+    // What the detectors find (docs/findings.md): one workload that thrashes, one that storms
+    // hmm_range_fault with retries, one whose mirror fails, and drivers that break HMM's
+    // contract by fault injection.
+    ("pingpong", include_str!("../scenarios/pingpong.toml")),
+    ("retry_storm", include_str!("../scenarios/retry_storm.toml")),
+    (
+        "mirror_fault_error",
+        include_str!("../scenarios/mirror_fault_error.toml"),
+    ),
+    (
+        "driver_sigbus",
+        include_str!("../scenarios/driver_sigbus.toml"),
+    ),
+    ("driver_leak", include_str!("../scenarios/driver_leak.toml")),
+    (
+        "slow_invalidate",
+        include_str!("../scenarios/slow_invalidate.toml"),
+    ),
+    (
+        "unfinished_migration",
+        include_str!("../scenarios/unfinished_migration.toml"),
+    ),
 ];
 
 /// A scenario file problem, with its position.
@@ -90,6 +112,42 @@ pub struct DeviceDef {
     /// Closing the device file (at exit) evicts all its memory, as test_hmm's release does.
     #[serde(default)]
     pub evict_on_release: bool,
+    /// Fault injection, a driver that breaks HMM's contract: its `migrate_to_ram` returns this
+    /// instead of migrating (`sigbus`, `oom`, `hwpoison`, `sigsegv`).
+    #[serde(default)]
+    pub fault_result: Option<FaultResult>,
+    /// Fault injection: the driver keeps a reference to every page it receives, so its pages
+    /// are never freed (`page_free` never runs).
+    #[serde(default)]
+    pub leaks_pages: bool,
+    /// Fault injection: the driver's `invalidate` callback takes this much longer (ns).
+    #[serde(default)]
+    pub invalidate_ns: u64,
+    /// Fault injection: the driver calls `migrate_vma_setup` and never `migrate_vma_pages` or
+    /// `migrate_vma_finalize` for its migrations to the device.
+    #[serde(default)]
+    pub abandons_migrations: bool,
+}
+
+/// `fault_result = ...` of a `[[device]]`: a `VM_FAULT_*` error.
+#[derive(Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultResult {
+    Sigbus,
+    Oom,
+    Hwpoison,
+    Sigsegv,
+}
+
+impl FaultResult {
+    pub fn vm_fault(self) -> u32 {
+        match self {
+            FaultResult::Sigbus => hmmtrace_common::VM_FAULT_SIGBUS,
+            FaultResult::Oom => hmmtrace_common::VM_FAULT_OOM,
+            FaultResult::Hwpoison => hmmtrace_common::VM_FAULT_HWPOISON,
+            FaultResult::Sigsegv => hmmtrace_common::VM_FAULT_SIGSEGV,
+        }
+    }
 }
 
 fn default_chunk() -> u64 {
@@ -416,6 +474,15 @@ impl Scenario {
                 .engine
                 .add_device(&d.name, d.kind, d.pages, d.evict_chunk);
             run.engine.set_evict_on_release(id, d.evict_on_release);
+            run.engine.set_bugs(
+                id,
+                crate::engine::DriverBugs {
+                    fault_result: d.fault_result.map_or(0, FaultResult::vm_fault),
+                    leaks_pages: d.leaks_pages,
+                    invalidate_ns: d.invalidate_ns,
+                    abandons_migrations: d.abandons_migrations,
+                },
+            );
             run.devices.insert(d.name.clone(), id);
         }
         for name in &self.processes {

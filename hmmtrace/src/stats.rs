@@ -79,6 +79,27 @@ impl Durations {
         }
     }
 
+    /// Records `n` durations of `ns` (pages that lived equally long), in O(1).
+    pub fn record_n(&mut self, ns: u64, n: u64) {
+        if n == 0 {
+            return;
+        }
+        let total = self.count + n;
+        let delta = ns as f64 - self.mean;
+        self.mean += delta * n as f64 / total as f64;
+        self.m2 += delta * delta * self.count as f64 * n as f64 / total as f64;
+        self.count = total;
+        self.sum += u128::from(ns) * u128::from(n);
+        self.min = self.min.min(ns);
+        self.max = self.max.max(ns);
+        let v = ns.clamp(1, MAX_TRACKABLE_NS);
+        if self.histogram.is_auto_resize() {
+            let _ = self.histogram.record_n(v, n);
+        } else {
+            self.histogram.saturating_record_n(v, n);
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self.count == 0
     }

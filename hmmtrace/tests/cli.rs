@@ -476,3 +476,59 @@ fn retries_have_a_report_column() {
     assert!(text.contains(" retries "), "{text}");
     assert_eq!(row[4], retries.to_string(), "{text}");
 }
+
+#[test]
+fn report_check_gates_a_ci_on_findings_with_exit_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let thrash = sim_to(dir.path(), "pingpong");
+    let (code, out, err) = run(hmmtrace().arg("report").arg(&thrash).arg("--check"));
+    assert_eq!(code, 5, "{err}");
+    assert!(
+        err.contains("check failed: 1 finding(s) at warn or above"),
+        "{err}"
+    );
+    assert!(out.contains("WARN  thrashing"), "{out}");
+    // Only errors fail: a warning passes.
+    let (code, _, err) =
+        run(hmmtrace()
+            .arg("report")
+            .arg(&thrash)
+            .args(["--check", "--fail-on", "error"]));
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("check passed"), "{err}");
+    // A partial migration is information: it fails only --fail-on info.
+    let pinned = sim_to(dir.path(), "migrate_pinned");
+    let (code, _, _) = run(hmmtrace().arg("report").arg(&pinned).arg("--check"));
+    assert_eq!(code, 0);
+    let (code, _, _) =
+        run(hmmtrace()
+            .arg("report")
+            .arg(&pinned)
+            .args(["--check", "--fail-on", "info"]));
+    assert_eq!(code, 5);
+    // The thresholds are options: 8 round trips are needed, 7 were made.
+    let (code, _, _) =
+        run(hmmtrace()
+            .arg("report")
+            .arg(&thrash)
+            .args(["--check", "--thrash-round-trips", "8"]));
+    assert_eq!(code, 0);
+    // JSON carries the finding with its evidence.
+    let (_, json, _) = run(hmmtrace()
+        .arg("report")
+        .arg(&thrash)
+        .args(["--format", "json"]));
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let f = &v["findings"]["list"][0];
+    assert_eq!(f["kind"], "thrashing");
+    assert_eq!(f["severity"], "warn");
+    assert_eq!(f["counts"]["round_trips"], 7);
+    assert_eq!(f["range"][0], 0x1000_0000u64);
+    assert_eq!(v["findings"]["warn"], 1);
+    assert_eq!(v["devices"][0]["device"], "dmirror0");
+    // A clean workload says so.
+    let clean = sim_to(dir.path(), "migrate");
+    let (code, out, _) = run(hmmtrace().arg("report").arg(&clean).arg("--check"));
+    assert_eq!(code, 0);
+    assert!(out.contains("findings: none"), "{out}");
+}

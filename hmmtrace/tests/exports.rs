@@ -276,6 +276,15 @@ fn headless_chromium_draws_the_html_reports_plots() {
     // Self-contained: no scripts, nothing fetched.
     assert!(!page.contains("<script") && !page.contains("src=") && !page.contains("href="));
     assert!(page.contains("No events were lost"));
+    // Findings (none here), device pages, the heat map, then each kind's plots.
+    for section in [
+        r#"id="findings""#,
+        r#"id="devices""#,
+        r#"id="heat""#,
+        r#"id="migration""#,
+    ] {
+        assert!(page.contains(section), "{section}");
+    }
     let shot = dir.path().join("r.png");
     let chromium = ["chromium", "chromium-browser", "google-chrome"]
         .into_iter()
@@ -289,7 +298,7 @@ fn headless_chromium_draws_the_html_reports_plots() {
             "--hide-scrollbars",
         ])
         .arg(format!("--screenshot={}", shot.display()))
-        .args(["--window-size=1000,1400"])
+        .args(["--window-size=1000,3000"])
         .arg(format!("file://{}", html.display()))
         .output()
         .unwrap();

@@ -71,6 +71,28 @@ const GOLDEN: &[(&str, [(u64, u64); 5])] = &[
             (256, 65536),
         ],
     ),
+    // 8 migrations of 16 pages to the device, each followed by 16 one-page faults back.
+    (
+        "pingpong",
+        [(136, 256), (128, 128), (128, 128), (274, 0), (0, 0)],
+    ),
+    // One mirror read: 12 -EBUSY retries folded into its first call, then 4 read_retry calls;
+    // each zap is a range start and a callback.
+    ("retry_storm", [(0, 0), (0, 0), (0, 0), (34, 0), (5, 320)]),
+    (
+        "mirror_fault_error",
+        [(0, 0), (0, 0), (0, 0), (0, 0), (1, 8)],
+    ),
+    // Two CPU faults the driver answers with VM_FAULT_SIGBUS (no migration back).
+    ("driver_sigbus", [(1, 8), (2, 2), (0, 0), (2, 0), (0, 0)]),
+    // 32 pages migrated, none freed.
+    ("driver_leak", [(1, 32), (0, 0), (0, 0), (5, 0), (0, 0)]),
+    ("slow_invalidate", [(0, 0), (0, 0), (0, 0), (4, 0), (1, 16)]),
+    // Two migrations set up and abandoned: nothing migrated.
+    (
+        "unfinished_migration",
+        [(2, 0), (0, 0), (0, 0), (4, 0), (0, 0)],
+    ),
 ];
 
 #[test]

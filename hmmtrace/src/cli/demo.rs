@@ -6,10 +6,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::capture::Reader;
+use crate::pipeline::detect::Detect;
+use crate::pipeline::source::capture::CaptureSource;
 use crate::pipeline::source::engine::{EngineSource, Pace};
 use crate::pipeline::{self, Control, Tee};
-use crate::report::{self, live::Refreshing, Summary};
+use crate::report::{self, live::Refreshing, GroupBy};
 
 use super::{bad_input, is_terminal, parse_duration, OutputFile, ScenarioArgs, ViewArgs};
 
@@ -100,6 +101,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let title = format!("engine '{}', {how} → {}", scenario.name, path.display());
     let name = scenario.name.clone();
     let source = EngineSource::new(scenario, seed, pace);
+    let config = a.view.findings.config();
     let mut output = OutputFile::create(&path)?;
     let writer = output.writer();
     let ran = if use_tui {
@@ -108,25 +110,30 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         let (tui, mut view) = a.view.tui(format!("demo: {title}"), None, speed)?;
         pipeline::run(
             source,
-            Tee::new().with(&mut *writer).with(tui),
+            Detect::new(Tee::new().with(&mut *writer).with(tui), config),
             Some(&mut view),
             &ctl,
         )
     } else {
         let ctl = Control::new(Some(a.duration.unwrap_or(Duration::from_secs(10))))?;
         let text = Refreshing::new(title);
-        pipeline::run(source, Tee::new().with(&mut *writer).with(text), None, &ctl)
+        pipeline::run(
+            source,
+            Detect::new(Tee::new().with(&mut *writer).with(text), config),
+            None,
+            &ctl,
+        )
     };
     let (events, bytes) = (writer.events(), writer.bytes());
     output.settle(ran)?;
     // The final report is read back from the capture: what is shown is what was written.
-    let mut from_file = Summary::default();
-    let reader = Reader::open(&path)?;
-    from_file.clock = Some(reader.header.clock);
-    reader.for_each(|e| {
-        from_file.add(e);
-        Ok(())
-    })?;
+    let (from_file, _) = super::report::summarise(
+        CaptureSource::open(std::slice::from_ref(&path))?.quiet(),
+        GroupBy::Kind,
+        false,
+        None,
+        a.view.findings.config(),
+    )?;
     println!(
         "{}",
         report::text::render(&from_file, &format!("engine:{name} (from seed {seed})"))

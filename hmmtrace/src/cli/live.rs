@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::capture::Writer;
+use crate::pipeline::detect::Detect;
 use crate::pipeline::source::kernel::KernelSource;
 use crate::pipeline::{self, Control, Source as _, Tee};
 
@@ -40,7 +41,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut writer = a.output.as_deref().map(Writer::create).transpose()?;
     pipeline::run(
         source,
-        Tee::new().with(tui).with_opt(writer.as_mut()),
+        Detect::new(
+            Tee::new().with(tui).with_opt(writer.as_mut()),
+            a.view.findings.config(),
+        ),
         Some(&mut view),
         &ctl,
     )?;

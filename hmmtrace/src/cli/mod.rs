@@ -15,6 +15,8 @@ mod sim;
 use std::process::ExitCode;
 
 pub use crate::error::bad_input;
+use std::time::Duration;
+
 use clap::{Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
@@ -200,6 +202,49 @@ pub struct ViewArgs {
     /// Show pgmap owners as kernel addresses instead of dev1, dev2, ...
     #[arg(long)]
     pub kernel_pointers: bool,
+    #[command(flatten)]
+    pub findings: FindingArgs,
+}
+
+/// The detectors' thresholds (docs/findings.md says what each finding is).
+#[derive(clap::Args, Clone, Debug)]
+#[command(next_help_heading = "Findings")]
+pub struct FindingArgs {
+    /// Thrashing: round trips (device -> RAM -> device, or the reverse) of the same pages
+    /// before it is a finding.
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub thrash_round_trips: u32,
+    /// Thrashing: the most time between a page's migration and its migration back for them to
+    /// count as a bounce (on the source's clock).
+    #[arg(long, default_value = "20ms", value_parser = parse_interval, value_name = "TIME")]
+    pub thrash_lapse: Duration,
+    /// Retry storms: -EBUSY and mmu_interval_read_retry retries of one range in a row.
+    #[arg(long, default_value_t = 8, value_name = "N")]
+    pub retry_storm: u64,
+    /// Slow callbacks: an interval notifier's invalidate callback longer than this.
+    #[arg(long, default_value = "1ms", value_parser = parse_interval, value_name = "TIME")]
+    pub slow_invalidate: Duration,
+    /// Slow callbacks: a migrate_to_ram longer than this.
+    #[arg(long, default_value = "10ms", value_parser = parse_interval, value_name = "TIME")]
+    pub slow_fault: Duration,
+    /// Leaks: how long after a process exited its device pages may still be held.
+    #[arg(long, default_value = "2s", value_parser = parse_interval, value_name = "TIME")]
+    pub leak_grace: Duration,
+}
+
+impl FindingArgs {
+    pub fn config(&self) -> crate::findings::Config {
+        let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
+        crate::findings::Config {
+            thrash_round_trips: self.thrash_round_trips.max(1),
+            thrash_lapse_ns: ns(self.thrash_lapse),
+            retry_storm: self.retry_storm.max(1),
+            slow_invalidate_ns: ns(self.slow_invalidate),
+            slow_fault_ns: ns(self.slow_fault),
+            leak_grace_ns: ns(self.leak_grace),
+            ..crate::findings::Config::default()
+        }
+    }
 }
 
 impl ViewArgs {

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use crate::pipeline::detect::Detect;
 use crate::pipeline::source::replay::{ReplayControl, ReplaySource};
 use crate::pipeline::{self, Control, Source as _};
 
@@ -43,6 +44,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     let title = format!("replay {} ({})", a.file.display(), source.header().source);
     let (tui, mut view) = a.view.tui(title, Some(ctrl), speed)?;
-    pipeline::run(source, tui, Some(&mut view), &Control::new(None)?)?;
+    pipeline::run(
+        source,
+        Detect::new(tui, a.view.findings.config()),
+        Some(&mut view),
+        &Control::new(None)?,
+    )?;
     Ok(ExitCode::SUCCESS)
 }

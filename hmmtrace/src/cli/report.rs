@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::capture::CaptureHeader;
+use crate::findings::Severity;
+use crate::pipeline::detect::Detect;
 use crate::pipeline::source::capture::CaptureSource;
 use crate::pipeline::{self, Control, Source as _, Tee};
 use crate::report::compare::{self, Threshold};
@@ -76,7 +78,27 @@ pub struct Args {
     /// Show pgmap owners as kernel addresses in --by device.
     #[arg(long)]
     kernel_pointers: bool,
+    /// Exit with code 5 when there are findings at --fail-on's severity or above (for a
+    /// driver's CI: run its tests under `record`, then `report --check`).
+    #[arg(long)]
+    check: bool,
+    /// With --check: the least severity that fails.
+    #[arg(long, value_enum, default_value = "warn", requires = "check")]
+    fail_on: FailOn,
+    #[command(flatten)]
+    findings: super::FindingArgs,
 }
+
+/// `--fail-on`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum FailOn {
+    Info,
+    Warn,
+    Error,
+}
+
+/// `report --check` found findings at `--fail-on` or above.
+pub const EXIT_FINDINGS: u8 = 5;
 
 fn by(b: By) -> GroupBy {
     match b {
@@ -90,19 +112,21 @@ fn by(b: By) -> GroupBy {
     }
 }
 
-/// Summarises `source` (and feeds `hdr` on the way); returns the summary and the header.
-fn summarise(
+/// Summarises `source` with its findings (and feeds `hdr` on the way); returns the summary
+/// and the header.
+pub(crate) fn summarise(
     source: CaptureSource,
     by_: GroupBy,
     pointers: bool,
     hdr: Option<&mut HdrLog<std::io::BufWriter<std::fs::File>>>,
+    findings: crate::findings::Config,
 ) -> anyhow::Result<(Summary, CaptureHeader)> {
     let header = source.header().clone();
     let mut summary = Summary::grouped(by_, &header, pointers);
     // No signal handling: an interrupted report ends the process, not the report quietly early.
     pipeline::run(
         source,
-        Tee::new().with(&mut summary).with_opt(hdr),
+        Detect::new(Tee::new().with(&mut summary).with_opt(hdr), findings),
         None,
         &Control::without_signals(None),
     )?;
@@ -142,7 +166,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         )?),
         None => None,
     };
-    let (summary, header) = summarise(source, by(a.by), a.kernel_pointers, hdr.as_mut())?;
+    let (summary, header) = summarise(
+        source,
+        by(a.by),
+        a.kernel_pointers,
+        hdr.as_mut(),
+        a.findings.config(),
+    )?;
     if let (Some(h), Some(p)) = (&hdr, &a.hdr_log) {
         eprintln!(
             "hmmtrace: wrote {} interval histograms to {}",
@@ -164,6 +194,7 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             GroupBy::Kind,
             a.kernel_pointers,
             None,
+            a.findings.config(),
         )?;
         let table = compare::render(
             &summary,
@@ -189,6 +220,27 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
             std::fs::write(p, &text).with_context(|| format!("cannot write {}", p.display()))?
         }
         None => std::io::stdout().lock().write_all(text.as_bytes())?,
+    }
+    if a.check {
+        let at = match a.fail_on {
+            FailOn::Info => Severity::Info,
+            FailOn::Warn => Severity::Warn,
+            FailOn::Error => Severity::Error,
+        };
+        let failing = summary.findings.at_least(at);
+        if failing > 0 {
+            eprintln!(
+                "hmmtrace: check failed: {failing} finding(s) at {at} or above (all findings: {})",
+                summary.findings.summary()
+            );
+            // A crossed --fail-if threshold (4) and findings (5): findings say more.
+            code = ExitCode::from(EXIT_FINDINGS);
+        } else {
+            eprintln!(
+                "hmmtrace: check passed: no finding at {at} or above (all findings: {})",
+                summary.findings.summary()
+            );
+        }
     }
     Ok(code)
 }

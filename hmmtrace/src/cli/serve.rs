@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use crate::metrics::server::{Published, Publisher, Server};
 use crate::metrics::Metrics;
+use crate::pipeline::detect::Detect;
 use crate::pipeline::source::capture::CaptureSource;
 use crate::pipeline::source::engine::{EngineSource, Pace};
 use crate::pipeline::source::kernel::KernelSource;
@@ -36,6 +37,8 @@ pub struct Args {
     refresh: Duration,
     #[command(flatten)]
     trace: TraceArgs,
+    #[command(flatten)]
+    findings: super::FindingArgs,
 }
 
 pub fn run(a: Args) -> anyhow::Result<ExitCode> {
@@ -84,6 +87,11 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         server.local_addr()?
     );
     let publisher = Publisher::new(Metrics::new(&name), published, a.refresh);
-    pipeline::run(source, publisher, Some(&mut server), &ctl)?;
+    pipeline::run(
+        source,
+        Detect::new(publisher, a.findings.config()),
+        Some(&mut server),
+        &ctl,
+    )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::pipeline::detect::Detect;
 use crate::pipeline::source::engine::{EngineSource, Pace};
 use crate::pipeline::{self, Control, Tee};
 use crate::report::{self, Summary};
@@ -53,18 +54,24 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let sinks = Tee::new()
         .with(&mut summary)
         .with_opt(output.as_mut().map(OutputFile::writer));
+    let config = a.view.findings.config();
     let ran = if a.tui {
         let (tui, mut view) = a.view.tui(title, None, 1.0)?;
         pipeline::run(
             source,
-            sinks.with(tui),
+            Detect::new(sinks.with(tui), config),
             Some(&mut view),
             &Control::new(None)?,
         )
     } else {
         // No signal handling: an interrupted run ends the process, not the report quietly
         // early.
-        pipeline::run(source, sinks, None, &Control::without_signals(None))
+        pipeline::run(
+            source,
+            Detect::new(sinks, config),
+            None,
+            &Control::without_signals(None),
+        )
     };
     match (output, &a.output) {
         (Some(mut out), Some(path)) => {

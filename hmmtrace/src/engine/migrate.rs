@@ -72,10 +72,17 @@ impl Engine {
         let t0 = self.clock.now();
         let half = self.clock.model.fault_base_ns / 2;
         self.clock.spend(half);
-        let out = self.migrate_vma(dev, tgid, vpn, 1, MIGRATE_VMA_SELECT_DEVICE_PRIVATE, &[]);
+        let injected = self.devices[dev].bugs.fault_result;
+        let out = if injected == 0 {
+            self.migrate_vma(dev, tgid, vpn, 1, MIGRATE_VMA_SELECT_DEVICE_PRIVATE, &[])
+        } else {
+            MigrateOutcome::default()
+        };
         self.clock.spend(half);
         let owner = self.devices[dev].owner;
-        let result = if out.migrated == 1 {
+        let result = if injected != 0 {
+            injected
+        } else if out.migrated == 1 {
             0
         } else {
             VM_FAULT_SIGBUS
@@ -92,7 +99,7 @@ impl Engine {
                 _pad: 0,
             }),
         );
-        if result != 0 {
+        if result != 0 && injected == 0 {
             return Err(EngineError::Segv {
                 tgid,
                 addr: vpn * self.page_size,
@@ -198,9 +205,37 @@ impl Engine {
         let setup_cost = m.setup_base_ns + cpages * m.setup_per_page_ns;
         self.clock.spend(setup_cost);
         let setup_ns = self.clock.now() - t_entry;
+        let to_device = select & MIGRATE_VMA_SELECT_SYSTEM != 0;
+        if to_device && self.devices[dev].bugs.abandons_migrations {
+            // The driver never calls migrate_vma_pages or _finalize. (The kernel would leave
+            // the pages locked behind migration entries; the engine puts them back to run on.)
+            for c in &collected {
+                self.restore(c);
+            }
+            self.current = tgid;
+            let body = Body::Migration(Migration {
+                start: start * self.page_size,
+                end: (start + npages) * self.page_size,
+                pgmap_owner: owner,
+                npages,
+                cpages,
+                setup_ns,
+                select,
+                direction: DIRECTION_TO_DEVICE,
+                api: API_MIGRATE_VMA,
+                ..Migration::default()
+            });
+            self.emit(t_entry, None, body);
+            if let Some(e) = self.events.last_mut() {
+                e.unknown = Migration::FIELD_MIGRATED | Migration::FIELD_FINALIZE;
+            }
+            return MigrateOutcome {
+                cpages,
+                migrated: 0,
+            };
+        }
 
         // The driver allocates destination pages and copies (test_hmm's *_alloc_and_copy).
-        let to_device = select & MIGRATE_VMA_SELECT_SYSTEM != 0;
         let mut dst: Vec<Option<PageId>> = Vec::with_capacity(collected.len());
         for _ in &collected {
             let page = if to_device {

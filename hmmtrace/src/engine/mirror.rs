@@ -119,7 +119,9 @@ impl Engine {
             }
         }
         let m = &self.clock.model;
-        let cost = m.callback_base_ns + cleared * m.callback_per_page_ns;
+        let cost = m.callback_base_ns
+            + cleared * m.callback_per_page_ns
+            + self.devices[dev].bugs.invalidate_ns;
         let spent = self.clock.spend(cost);
         let body = self.invalidation(start, end, event, owner, INVALIDATE_CALLBACK);
         self.emit(t0, Some(spent), body);
@@ -172,9 +174,33 @@ impl Engine {
             let m = &self.clock.model;
             let walk = m.range_fault_base_ns + npages * m.range_fault_per_page_ns;
             self.clock.spend(walk);
-            // The walk faults in what the device cannot use as is.
+            // The walk faults in what the device cannot use as is; a page the process could
+            // not access either ends the walk with -EFAULT, which the driver gets (test_hmm's
+            // ioctl returns it).
+            let mut failed = false;
             for vpn in start..start + npages {
-                self.range_fault_page(dev, tgid, vpn, write)?;
+                match self.range_fault_page(dev, tgid, vpn, write) {
+                    Ok(()) => {}
+                    Err(EngineError::Segv { .. }) => {
+                        failed = true;
+                        break;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            if failed {
+                self.current = tgid;
+                let body = Body::RangeFault(RangeFault {
+                    start: start * self.page_size,
+                    end: (start + npages) * self.page_size,
+                    dev_private_owner: self.devices[dev].owner,
+                    npages,
+                    retries,
+                    result: -14,
+                });
+                let entry = first_entry.unwrap_or(t0);
+                self.emit(entry, Some(self.clock.now() - entry), body);
+                return Ok(());
             }
             if during > 0 {
                 // Another thread's invalidation lands mid-walk.

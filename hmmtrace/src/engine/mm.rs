@@ -521,6 +521,12 @@ impl Engine {
         if !p.live || !p.maps.is_empty() || p.pins > 0 {
             return;
         }
+        // A leaking driver holds a reference: the last one never drops.
+        if let Frame::Device { dev, .. } = p.frame {
+            if self.devices[dev].bugs.leaks_pages {
+                return;
+            }
+        }
         let frame = p.frame;
         self.pages[page as usize].live = false;
         self.free_page_ids.push(page);

@@ -90,6 +90,24 @@ pub(crate) struct Device {
     /// The driver's file release evicts all of its memory with one `migrate_device_range`
     /// (test_hmm's `dmirror_fops_release` does, per chunk).
     pub evict_on_release: bool,
+    /// Injected driver bugs.
+    pub bugs: DriverBugs,
+}
+
+/// A driver that breaks HMM's contract, for the detectors to find (scenario files set these
+/// per `[[device]]`). All off by default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DriverBugs {
+    /// `migrate_to_ram` returns this `vm_fault_t` without migrating (0: it works). The engine
+    /// carries on as if the process survived the signal.
+    pub fault_result: u32,
+    /// The driver keeps a reference to every page it receives: `page_free` never runs.
+    pub leaks_pages: bool,
+    /// Extra time the driver's `invalidate` callback takes, ns.
+    pub invalidate_ns: u64,
+    /// Migrations to the device stop after `migrate_vma_setup` (the collected pages are put
+    /// back, which the kernel would not do: the engine keeps running).
+    pub abandons_migrations: bool,
 }
 
 /// An `mmu_interval_notifier` a device registered on a process (all of its address space, as
@@ -237,8 +255,14 @@ impl Engine {
             mirror: HashMap::default(),
             by_pfn: HashMap::default(),
             evict_on_release: false,
+            bugs: DriverBugs::default(),
         });
         id
+    }
+
+    /// See [`DriverBugs`].
+    pub fn set_bugs(&mut self, dev: DevId, bugs: DriverBugs) {
+        self.devices[dev].bugs = bugs;
     }
 
     /// See [`Device::evict_on_release`].

@@ -17,6 +17,8 @@
 //!   ones are counted under `"other"`. (Re-ranking a top-N would make counters go backwards,
 //!   which Prometheus reads as a reset.)
 //! - `hmmtrace_lost_events_total{probe}`: records the ring buffer had no room for.
+//! - `hmmtrace_findings_total{kind,severity}`: findings the detectors concluded (8 kinds, each
+//!   with its one severity).
 //! - `hmmtrace_probe_attached{probe,symbol,mechanism}`: 1 for each attach-plan row that
 //!   attached, 0 for the others.
 //! - `hmmtrace_bpf_program_runs_total{program}`, `hmmtrace_bpf_program_run_seconds_total{program}`:
@@ -93,6 +95,7 @@ pub struct Metrics {
     devices: IntCounterVec,
     processes: IntCounterVec,
     lost: IntCounterVec,
+    findings: IntCounterVec,
     attached: IntGaugeVec,
     runs: IntCounterVec,
     run_seconds: prometheus::CounterVec,
@@ -165,6 +168,15 @@ impl Metrics {
             "Records dropped because the ring buffer was full, by probe",
             &["probe"],
         );
+        let findings = counter(
+            &registry,
+            "findings_total",
+            "Findings the detectors concluded (thrashing, contract breaks, retry storms, ...), by kind and severity",
+            &["kind", "severity"],
+        );
+        for k in crate::findings::FindingKind::ALL {
+            findings.with_label_values(&[k.name(), k.severity().name()]);
+        }
         let attached = IntGaugeVec::new(
             Opts::new(
                 "probe_attached",
@@ -225,6 +237,7 @@ impl Metrics {
             devices,
             processes,
             lost,
+            findings,
             attached,
             runs,
             run_seconds,
@@ -282,6 +295,13 @@ impl Sink for Metrics {
         if let Status::ProgramCosts(costs) = status {
             self.set_costs(costs);
         }
+        Ok(())
+    }
+
+    fn finding(&mut self, f: &crate::findings::Finding) -> anyhow::Result<()> {
+        self.findings
+            .with_label_values(&[f.kind.name(), f.severity.name()])
+            .inc();
         Ok(())
     }
 
@@ -365,6 +385,33 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("hmmtrace_lost_events_total{probe=\"migration\"} 0"));
+    }
+
+    #[test]
+    fn findings_are_counted_by_kind_and_severity_from_zero() {
+        let mut m = Metrics::new("test");
+        let text = m.encode();
+        assert!(
+            text.contains("hmmtrace_findings_total{kind=\"thrashing\",severity=\"warn\"} 0"),
+            "{text}"
+        );
+        let (_, events) = crate::fixtures::scenario("driver_leak", 1);
+        let mut d = crate::findings::Detectors::new(crate::findings::Config::default());
+        let mut found = Vec::new();
+        for e in &events {
+            d.event(e, &mut found);
+        }
+        d.finish(&mut found);
+        for f in &found {
+            m.finding(f).unwrap();
+        }
+        let text = m.encode();
+        assert!(
+            text.contains(
+                "hmmtrace_findings_total{kind=\"leaked_device_pages\",severity=\"error\"} 1"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

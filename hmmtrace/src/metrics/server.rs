@@ -68,6 +68,10 @@ impl Sink for Publisher {
         self.metrics.status(status)
     }
 
+    fn finding(&mut self, finding: &crate::findings::Finding) -> anyhow::Result<()> {
+        self.metrics.finding(finding)
+    }
+
     fn tick(&mut self, _now_ns: u64) -> anyhow::Result<()> {
         if self.last.elapsed() >= self.refresh {
             self.publish();

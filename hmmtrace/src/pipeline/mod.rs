@@ -23,6 +23,7 @@
 //!
 //! [`Status`]: status::Status
 
+pub mod detect;
 pub mod reorder;
 pub mod sink;
 pub mod source;

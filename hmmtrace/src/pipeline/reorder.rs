@@ -159,6 +159,10 @@ impl<S: Sink> Sink for Reorder<S> {
         self.inner.tick(upto)
     }
 
+    fn finding(&mut self, finding: &crate::findings::Finding) -> anyhow::Result<()> {
+        self.inner.finding(finding)
+    }
+
     fn finish(&mut self) -> anyhow::Result<()> {
         self.drain()?;
         self.inner.finish()

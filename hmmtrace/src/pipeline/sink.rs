@@ -4,6 +4,7 @@
 
 use crate::capture::CaptureHeader;
 use crate::event::Event;
+use crate::findings::Finding;
 
 use super::status::Status;
 
@@ -36,6 +37,12 @@ pub trait Sink {
         Ok(())
     }
 
+    /// A finding the detectors made of the events so far (see [`super::detect`]): sinks
+    /// that show findings take them here, in the order they were concluded.
+    fn finding(&mut self, _finding: &Finding) -> anyhow::Result<()> {
+        Ok(())
+    }
+
     /// No more events will come.
     fn finish(&mut self) -> anyhow::Result<()> {
         Ok(())
@@ -55,6 +62,9 @@ impl<S: Sink + ?Sized> Sink for &mut S {
     fn tick(&mut self, now_ns: u64) -> anyhow::Result<()> {
         (**self).tick(now_ns)
     }
+    fn finding(&mut self, finding: &Finding) -> anyhow::Result<()> {
+        (**self).finding(finding)
+    }
     fn finish(&mut self) -> anyhow::Result<()> {
         (**self).finish()
     }
@@ -72,6 +82,9 @@ impl<S: Sink + ?Sized> Sink for Box<S> {
     }
     fn tick(&mut self, now_ns: u64) -> anyhow::Result<()> {
         (**self).tick(now_ns)
+    }
+    fn finding(&mut self, finding: &Finding) -> anyhow::Result<()> {
+        (**self).finding(finding)
     }
     fn finish(&mut self) -> anyhow::Result<()> {
         (**self).finish()
@@ -125,6 +138,9 @@ impl Sink for Tee<'_> {
     }
     fn tick(&mut self, now_ns: u64) -> anyhow::Result<()> {
         self.sinks.iter_mut().try_for_each(|s| s.tick(now_ns))
+    }
+    fn finding(&mut self, finding: &Finding) -> anyhow::Result<()> {
+        self.sinks.iter_mut().try_for_each(|s| s.finding(finding))
     }
     fn finish(&mut self) -> anyhow::Result<()> {
         let mut first = None;

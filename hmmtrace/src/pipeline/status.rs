@@ -1,5 +1,5 @@
 //! What a source says about itself besides events, as typed values that travel through the
-//! sinks in order with the events: [`Status`].
+//! sinks in order with the events: [`Status`] (and one the pipeline adds: `Detecting`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -88,4 +88,7 @@ pub enum Status {
     Restart,
     /// The source yields no more events, and why. `finish` follows.
     Finished(Finished),
+    /// Not the source's: the pipeline runs the detectors on this stream
+    /// ([`super::detect`]), so a sink that shows findings can say "none" when none come.
+    Detecting,
 }

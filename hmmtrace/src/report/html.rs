@@ -1,6 +1,7 @@
 //! `--format html`: one self-contained page (no scripts, no network) with the summary table
 //! (and the groups of `--by`), per kind the percentile spectrum and the rate over time, the
-//! probe plan and lost events. The plots are SVG drawn with plotters' SVG backend, inline.
+//! device pages, the findings, the address-space heat map, the probe plan and lost events. The
+//! plots are SVG drawn with plotters' SVG backend, inline.
 
 use std::fmt::Write as _;
 
@@ -162,6 +163,172 @@ fn chart_bins(series: &RateSeries) -> (u64, Vec<u64>) {
     (series.bin_ns * merge as u64, counts)
 }
 
+/// Device pages per device: in, back, evicted, freed, held, and how long pages lived there.
+fn devices_table(o: &mut String, s: &Summary) {
+    let devices = s.devices();
+    if devices.is_empty() {
+        return;
+    }
+    o.push_str(
+        r#"<h2 id="devices">Device pages</h2><table><tr><th class="l">device</th><th>in</th><th>back</th><th>evicted</th><th>freed</th><th>held</th><th>lived p50</th><th>p90</th><th>p99</th><th>max</th><th>unmeasured</th></tr>"#,
+    );
+    for (name, d) in devices {
+        let q = |q: f64| d.lifetime.quantile(q).map_or("-".to_string(), fmt_ns);
+        let _ = write!(
+            o,
+            r#"<tr><td class="l">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
+            esc(&name),
+            d.to_device,
+            d.back,
+            d.evicted,
+            d.freed,
+            d.held(),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(1.0),
+            d.unmeasured
+        );
+    }
+    o.push_str(
+        "</table><p>held: migrated in and not freed. lived: time on the device of the pages \
+         that left it by migration back or unmap; unmeasured: pages resident while the device \
+         evicted by pfn, which names no address.</p>",
+    );
+}
+
+/// The findings, worst first.
+fn findings_table(o: &mut String, s: &Summary) {
+    let f = &s.findings;
+    if !f.checked && f.is_empty() {
+        return;
+    }
+    let _ = write!(
+        o,
+        r#"<h2 id="findings">Findings</h2><p>{}</p>"#,
+        esc(&f.summary())
+    );
+    if f.kept.is_empty() {
+        return;
+    }
+    o.push_str(
+        r#"<table><tr><th class="l">severity</th><th class="l">kind</th><th class="l">process</th><th class="l">device</th><th class="l">where</th><th>from</th><th>to</th><th class="l">what</th><th class="l">evidence</th></tr>"#,
+    );
+    let mut kept: Vec<&crate::findings::Finding> = f.kept.iter().collect();
+    kept.sort_by_key(|x| (std::cmp::Reverse(x.severity), x.first_ns));
+    let t0 = if s.events > 0 { s.first_ts } else { 0 };
+    for x in kept {
+        let place = match (&x.symbol, x.range) {
+            (Some(sym), Some((a, b))) => format!("{sym} {a:#x}..{b:#x}"),
+            (Some(sym), None) => sym.clone(),
+            (None, Some((a, b))) => format!("{a:#x}..{b:#x}"),
+            (None, None) => "-".into(),
+        };
+        let evidence: Vec<String> = x.counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = write!(
+            o,
+            r#"<tr class="{sev}"><td class="l">{sev}</td><td class="l">{}</td><td class="l">{} [{}]</td><td class="l">{}</td><td class="l">{}</td><td>{}</td><td>{}</td><td class="l">{}</td><td class="l">{}</td></tr>"#,
+            x.kind.name(),
+            esc(&x.comm),
+            x.tgid,
+            esc(x.device.as_deref().unwrap_or("-")),
+            esc(&place),
+            fmt_ns(x.first_ns.saturating_sub(t0)),
+            fmt_ns(x.last_ns.saturating_sub(t0)),
+            esc(&x.message),
+            esc(&evidence.join(" ")),
+            sev = x.severity.name(),
+        );
+    }
+    o.push_str("</table>");
+}
+
+/// Colours of the heat map's moves: to the device, to RAM, a CPU fault on a device page.
+const TO_DEVICE: RGBColor = RGBColor(0x1f, 0x77, 0xb4);
+const TO_RAM: RGBColor = RGBColor(0xff, 0x7f, 0x0e);
+const FAULT: RGBColor = RGBColor(0xd6, 0x27, 0x28);
+
+/// For the processes with the most moves: address against time, each migration a bar over
+/// its range, each fault a dot, coloured by direction.
+fn heat_maps(o: &mut String, s: &Summary) {
+    let mut tracks: Vec<&super::heat::Track> = s
+        .heat
+        .tracks
+        .iter()
+        .filter(|t| !t.points.is_empty())
+        .collect();
+    if tracks.is_empty() {
+        return;
+    }
+    tracks.sort_by_key(|t| std::cmp::Reverse(t.events));
+    o.push_str(
+        r#"<h2 id="heat">Address space over time</h2><p>Where each process migrated and faulted pages, and when: <span style="color:#1f77b4">to the device</span>, <span style="color:#ff7f0e">to RAM</span>, <span style="color:#d62728">CPU faults on device pages</span>. The same addresses lit again and again in alternating colours is thrashing.</p>"#,
+    );
+    let t0 = s.first_ts.min(s.last_ts);
+    for t in tracks.into_iter().take(3) {
+        let lo = t.points.iter().map(|p| p.start).min().unwrap_or(0);
+        let hi = t
+            .points
+            .iter()
+            .map(|p| p.end)
+            .max()
+            .unwrap_or(1)
+            .max(lo + 1);
+        let last = t.points.iter().map(|p| p.ts_ns).max().unwrap_or(t0);
+        let span = last.saturating_sub(t0).max(1);
+        let (unit, div) = time_unit(span);
+        let x_max = span as f64 / div;
+        let label = format!("address space of {} [{}] over time", t.comm, t.tgid);
+        let figure = svg(&label, |root| {
+            let mut chart = ChartBuilder::on(root)
+                .margin(12)
+                .x_label_area_size(36)
+                .y_label_area_size(96)
+                .build_cartesian_2d(0f64..x_max * 1.02, lo as f64..hi as f64)?;
+            chart
+                .configure_mesh()
+                .x_labels(8)
+                .y_labels(6)
+                .x_label_formatter(&|x| format!("{}{unit}", trim(*x)))
+                .y_label_formatter(&|y| format!("{:#x}", *y as u64))
+                .x_desc("time from the first event")
+                .y_desc("address")
+                .draw()?;
+            let x = |ts: u64| ts.saturating_sub(t0) as f64 / div;
+            // Bars a pixel or so wide: about 1/600 of the axis.
+            let w = x_max / 600.0;
+            let bar = |what: super::heat::Move| {
+                t.points
+                    .iter()
+                    .filter(move |p| p.what == what)
+                    .map(move |p| {
+                        let c = match what {
+                            super::heat::Move::ToDevice => TO_DEVICE,
+                            super::heat::Move::ToRam => TO_RAM,
+                            super::heat::Move::Fault => FAULT,
+                        };
+                        Rectangle::new(
+                            [(x(p.ts_ns), p.start as f64), (x(p.ts_ns) + w, p.end as f64)],
+                            c.filled(),
+                        )
+                    })
+            };
+            chart.draw_series(bar(super::heat::Move::ToDevice))?;
+            chart.draw_series(bar(super::heat::Move::ToRam))?;
+            chart.draw_series(bar(super::heat::Move::Fault))?;
+            Ok(())
+        });
+        let _ = write!(
+            o,
+            "<figure>{figure}<figcaption>{} [{}]: {} of {} migrations and faults drawn</figcaption></figure>",
+            esc(&t.comm),
+            t.tgid,
+            t.points.len(),
+            t.events
+        );
+    }
+}
+
 /// The unit a time axis of `span_ns` reads best in, and ns per unit.
 fn time_unit(span_ns: u64) -> (&'static str, f64) {
     match span_ns {
@@ -240,7 +407,7 @@ pub fn render(s: &Summary, header: &CaptureHeader, title: &str) -> String {
         o,
         r#"<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>hmmtrace report: {t}</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse;margin:1em 0}}
-td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f3f3f3}}td.l,th.l{{text-align:left}}
+td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f3f3f3}}td.l,th.l{{text-align:left}}tr.error td{{background:#fdd}}tr.warn td{{background:#ffe9c6}}
 .lost{{background:#c00;color:#fff;padding:8px;font-weight:bold}}.ok{{color:#070}}section{{margin-top:2em}}figure{{display:inline-block;margin:0 1em 1em 0}}</style>
 </head><body><h1>hmmtrace report</h1><p>{t}: {} events over {} of {}.{}</p>"#,
         s.events,
@@ -306,6 +473,10 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
         }
         o.push_str("</table>");
     }
+    // What the run amounted to before the detail of each kind.
+    findings_table(&mut o, s);
+    devices_table(&mut o, s);
+    heat_maps(&mut o, s);
     for (class, k) in &s.kinds {
         let _ = write!(o, r#"<section id="{0}"><h2>{0}</h2>"#, class.name());
         if !k.latency.is_empty() {

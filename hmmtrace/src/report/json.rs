@@ -57,12 +57,36 @@ pub struct Report {
     pub groups: Vec<GroupReport>,
     pub lost: std::collections::BTreeMap<String, u64>,
     pub dropped_bytes: u64,
+    /// Device pages per device (when any event concerned a device).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<DeviceReport>,
+    /// The findings (absent when the detectors did not run), with totals by severity.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub findings: Option<FindingsReport>,
 }
 
-/// One class's row.
-pub fn kind_report(class: Class, k: &KindStats, rate_per_s: f64) -> KindReport {
-    let d = &k.latency;
-    let latency_ns = (!d.is_empty()).then(|| {
+#[derive(Serialize)]
+pub struct DeviceReport {
+    pub device: String,
+    #[serde(flatten)]
+    pub pages: crate::findings::pages::DevicePages,
+    pub held: u64,
+    /// Time on the device of the pages measured, ns.
+    pub lifetime_ns: Option<Latency>,
+}
+
+#[derive(Serialize)]
+pub struct FindingsReport {
+    pub total: u64,
+    pub info: u64,
+    pub warn: u64,
+    pub error: u64,
+    /// The first `findings::MAX_KEPT`, in the order they were concluded.
+    pub list: Vec<crate::findings::Finding>,
+}
+
+fn latency(d: &crate::stats::Durations) -> Option<Latency> {
+    (!d.is_empty()).then(|| {
         let q = |q: f64| d.quantile(q).unwrap_or(0);
         Latency {
             min: q(0.0),
@@ -75,7 +99,12 @@ pub fn kind_report(class: Class, k: &KindStats, rate_per_s: f64) -> KindReport {
             stddev: d.stddev().unwrap_or(0.0),
             samples: d.count(),
         }
-    });
+    })
+}
+
+/// One class's row.
+pub fn kind_report(class: Class, k: &KindStats, rate_per_s: f64) -> KindReport {
+    let latency_ns = latency(&k.latency);
     KindReport {
         kind: class.name(),
         count: k.count,
@@ -114,6 +143,26 @@ pub fn build(s: &Summary, source: &str) -> Report {
         groups,
         lost: s.lost.clone(),
         dropped_bytes: s.dropped_bytes,
+        devices: s
+            .devices()
+            .into_iter()
+            .map(|(device, d)| DeviceReport {
+                device,
+                held: d.held(),
+                lifetime_ns: latency(&d.lifetime),
+                pages: d.clone(),
+            })
+            .collect(),
+        findings: (s.findings.checked || !s.findings.is_empty()).then(|| {
+            use crate::findings::Severity;
+            FindingsReport {
+                total: s.findings.len(),
+                info: s.findings.of_severity(Severity::Info),
+                warn: s.findings.of_severity(Severity::Warn),
+                error: s.findings.of_severity(Severity::Error),
+                list: s.findings.kept.clone(),
+            }
+        }),
     }
 }
 

@@ -6,8 +6,10 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use super::{text, Summary};
+use crate::capture::CaptureHeader;
 use crate::event::Event;
-use crate::pipeline::Sink;
+use crate::findings::Finding;
+use crate::pipeline::{Sink, Status};
 
 /// How often the summary is redrawn.
 const REDRAW: Duration = Duration::from_millis(500);
@@ -45,9 +47,21 @@ impl Refreshing {
 }
 
 impl Sink for Refreshing {
+    fn begin(&mut self, header: &CaptureHeader) -> anyhow::Result<()> {
+        self.summary.begin(header)
+    }
+
     fn event(&mut self, event: &Event) -> anyhow::Result<()> {
         self.summary.add(event);
         Ok(())
+    }
+
+    fn status(&mut self, status: &Status) -> anyhow::Result<()> {
+        self.summary.status(status)
+    }
+
+    fn finding(&mut self, finding: &Finding) -> anyhow::Result<()> {
+        self.summary.finding(finding)
     }
 
     fn tick(&mut self, _now_ns: u64) -> anyhow::Result<()> {

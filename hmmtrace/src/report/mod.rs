@@ -13,6 +13,7 @@
 
 pub mod compare;
 pub mod hdrlog;
+pub mod heat;
 pub mod hgrm;
 pub mod html;
 pub mod json;
@@ -23,6 +24,8 @@ use std::collections::BTreeMap;
 
 use crate::capture::{CaptureHeader, ClockKind};
 use crate::event::{Body, Class, Event};
+use crate::findings::pages::Pages;
+use crate::findings::{Finding, FindingList};
 use crate::labels::{DeviceNames, Symbols};
 use crate::pipeline::{Sink, Status};
 pub use crate::stats::{Durations, MAX_TRACKABLE_NS, SIGNIFICANT_DIGITS};
@@ -144,6 +147,14 @@ pub struct Summary {
     pub clock: Option<ClockKind>,
     /// Bytes of incomplete last blocks the capture source left unread.
     pub dropped_bytes: u64,
+    /// What the detectors found (when the pipeline runs them: `pipeline::detect`).
+    pub findings: FindingList,
+    /// Device pages and their lifetimes, per device.
+    pub pages: Pages,
+    /// Device names for the device table (from the header at `begin`).
+    pub device_names: Option<DeviceNames>,
+    /// Where in their address spaces processes migrated and faulted, when (the HTML heat map).
+    pub heat: heat::Heat,
     origin: Option<u64>,
     namer: Option<Namer>,
 }
@@ -161,6 +172,10 @@ impl Default for Summary {
             series: BTreeMap::new(),
             clock: None,
             dropped_bytes: 0,
+            findings: FindingList::default(),
+            pages: Pages::new(4096),
+            device_names: None,
+            heat: heat::Heat::default(),
             origin: None,
             namer: None,
         }
@@ -187,6 +202,8 @@ impl Summary {
         self.last_ts = self.last_ts.max(end);
         let class = e.class();
         self.kinds.entry(class).or_default().add(e);
+        self.pages.event(e);
+        self.heat.add(e);
         let origin = *self.origin.get_or_insert(e.ts_ns);
         self.series
             .entry(class)
@@ -258,11 +275,31 @@ impl Summary {
     pub fn total_lost(&self) -> u64 {
         self.lost.values().sum()
     }
+
+    /// The devices' page accounting, each with its name, in order of first appearance.
+    pub fn devices(&self) -> Vec<(String, &crate::findings::pages::DevicePages)> {
+        let mut names = self
+            .device_names
+            .clone()
+            .unwrap_or_else(|| DeviceNames::empty(false));
+        self.pages
+            .devices
+            .iter()
+            .map(|(owner, d)| (names.name(*owner).unwrap_or("?").to_string(), d))
+            .collect()
+    }
 }
 
 impl Sink for Summary {
     fn begin(&mut self, header: &CaptureHeader) -> anyhow::Result<()> {
         self.clock = Some(header.clock);
+        self.pages = Pages::new(header.page_size);
+        self.device_names = Some(DeviceNames::new(header, false));
+        Ok(())
+    }
+
+    fn finding(&mut self, finding: &Finding) -> anyhow::Result<()> {
+        self.findings.add(finding);
         Ok(())
     }
 
@@ -272,8 +309,10 @@ impl Sink for Summary {
     }
 
     fn status(&mut self, status: &Status) -> anyhow::Result<()> {
-        if let Status::Truncated { dropped_bytes, .. } = status {
-            self.dropped_bytes += dropped_bytes;
+        match status {
+            Status::Truncated { dropped_bytes, .. } => self.dropped_bytes += dropped_bytes,
+            Status::Detecting => self.findings.checked = true,
+            _ => {}
         }
         Ok(())
     }

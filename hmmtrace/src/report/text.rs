@@ -139,7 +139,98 @@ pub fn render(s: &Summary, title: &str) -> String {
             100.0 / 10f64.powi(i32::from(SIGNIFICANT_DIGITS))
         );
     }
+    devices(&mut out, s);
+    findings(&mut out, s);
     out
+}
+
+/// Device pages: where they went, and how long they lived on the device.
+fn devices(out: &mut String, s: &Summary) {
+    let devices = s.devices();
+    if devices.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "\n{:<12} {:>9} {:>9} {:>9} {:>9} {:>9}   {:>9} {:>9} {:>9} {:>9} {:>10}",
+        "device pages",
+        "in",
+        "back",
+        "evicted",
+        "freed",
+        "held",
+        "lived p50",
+        "p90",
+        "p99",
+        "max",
+        "unmeasured"
+    );
+    for (name, d) in devices {
+        let l = &d.lifetime;
+        let q = |q: f64| l.quantile(q).map_or("-".to_string(), fmt_ns);
+        let _ = writeln!(
+            out,
+            "{name:<12} {:>9} {:>9} {:>9} {:>9} {:>9}   {:>9} {:>9} {:>9} {:>9} {:>10}",
+            d.to_device,
+            d.back,
+            d.evicted,
+            d.freed,
+            d.held(),
+            q(0.5),
+            q(0.9),
+            q(0.99),
+            q(1.0),
+            d.unmeasured
+        );
+    }
+    let _ = writeln!(
+        out,
+        "(held: migrated in and not freed; lived: time on the device of pages that left it \
+         by migration back or unmap; unmeasured: pages resident while the device evicted by pfn)"
+    );
+}
+
+/// The findings, worst first, each with its evidence.
+pub fn findings(out: &mut String, s: &Summary) {
+    let f = &s.findings;
+    if !f.checked && f.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nfindings: {}", f.summary());
+    let mut kept: Vec<&crate::findings::Finding> = f.kept.iter().collect();
+    kept.sort_by_key(|x| (std::cmp::Reverse(x.severity), x.first_ns));
+    let t0 = if s.events > 0 { s.first_ts } else { 0 };
+    for x in kept {
+        let mut what = format!("{} [{}]", x.comm, x.tgid);
+        if let Some(d) = &x.device {
+            what.push_str(&format!(" {d}"));
+        }
+        if let Some(sym) = &x.symbol {
+            what.push_str(&format!(" {sym}"));
+        }
+        if let Some((a, b)) = x.range {
+            what.push_str(&format!(" {a:#x}..{b:#x}"));
+        }
+        let _ = writeln!(
+            out,
+            "  {:<5} {:<20} {what} at {}..{}",
+            x.severity.name().to_uppercase(),
+            x.kind.name(),
+            fmt_ns(x.first_ns.saturating_sub(t0)),
+            fmt_ns(x.last_ns.saturating_sub(t0))
+        );
+        let _ = writeln!(out, "        {}", x.message);
+        let counts: Vec<String> = x.counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let _ = writeln!(out, "        {}", counts.join(" "));
+    }
+    if f.kept.len() as u64 > 0 && (f.kept.len() as u64) < f.len() {
+        let _ = writeln!(
+            out,
+            "  ({} more not listed: the first {} are kept)",
+            f.len() - f.kept.len() as u64,
+            f.kept.len()
+        );
+    }
 }
 
 #[cfg(test)]

@@ -318,6 +318,10 @@ pub struct App {
     pub diagnostics: VecDeque<Diagnostic>,
     /// Set when the source has no more events (a replay or a scenario ended, a command exited).
     pub finished: Option<String>,
+    /// What the detectors found (when the pipeline runs them).
+    pub findings: crate::findings::FindingList,
+    /// Device pages and their lifetimes.
+    pub device_pages: crate::findings::pages::Pages,
     pub replay: Option<ReplayPosition>,
     /// The newest bin on the source's clock (see [`App::advance`]).
     bin: Option<u64>,
@@ -357,6 +361,7 @@ impl App {
     pub fn begin(&mut self, header: &CaptureHeader) {
         self.devices = DeviceNames::new(header, self.devices.shows_pointers());
         self.symbols = Symbols::new(header);
+        self.device_pages = crate::findings::pages::Pages::new(header.page_size);
         self.source.probes = header.probe_plan.clone();
         self.source.clock = Some(header.clock);
         self.device_labels.clear();
@@ -382,7 +387,18 @@ impl App {
             Status::Replay(p) => self.replay = Some(*p),
             Status::Restart => self.clear(),
             Status::Finished(f) => self.finished = Some(f.to_string()),
+            Status::Detecting => self.findings.checked = true,
         }
+    }
+
+    /// Device names as every view shows them.
+    pub fn device_names(&self) -> DeviceNames {
+        self.devices.clone()
+    }
+
+    /// A finding the detectors concluded.
+    pub fn finding(&mut self, f: &crate::findings::Finding) {
+        self.findings.add(f);
     }
 
     fn fresh(source: SourceInfo, devices: DeviceNames, symbols: Symbols, bin_ns: u64) -> App {
@@ -405,6 +421,8 @@ impl App {
             malformed: 0,
             diagnostics: VecDeque::new(),
             finished: None,
+            findings: crate::findings::FindingList::default(),
+            device_pages: crate::findings::pages::Pages::new(4096),
             replay: None,
             bin: None,
             first_ts: None,
@@ -463,6 +481,7 @@ impl App {
         self.events += 1;
         self.totals[class.index()] += 1;
         self.pages[class.index()] += e.pages();
+        self.device_pages.event(e);
         self.first_ts = Some(self.first_ts.map_or(e.ts_ns, |t| t.min(e.ts_ns)));
         self.last_ts = self.last_ts.max(e.ts_ns);
         let mut count = |series: Series, n: u64| {
@@ -556,6 +575,7 @@ impl App {
         fresh.notice = self.notice.take();
         fresh.device_labels = std::mem::take(&mut self.device_labels);
         fresh.replay = self.replay;
+        fresh.device_pages = crate::findings::pages::Pages::new(self.device_pages.page_size());
         *self = fresh;
     }
 }

@@ -62,6 +62,8 @@ pub enum PanelKind {
     Log { filter: String },
     /// Probe states, lost events and each eBPF program's cost.
     Status,
+    /// What the detectors found, and the devices' pages.
+    Findings,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -137,7 +139,7 @@ const SERIES_NAMES: [(&str, Series); 10] = [
 ];
 
 /// Panel types, for messages.
-const TYPES: &str = "rates, latency, top, log, status";
+const TYPES: &str = "rates, latency, top, log, status, findings";
 
 impl Dashboard {
     /// A built-in dashboard by name, or a file by path.
@@ -253,6 +255,7 @@ fn panel(p: &RawPanel) -> Result<Panel, String> {
             PanelKind::Log { filter }
         }
         "status" => PanelKind::Status,
+        "findings" => PanelKind::Findings,
         other => return Err(format!("unknown panel type '{other}' (one of: {TYPES})")),
     };
     only("series", p.series.is_some(), &["rates"])?;
@@ -285,7 +288,7 @@ mod tests {
                 types.insert(std::mem::discriminant(&p.kind));
             }
         }
-        assert_eq!(types.len(), 5);
+        assert_eq!(types.len(), 6, "rates, latency, top, log, status, findings");
     }
 
     fn err(text: &str) -> String {

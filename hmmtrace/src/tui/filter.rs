@@ -1,7 +1,9 @@
 //! The event log's filter (`/`): space-separated terms, all of which must match. A term is
 //! `kind:NAME[,NAME]` (a class: `invalidation` is the range, `interval_invalidate` a driver's
-//! callback), `pid:N[,N]` (thread or process id), `comm:TEXT`, `dev:NAME`, or plain text found
-//! anywhere in the line as the log shows it (case-insensitive).
+//! callback), `pid:N[,N]` (thread or process id), `comm:TEXT`, `dev:NAME`, `t:FROM..TO`
+//! (seconds from the first event, as the log's time column), `addr:START..END` (events whose
+//! address range overlaps it), or plain text found anywhere in the line as the log shows it
+//! (case-insensitive). `f` sets a filter of `pid:`, `t:` and `addr:` to a finding's events.
 
 use crate::event::Class;
 
@@ -13,7 +15,47 @@ enum Term {
     Pid(Vec<u32>),
     Comm(String),
     Device(String),
+    /// ns from the first event, inclusive.
+    Time(u64, u64),
+    Addr(u64, u64),
     Text(String),
+}
+
+/// `A..B` of numbers parsed by `num`.
+fn span<T>(word: &str, v: &str, num: impl Fn(&str) -> Option<T>) -> Result<(T, T), String> {
+    let (a, b) = v
+        .split_once("..")
+        .ok_or_else(|| format!("{word}: give a range FROM..TO"))?;
+    match (num(a), num(b)) {
+        (Some(a), Some(b)) => Ok((a, b)),
+        _ => Err(format!("{word}: not a range of numbers")),
+    }
+}
+
+fn address(s: &str) -> Option<u64> {
+    match s.strip_prefix("0x") {
+        Some(hex) => u64::from_str_radix(hex, 16).ok(),
+        None => s.parse().ok(),
+    }
+}
+
+/// Seconds with up to 9 decimals, exactly, as ns.
+fn seconds(s: &str) -> Option<u64> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if frac.len() > 9 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let whole: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let frac: u64 = if frac.is_empty() {
+        0
+    } else {
+        format!("{frac:0<9}").parse().ok()?
+    };
+    whole.checked_mul(1_000_000_000)?.checked_add(frac)
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -46,9 +88,17 @@ impl Filter {
                 ),
                 Some(("comm", v)) => Term::Comm(v.to_string()),
                 Some(("dev" | "device", v)) => Term::Device(v.to_string()),
+                Some(("t", v)) => {
+                    let (a, b) = span(word, v, seconds)?;
+                    Term::Time(a, b)
+                }
+                Some(("addr", v)) => {
+                    let (a, b) = span(word, v, address)?;
+                    Term::Addr(a, b)
+                }
                 Some((key, _)) => {
                     return Err(format!(
-                        "{word}: unknown key '{key}' (use kind:, pid:, comm:, dev:)"
+                        "{word}: unknown key '{key}' (use kind:, pid:, comm:, dev:, t:, addr:)"
                     ))
                 }
                 None => Term::Text(word.to_lowercase()),
@@ -62,7 +112,28 @@ impl Filter {
         self.terms.is_empty()
     }
 
-    pub fn matches(&self, entry: &LogEntry) -> bool {
+    /// A filter of a finding's events: its process, its time span (ns from `t0`, the first
+    /// event) and its address range.
+    pub fn text_of(f: &crate::findings::Finding, t0: u64) -> String {
+        // To the nanosecond: the span is exact.
+        let from = f.first_ns.saturating_sub(t0);
+        let to = f.last_ns.saturating_sub(t0);
+        let mut s = format!(
+            "pid:{} t:{}.{:09}..{}.{:09}",
+            f.tgid,
+            from / 1_000_000_000,
+            from % 1_000_000_000,
+            to / 1_000_000_000,
+            to % 1_000_000_000
+        );
+        if let Some((a, b)) = f.range {
+            s.push_str(&format!(" addr:{a:#x}..{b:#x}"));
+        }
+        s
+    }
+
+    /// Whether the log entry passes; `t0` is the first event's time (for `t:`).
+    pub fn matches(&self, entry: &LogEntry, t0: u64) -> bool {
         let e = &entry.event;
         let comm = e.comm.to_string();
         let device = entry.device.as_deref().unwrap_or("");
@@ -73,6 +144,8 @@ impl Filter {
             Term::Pid(ps) => ps.contains(&e.tgid) || ps.contains(&e.pid),
             Term::Comm(c) => comm == *c,
             Term::Device(d) => device == d,
+            Term::Time(a, b) => (*a..=*b).contains(&e.ts_ns.saturating_sub(t0)),
+            Term::Addr(a, b) => e.body.range().is_some_and(|(s, end)| s < *b && *a < end),
             Term::Text(t) => shown
                 .get_or_insert_with(|| super::render::log::describe(entry).to_lowercase())
                 .contains(t.as_str()),
@@ -110,28 +183,28 @@ mod tests {
     #[test]
     fn terms_all_match_and_values_are_alternatives() {
         let f = Filter::parse("kind:device_fault,page_free pid:7 dev:gpu0").unwrap();
-        assert!(f.matches(&entry(true, 7, "a", Some("gpu0"))));
+        assert!(f.matches(&entry(true, 7, "a", Some("gpu0")), 0));
         assert!(
-            f.matches(&entry(false, 6, "a", Some("gpu0"))),
+            f.matches(&entry(false, 6, "a", Some("gpu0")), 0),
             "pid matches the thread id too"
         );
-        assert!(!f.matches(&entry(true, 9, "a", Some("gpu0"))));
-        assert!(!f.matches(&entry(true, 7, "a", Some("gpu1"))));
+        assert!(!f.matches(&entry(true, 9, "a", Some("gpu0")), 0));
+        assert!(!f.matches(&entry(true, 7, "a", Some("gpu1")), 0));
         let text = Filter::parse("TRAIN").unwrap();
-        assert!(text.matches(&entry(true, 1, "train", None)));
+        assert!(text.matches(&entry(true, 1, "train", None), 0));
         assert!(Filter::parse("fault")
             .unwrap()
-            .matches(&entry(true, 1, "x", None)));
+            .matches(&entry(true, 1, "x", None), 0));
         // Text on screen matches, whatever its case: the log shows `migrate_to_ram at 0x...`.
         assert!(Filter::parse("Migrate_To_Ram")
             .unwrap()
-            .matches(&entry(true, 1, "x", None)));
+            .matches(&entry(true, 1, "x", None), 0));
         assert!(!Filter::parse("RAM")
             .unwrap()
-            .matches(&entry(false, 1, "x", None)));
+            .matches(&entry(false, 1, "x", None), 0));
         assert!(!Filter::parse("comm:trai")
             .unwrap()
-            .matches(&entry(true, 1, "train", None)));
+            .matches(&entry(true, 1, "train", None), 0));
         assert!(Filter::parse("").unwrap().is_empty());
     }
 

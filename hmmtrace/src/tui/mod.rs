@@ -135,6 +135,13 @@ impl Sink for TuiSink {
         Ok(())
     }
 
+    fn finding(&mut self, finding: &crate::findings::Finding) -> anyhow::Result<()> {
+        // After the events it was made of.
+        self.flush(true);
+        lock(&self.app).finding(finding);
+        Ok(())
+    }
+
     fn finish(&mut self) -> anyhow::Result<()> {
         self.flush(true);
         Ok(())

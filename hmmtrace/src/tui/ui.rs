@@ -70,6 +70,8 @@ pub struct Ui {
     pub top_sort: TopSort,
     pub quit: bool,
     pub replay: Option<Arc<ReplayControl>>,
+    /// The finding whose events the log shows (`f`), by index into the app's kept findings.
+    pub finding: Option<usize>,
 }
 
 impl Ui {
@@ -88,6 +90,7 @@ impl Ui {
             top_sort: TopSort::Events,
             quit: false,
             replay,
+            finding: None,
         }
     }
 
@@ -172,6 +175,7 @@ impl Ui {
                 self.top_table = Some(current.next());
             }
             KeyCode::Char('s') => self.top_sort = self.top_sort.next(),
+            KeyCode::Char('f') => self.next_finding(app),
             KeyCode::Up => self.scroll_to(self.scroll.saturating_add(1)),
             KeyCode::Down => self.scroll_to(self.scroll.saturating_sub(1)),
             KeyCode::PageUp => self.scroll_to(self.scroll.saturating_add(10)),
@@ -184,6 +188,26 @@ impl Ui {
             KeyCode::Left => self.seek(-SEEK_STEP_NS),
             _ => {}
         }
+    }
+
+    /// Selects the next finding in the panel's order and filters the log to its events; after
+    /// the last, back to no selection and the log's own filter.
+    fn next_finding(&mut self, app: &App) {
+        let order = super::render::findings::order(app);
+        let next = match self
+            .finding
+            .and_then(|f| order.iter().position(|i| *i == f))
+        {
+            Some(pos) => order.get(pos + 1).copied(),
+            None => order.first().copied(),
+        };
+        self.finding = next;
+        self.scroll = 0;
+        self.filter = next.map(|i| {
+            let text = Filter::text_of(&app.findings.kept[i], app.first_ts.unwrap_or(0));
+            let f = Filter::parse(&text).expect("a finding's filter parses");
+            (text, f)
+        });
     }
 
     /// Scrolls to `lines` up from the newest, at most as far as the log goes.

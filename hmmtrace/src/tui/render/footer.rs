@@ -42,6 +42,7 @@ pub fn draw(f: &mut Frame, area: Rect, _app: &App, ui: &Ui) {
             ("?", "help"),
             ("/", "filter"),
             ("space", "pause"),
+            ("f", "finding"),
             ("w", "window"),
             ("t", "table"),
             ("s", "sort"),

@@ -9,7 +9,7 @@ use ratatui::Frame;
 use super::centered;
 use crate::tui::ui::Ui;
 
-pub const KEYS: [(&str, &str); 13] = [
+pub const KEYS: [(&str, &str); 14] = [
     ("q, Ctrl-C", "quit"),
     ("?", "this help (any key closes it)"),
     ("/", "filter the event log (Enter applies, Esc cancels)"),
@@ -19,12 +19,16 @@ pub const KEYS: [(&str, &str); 13] = [
     ("w", "latency: rolling window ↔ since start"),
     ("t", "top table: process → device → symbol"),
     ("s", "top table sort: events → pages → time → max"),
+    (
+        "f",
+        "next finding: the log shows its events (after the last: all)",
+    ),
     ("+ -", "replay speed ×2 / ÷2"),
     ("← →", "replay: seek 10 s back / forward"),
     ("Esc", "dismiss a filter error"),
     (
         "filter",
-        "kind:migration,page_free pid:42 comm:NAME dev:NAME text",
+        "kind:migration pid:42 comm:NAME dev:NAME t:0.5..1.5 addr:0x1000..0x2000 text",
     ),
 ];
 

@@ -111,12 +111,12 @@ pub fn draw<'a>(
     let height = inner.height as usize - 1;
     let log = ui.paused.as_ref().unwrap_or(&app.log);
     // Newest first while walking back.
-    let matching: Vec<&LogEntry> = log.iter().rev().filter(|e| filter.matches(e)).collect();
+    let t0 = app.first_ts.unwrap_or(0);
+    let matching: Vec<&LogEntry> = log.iter().rev().filter(|e| filter.matches(e, t0)).collect();
     ui.max_scroll.set(matching.len().saturating_sub(height));
     let skip = ui.scroll.min(matching.len().saturating_sub(height));
     let mut lines: Vec<&LogEntry> = matching.into_iter().skip(skip).take(height).collect();
     lines.reverse();
-    let t0 = app.first_ts.unwrap_or(0);
     let mut body: Vec<Line> = vec![Line::styled(
         format!(
             "{:>13} {:<19} {:>8} {}",

@@ -1,6 +1,7 @@
 //! Drawing: one module per widget. Every function here only reads [`App`] and [`Ui`]; the
 //! layout comes from the dashboard.
 
+pub(crate) mod findings;
 mod footer;
 mod help;
 mod latency;
@@ -52,6 +53,9 @@ pub fn draw(f: &mut Frame, app: &App, ui: &Ui) {
                 PanelKind::Top { table } => top::draw(f, *area, block, app, ui, *table),
                 PanelKind::Log { filter } => log::draw(f, *area, block, app, ui, filter),
                 PanelKind::Status => status::draw(f, *area, block("status"), app, ui),
+                PanelKind::Findings => {
+                    findings::draw(f, *area, block("findings and device pages"), app, ui)
+                }
             }
         }
     }

@@ -226,6 +226,7 @@ fn every_builtin_dashboard_draws_its_panels_at_80x24_and_larger() {
                     PanelKind::Top { .. } => "top",
                     PanelKind::Log { .. } => p.title.as_deref().unwrap_or("events"),
                     PanelKind::Status => "status",
+                    PanelKind::Findings => "findings",
                 };
                 assert!(s.contains(title), "{name} {w}x{h} lacks {title}:\n{s}");
             }
@@ -291,7 +292,7 @@ fn at_80x24_numbers_are_whole_or_left_out() {
         for (key, row) in app.by_process.rows.iter().chain(&app.by_device.rows) {
             if let Some(line) = cells
                 .iter()
-                .find(|c| c.trim_start().starts_with(key.as_str()))
+                .find(|c| c.trim_start().starts_with(&format!("{key} ")))
             {
                 let rest = line.trim_start()[key.len()..]
                     .split_whitespace()
@@ -339,4 +340,71 @@ fn every_dashboard_says_paused_and_ended_in_its_title() {
         title.contains("ended: no more events") && !title.contains("running"),
         "{title}"
     );
+}
+
+/// The state after `scenario` with the detectors' findings, as `Detect` hands them over.
+fn app_with_findings(scenario: &str) -> App {
+    let (header, evs) = events(scenario);
+    let mut app = App::new(format!("engine: {scenario}"), false);
+    app.begin(&header);
+    app.status(&crate::pipeline::Status::Detecting);
+    let mut d = crate::findings::Detectors::new(crate::findings::Config::default());
+    d.begin(&header);
+    let mut found = Vec::new();
+    for e in &evs {
+        app.ingest(std::slice::from_ref(e), e.ts_ns);
+        d.event(e, &mut found);
+    }
+    d.finish(&mut found);
+    for f in &found {
+        app.finding(f);
+    }
+    app
+}
+
+#[test]
+fn the_findings_panel_lists_findings_and_f_shows_one_findings_events_in_the_log() {
+    let app = app_with_findings("pingpong");
+    let mut u = ui("overview");
+    let s = screen(&app, &u, 160, 48);
+    assert!(
+        s.contains("WARN") && s.contains("thrashing") && s.contains("pingpong [1000]"),
+        "{s}"
+    );
+    assert!(
+        s.contains("dmirror0: held 0 in 128 lived p50"),
+        "device pages:\n{s}"
+    );
+    // f: the log shows the finding's events only.
+    u.key(
+        crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Char('f'),
+            crossterm::event::KeyModifiers::NONE,
+        ),
+        &app,
+    );
+    let (text, filter) = u.filter.clone().expect("a filter");
+    assert!(
+        text.starts_with("pid:1000 t:") && text.contains("addr:0x10000000..0x10010000"),
+        "{text}"
+    );
+    let finding = &app.findings.kept[u.finding.unwrap()];
+    let t0 = app.first_ts.unwrap();
+    let shown: Vec<_> = app.log.iter().filter(|e| filter.matches(e, t0)).collect();
+    assert!(!shown.is_empty());
+    assert!(shown.iter().all(|e| finding.covers(&e.event)));
+    let s = screen(&app, &u, 160, 48);
+    assert!(s.contains("matching 'pid:1000"), "{s}");
+    // After the last finding, the log shows everything again.
+    u.key(
+        crossterm::event::KeyEvent::new(
+            crossterm::event::KeyCode::Char('f'),
+            crossterm::event::KeyModifiers::NONE,
+        ),
+        &app,
+    );
+    assert!(u.filter.is_none() && u.finding.is_none());
+    // Without detectors, the panel says so rather than "no findings".
+    let plain = app_of("pingpong");
+    assert!(screen(&plain, &single("type = \"findings\""), 120, 10).contains("not running"));
 }

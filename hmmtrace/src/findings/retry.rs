@@ -1,0 +1,267 @@
+//! Retry storms: a range a driver mirrors with `hmm_range_fault` that keeps being retried,
+//! with the invalidations that caused it.
+//!
+//! Two retries are visible in events: `-EBUSY` returns (an invalidation landed during the walk;
+//! the probe folds them into the call's `retries`), and a driver calling `hmm_range_fault`
+//! again on the same range because `mmu_interval_read_retry` said it changed (an invalidation
+//! landed after the walk): seen as another call on the range with an invalidation of the same
+//! process overlapping it between the two calls. Calls of one range are *in a row* while each
+//! has a retry and begins within [`Config::retry_window_ns`] of the last one's end; a row of
+//! at least [`Config::retry_storm`] retries is a finding, with the invalidations that
+//! overlapped the range during it, by `MMU_NOTIFY_*` event.
+//!
+//! Bounds: [`MAX_RANGES`] ranges in a row at once (least recently called concluded first), and
+//! per process the last [`RECENT_INVALIDATIONS`] invalidations for at most [`MAX_PROCESSES`]
+//! processes; a call looks at those (a fixed number).
+//!
+//! [`Config::retry_window_ns`]: super::Config::retry_window_ns
+//! [`Config::retry_storm`]: super::Config::retry_storm
+
+use std::collections::VecDeque;
+
+use hashlink::LinkedHashMap;
+use rustc_hash::FxBuildHasher;
+
+use super::{Context, Draft, FindingKind, Severity, MAX_EVIDENCE_EVENTS};
+use crate::event::{Body, Comm, Event};
+use hmmtrace_common::{mmu_notify_name, INVALIDATE_CALLBACK};
+
+pub const MAX_RANGES: usize = 4096;
+pub const RECENT_INVALIDATIONS: usize = 64;
+pub const MAX_PROCESSES: usize = 1024;
+
+#[derive(Clone, Copy)]
+struct Inval {
+    ts: u64,
+    end_ns: u64,
+    start: u64,
+    end: u64,
+    event: u32,
+    /// Seen at a notifier's callback (no range start record for it yet).
+    callback: bool,
+}
+
+#[derive(Clone)]
+struct Row {
+    comm: Comm,
+    owner: u64,
+    first_ns: u64,
+    /// The last call's exit.
+    last_end_ns: u64,
+    calls: u64,
+    retries: u64,
+    busy: u64,
+    read_retry: u64,
+    /// Invalidations behind the retries, by `MMU_NOTIFY_*` event.
+    causes: [u64; 8],
+    events: Vec<u64>,
+}
+
+pub struct Retry {
+    rows: LinkedHashMap<(u32, u64, u64), Row, FxBuildHasher>,
+    recent: LinkedHashMap<u32, VecDeque<Inval>, FxBuildHasher>,
+}
+
+impl Default for Retry {
+    fn default() -> Retry {
+        Retry {
+            rows: LinkedHashMap::with_hasher(FxBuildHasher),
+            recent: LinkedHashMap::with_hasher(FxBuildHasher),
+        }
+    }
+}
+
+impl Retry {
+    pub(super) fn event(&mut self, cx: &Context, e: &Event, out: &mut Vec<Draft>) {
+        match &e.body {
+            // Each invalidation once: a range start's record comes after those of the
+            // callbacks it ran (records are written at exit), and repeats their range.
+            Body::Invalidation(i) => {
+                if self.recent.to_back(&e.tgid).is_none() {
+                    if self.recent.len() >= MAX_PROCESSES {
+                        self.recent.pop_front();
+                    }
+                    self.recent.insert(e.tgid, VecDeque::new());
+                }
+                let q = self.recent.get_mut(&e.tgid).expect("present");
+                let same = |x: &Inval| x.start == i.start && x.end == i.end && x.event == i.event;
+                if i.path == INVALIDATE_CALLBACK {
+                    // A callback of a range start already seen (its record came first).
+                    if q.back()
+                        .is_some_and(|x| same(x) && !x.callback && x.end_ns >= e.ts_ns)
+                    {
+                        return;
+                    }
+                } else {
+                    let end_ns = e.ts_ns + e.duration_ns.unwrap_or(0);
+                    while q
+                        .back()
+                        .is_some_and(|x| same(x) && x.callback && x.ts >= e.ts_ns && x.ts <= end_ns)
+                    {
+                        q.pop_back();
+                    }
+                }
+                if q.len() >= RECENT_INVALIDATIONS {
+                    q.pop_front();
+                }
+                q.push_back(Inval {
+                    ts: e.ts_ns,
+                    end_ns: e.ts_ns + e.duration_ns.unwrap_or(0),
+                    start: i.start,
+                    end: i.end,
+                    event: i.event,
+                    callback: i.path == INVALIDATE_CALLBACK,
+                });
+            }
+            Body::RangeFault(r) => {
+                let key = (e.tgid, r.start, r.end);
+                let window = cx.config.retry_window_ns;
+                let end_ns = e.ts_ns + e.duration_ns.unwrap_or(0);
+                let busy = u64::from(r.retries);
+                let mut read_retry = 0;
+                let mut causes = [0u64; 8];
+                let prev = self.rows.to_back(&key).map(|row| row.last_end_ns);
+                let in_row = prev.is_some_and(|p| e.ts_ns.saturating_sub(p) <= window);
+                // Invalidations of the range between the last call's exit and this one's
+                // exit: the cause of a read_retry (before the entry) or of -EBUSY (during).
+                if let Some(q) = self.recent.get(&e.tgid) {
+                    let from = prev.filter(|_| in_row).unwrap_or(e.ts_ns);
+                    for x in q.iter().rev() {
+                        if x.ts < from {
+                            break;
+                        }
+                        if x.ts <= end_ns && x.start < r.end && r.start < x.end {
+                            causes[(x.event as usize).min(7)] += 1;
+                            if x.ts < e.ts_ns {
+                                read_retry = 1;
+                            }
+                        }
+                    }
+                }
+                let retries = busy + read_retry;
+                if !in_row || retries == 0 {
+                    if let Some(row) = self.rows.remove(&key) {
+                        conclude(cx, key, &row, out);
+                    }
+                }
+                if self.rows.get(&key).is_none() {
+                    if self.rows.len() >= MAX_RANGES {
+                        if let Some((k, row)) = self.rows.pop_front() {
+                            conclude(cx, k, &row, out);
+                        }
+                    }
+                    self.rows.insert(
+                        key,
+                        Row {
+                            comm: e.comm,
+                            owner: r.dev_private_owner,
+                            first_ns: e.ts_ns,
+                            last_end_ns: end_ns,
+                            calls: 0,
+                            retries: 0,
+                            busy: 0,
+                            read_retry: 0,
+                            causes: [0; 8],
+                            events: Vec::new(),
+                        },
+                    );
+                }
+                let row = self.rows.get_mut(&key).expect("present");
+                row.calls += 1;
+                row.retries += retries;
+                row.busy += busy;
+                row.read_retry += read_retry;
+                if retries > 0 {
+                    for (c, n) in row.causes.iter_mut().zip(causes) {
+                        *c += n;
+                    }
+                }
+                row.last_end_ns = row.last_end_ns.max(end_ns);
+                if row.events.len() < MAX_EVIDENCE_EVENTS {
+                    row.events.push(e.ts_ns);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn expire(&mut self, cx: &Context, now: u64, out: &mut Vec<Draft>) {
+        let window = cx.config.retry_window_ns;
+        while let Some((_, row)) = self.rows.front() {
+            if now != u64::MAX && row.last_end_ns.saturating_add(window) >= now {
+                break;
+            }
+            let (k, row) = self.rows.pop_front().expect("just seen");
+            conclude(cx, k, &row, out);
+        }
+    }
+}
+
+fn conclude(cx: &Context, (tgid, start, end): (u32, u64, u64), row: &Row, out: &mut Vec<Draft>) {
+    if row.retries < cx.config.retry_storm {
+        return;
+    }
+    let caused: Vec<String> = row
+        .causes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(ev, n)| format!("{n} {}", mmu_notify_name(ev as u32)))
+        .collect();
+    let invalidations: u64 = row.causes.iter().sum();
+    let mut counts = vec![
+        ("retries", row.retries),
+        ("ebusy", row.busy),
+        ("read_retry", row.read_retry),
+        ("calls", row.calls),
+        ("invalidations", invalidations),
+    ];
+    for (ev, n) in row.causes.iter().enumerate() {
+        if *n > 0 {
+            counts.push((notify_count_name(ev as u32), *n));
+        }
+    }
+    out.push(Draft {
+        kind: FindingKind::RetryStorm,
+        severity: Severity::Warn,
+        tgid,
+        comm: row.comm,
+        owner: row.owner,
+        symbol: Some("hmm_range_fault".into()),
+        range: Some((start, end)),
+        first_ns: row.first_ns,
+        last_ns: row.last_end_ns,
+        counts,
+        events: row.events.clone(),
+        message: format!(
+            "hmm_range_fault on {start:#x}..{end:#x} was retried {} times in a row ({} -EBUSY, \
+             {} after mmu_interval_read_retry) over {} calls: the process kept invalidating \
+             the range while the device mirrored it ({})",
+            row.retries,
+            row.busy,
+            row.read_retry,
+            row.calls,
+            if caused.is_empty() {
+                "the invalidations were not seen: the invalidation probes are off, or they \
+                 were older than the last 64"
+                    .to_string()
+            } else {
+                format!("{invalidations} invalidations: {}", caused.join(", "))
+            }
+        ),
+    });
+}
+
+/// The evidence count's name for invalidations of one `MMU_NOTIFY_*` event.
+fn notify_count_name(event: u32) -> &'static str {
+    match event {
+        0 => "unmap",
+        1 => "clear",
+        2 => "protection_vma",
+        3 => "protection_page",
+        4 => "soft_dirty",
+        5 => "release",
+        6 => "migrate",
+        _ => "exclusive",
+    }
+}

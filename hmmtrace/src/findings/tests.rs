@@ -1,0 +1,191 @@
+//! The detectors on hand-made event sequences: each fires on what it is for, stays silent on
+//! what it is not, and keeps its state bounded.
+
+use super::*;
+use crate::event::{Body, Comm};
+use hmmtrace_common::{
+    DeviceFault, Migration, API_MIGRATE_VMA, DIRECTION_TO_DEVICE, DIRECTION_TO_RAM,
+};
+
+pub(crate) fn fault(ts: u64, result: u32, tgid: u32) -> Event {
+    Event {
+        ts_ns: ts,
+        duration_ns: Some(10_000),
+        cpu: 0,
+        tgid,
+        pid: tgid,
+        comm: Comm::new("w"),
+        unknown: 0,
+        body: Body::DeviceFault(DeviceFault {
+            address: 0x7000_0000,
+            pgmap_owner: 1,
+            pgmap_ops: 0,
+            result,
+            _pad: 0,
+        }),
+    }
+}
+
+fn migration(ts: u64, start: u64, pages: u64, to_device: bool) -> Event {
+    Event {
+        ts_ns: ts,
+        duration_ns: Some(5_000),
+        cpu: 0,
+        tgid: 1,
+        pid: 1,
+        comm: Comm::new("w"),
+        unknown: 0,
+        body: Body::Migration(Migration {
+            start,
+            end: start + pages * 4096,
+            pgmap_owner: 1,
+            npages: pages,
+            cpages: pages,
+            migrated: pages,
+            direction: if to_device {
+                DIRECTION_TO_DEVICE
+            } else {
+                DIRECTION_TO_RAM
+            },
+            api: API_MIGRATE_VMA,
+            ..Migration::default()
+        }),
+    }
+}
+
+fn run(events: &[Event]) -> Vec<Finding> {
+    let mut d = Detectors::new(Config::default());
+    let mut out = Vec::new();
+    for e in events {
+        d.event(e, &mut out);
+    }
+    d.finish(&mut out);
+    out
+}
+
+/// A loop that migrates `pages` pages to the device and faults each back, `k` times, a step
+/// of `step` ns apart.
+fn ping_pong(base: u64, pages: u64, k: u64, step: u64) -> Vec<Event> {
+    let mut v = Vec::new();
+    let mut t = 0;
+    for _ in 0..k {
+        v.push(migration(t, base, pages, true));
+        t += step;
+        for p in 0..pages {
+            v.push(migration(t, base + p * 4096, 1, false));
+            t += step;
+        }
+    }
+    v
+}
+
+#[test]
+fn ping_pong_is_thrashing_with_its_range_round_trips_and_bytes() {
+    let base = 0x4000_0000;
+    let f = run(&ping_pong(base, 16, 8, 10_000));
+    assert_eq!(f.len(), 1, "{f:#?}");
+    let t = &f[0];
+    assert_eq!(t.kind, FindingKind::Thrashing);
+    assert_eq!(t.range, Some((base, base + 16 * 4096)));
+    // 8 trips to the device, each followed by 16 faults back: 15 bounces, 7 round trips.
+    assert_eq!(t.count("round_trips"), 7);
+    assert_eq!(t.count("bytes"), 8 * 2 * 16 * 4096);
+    assert_eq!(t.count("pages"), 16);
+}
+
+#[test]
+fn the_same_loop_slower_than_the_lapse_is_not_thrashing() {
+    // 30 ms between moves: past the 20 ms lapse.
+    assert!(run(&ping_pong(0x4000_0000, 4, 8, 30_000_000)).is_empty());
+    // Different pages each way are no bounce either.
+    let mut v = Vec::new();
+    for i in 0..20 {
+        v.push(migration(i * 1000, 0x1000_0000, 1, true));
+        v.push(migration(i * 1000 + 500, 0x1000_0000 + 4096, 1, false));
+    }
+    assert!(
+        run(&v).is_empty(),
+        "page 0 goes to the device, page 1 back: no page bounced"
+    );
+}
+
+#[test]
+fn thrashing_state_is_bounded() {
+    let mut d = Detectors::new(Config::default());
+    let mut out = Vec::new();
+    for g in 0..(thrashing::MAX_GRANULES as u64 * 3) {
+        d.event(&migration(g, g * 2 * 1024 * 1024, 1, true), &mut out);
+    }
+    assert!(d.thrashing_granules() <= thrashing::MAX_GRANULES);
+}
+
+#[test]
+fn a_fault_that_returns_sigbus_is_a_contract_break() {
+    let f = run(&[
+        fault(0, 0, 1),
+        fault(10, hmmtrace_common::VM_FAULT_SIGBUS, 1),
+    ]);
+    assert_eq!(f.len(), 1);
+    assert_eq!(
+        (f[0].kind, f[0].severity),
+        (FindingKind::FaultError, Severity::Error)
+    );
+    assert!(f[0].message.contains("VM_FAULT_SIGBUS"), "{}", f[0].message);
+}
+
+/// What each built-in scenario must make the detectors say, and nothing else: each detector
+/// fires on the scenario made for it and stays silent on the others. (Partial migrations are
+/// information, and two hmm-tests scenarios really have them: pinned pages stay, and pages on
+/// another device are not collected by a migration to this one.)
+const EXPECTED: &[(&str, &[FindingKind])] = &[
+    ("migrate", &[]),
+    ("migrate_fault", &[]),
+    ("migrate_release", &[]),
+    ("migrate_pinned", &[FindingKind::PartialMigration]),
+    ("mirror_read", &[]),
+    ("mirror_write", &[]),
+    ("mirror_busy", &[]),
+    ("munmap_mirrored", &[]),
+    ("fork_cow", &[]),
+    ("exclusive", &[]),
+    ("multiple_devices", &[FindingKind::PartialMigration]),
+    ("gpu-stream", &[]),
+    ("pingpong", &[FindingKind::Thrashing]),
+    ("retry_storm", &[FindingKind::RetryStorm]),
+    ("mirror_fault_error", &[FindingKind::RangeFaultError]),
+    ("driver_sigbus", &[FindingKind::FaultError]),
+    ("driver_leak", &[FindingKind::LeakedDevicePages]),
+    ("slow_invalidate", &[FindingKind::SlowCallback]),
+    ("unfinished_migration", &[FindingKind::UnfinishedMigration]),
+];
+
+#[test]
+fn each_detector_fires_on_its_scenario_and_is_silent_on_every_other() {
+    let names: Vec<&str> = crate::scenario::BUILTIN.iter().map(|(n, _)| *n).collect();
+    let listed: Vec<&str> = EXPECTED.iter().map(|(n, _)| *n).collect();
+    assert_eq!(names, listed, "every built-in scenario is in the table");
+    let mut fired = std::collections::BTreeSet::new();
+    for (name, want) in EXPECTED {
+        let (header, events) = crate::fixtures::scenario(name, 1);
+        let mut d = Detectors::new(Config::default());
+        d.begin(&header);
+        let mut out = Vec::new();
+        for e in &events {
+            d.event(e, &mut out);
+        }
+        d.finish(&mut out);
+        let mut got: Vec<FindingKind> = out.iter().map(|f| f.kind).collect();
+        got.dedup();
+        assert_eq!(&got[..], *want, "{name}: {out:#?}");
+        for f in &out {
+            assert_eq!(f.severity, f.kind.severity(), "{f:?}");
+            assert!(!f.events.is_empty() && f.first_ns <= f.last_ns, "{f:?}");
+            fired.insert(f.kind);
+        }
+    }
+    assert_eq!(
+        fired.len(),
+        FindingKind::ALL.len(),
+        "every detector has a scenario it fires on"
+    );
+}
