@@ -45,9 +45,12 @@ struct InFlight {
     entry_ns: u64,
     /// `migrate_vma_*`: the `struct migrate_vma *`; `migrate_device_*`: the `src_pfns` array.
     arg: u64,
-    /// `migrate_device_*` only (its arguments); `migrate_vma_*` reads them from `arg`.
+    /// The range: `migrate_device_*`'s arguments, or `migrate_vma_*`'s `args` read at the
+    /// setup's exit (so a migration that never finishes can still be described).
     start: u64,
+    end: u64,
     npages: u64,
+    owner: u64,
     setup_ns: u64,
     cpages: u64,
     pages_entry_ns: u64,
@@ -55,7 +58,8 @@ struct InFlight {
     finalize_entry_ns: u64,
     migrated: u64,
     unknown: u32,
-    _pad: u32,
+    /// `migrate_vma.flags` (`MIGRATE_VMA_SELECT_*`).
+    select: u32,
 }
 
 type InFlightMap = HashMap<u32, InFlight>;
@@ -73,15 +77,33 @@ static SRC_SCRATCH: PerCpuArray<[u64; SRC_CHUNK]> = PerCpuArray::with_max_entrie
 // The state machine: the same steps for both families.
 
 #[inline(always)]
-fn begin<C: EbpfContext>(ctx: &C, map: &InFlightMap, arg: u64, start: u64, npages: u64) {
+fn begin<C: EbpfContext>(
+    ctx: &C,
+    map: &InFlightMap,
+    device_family: bool,
+    arg: u64,
+    start: u64,
+    npages: u64,
+) {
     if !emit::wanted() {
         return;
+    }
+    // The task's previous migration of this family set up and never finished: the driver
+    // broke the contract. Record it before this one takes its place.
+    if let Some(old) = map.get_ptr(tid()) {
+        // SAFETY: this task's entry (see `setup_done`), copied out before it is replaced.
+        let old = unsafe { *old };
+        if old.setup_ns != 0 {
+            abandoned(&old, device_family);
+        }
     }
     let s = InFlight {
         entry_ns: now(),
         arg,
         start,
+        end: start + npages,
         npages,
+        owner: 0,
         setup_ns: 0,
         cpages: 0,
         pages_entry_ns: 0,
@@ -89,7 +111,7 @@ fn begin<C: EbpfContext>(ctx: &C, map: &InFlightMap, arg: u64, start: u64, npage
         finalize_entry_ns: 0,
         migrated: 0,
         unknown: 0,
-        _pad: 0,
+        select: 0,
     };
     if map.insert(tid(), s, 0).is_err() {
         warn!(
@@ -117,6 +139,22 @@ fn setup_done<C: EbpfContext>(ctx: &C, map: &InFlightMap, ret: i64, collected: b
     // touch it, and they do not run concurrently with themselves on one task.
     let s = unsafe { &mut *s };
     s.setup_ns = now - s.entry_ns;
+    if !collected {
+        // migrate_vma: the arguments now, while `args` surely holds them.
+        let off = offsets();
+        s.start = field::<u64>(s.arg, off.start).unwrap_or(0);
+        s.end = field::<u64>(s.arg, off.end).unwrap_or(0);
+        s.npages = field::<u64>(s.arg, off.npages).unwrap_or(0);
+        s.select = field::<u64>(s.arg, off.flags).unwrap_or(0) as u32;
+        match field::<u64>(s.arg, off.pgmap_owner) {
+            Some(o) => s.owner = o,
+            None => s.unknown |= Migration::FIELD_PGMAP_OWNER,
+        }
+        match field::<u64>(s.arg, off.cpages) {
+            Some(c) => s.cpages = c,
+            None => s.unknown |= Migration::FIELD_CPAGES,
+        }
+    }
     if collected {
         match count_migrated(s.arg, s.npages) {
             Some(n) => s.cpages = n,
@@ -193,6 +231,41 @@ fn finish(map: &InFlightMap) -> Option<(InFlight, u64)> {
     let s = unsafe { *s };
     let _ = map.remove(key);
     Some((s, now()))
+}
+
+/// A migration that set up and never reached its pages and finalize steps: its record, with
+/// what never ran marked unknown (`Migration::FIELD_FINALIZE`) and no duration.
+#[inline(always)]
+fn abandoned(s: &InFlight, device_family: bool) {
+    let payload = Migration {
+        start: s.start,
+        end: s.end,
+        pgmap_owner: s.owner,
+        npages: s.npages,
+        cpages: s.cpages,
+        migrated: 0,
+        setup_ns: s.setup_ns,
+        pages_ns: 0,
+        finalize_ns: 0,
+        select: s.select,
+        direction: if !device_family && s.select & MIGRATE_VMA_SELECT_SYSTEM != 0 {
+            DIRECTION_TO_DEVICE
+        } else {
+            DIRECTION_TO_RAM
+        },
+        api: if device_family {
+            API_MIGRATE_DEVICE
+        } else {
+            API_MIGRATE_VMA
+        },
+        _pad: [0; 2],
+    };
+    let mut unknown = s.unknown | Migration::FIELD_MIGRATED | Migration::FIELD_FINALIZE;
+    if device_family {
+        unknown |= Migration::FIELD_PGMAP_OWNER;
+    }
+    let header = emit::header(EventKind::Migration, s.entry_ns, None, unknown);
+    emit::submit(ProbeId::Migration, Record { header, payload });
 }
 
 #[inline(always)]
@@ -354,7 +427,7 @@ fn device_finalize_exit<C: EbpfContext>(ctx: &C) {
 
 #[fentry(function = "migrate_vma_setup")]
 pub fn fentry_migrate_vma_setup(ctx: FEntryContext) -> u32 {
-    begin(&ctx, &MIGRATE_VMA_INFLIGHT, ctx.arg::<u64>(0), 0, 0);
+    begin(&ctx, &MIGRATE_VMA_INFLIGHT, false, ctx.arg::<u64>(0), 0, 0);
     0
 }
 
@@ -393,6 +466,7 @@ pub fn fentry_migrate_device_range(ctx: FEntryContext) -> u32 {
     begin(
         &ctx,
         &MIGRATE_DEVICE_INFLIGHT,
+        true,
         ctx.arg::<u64>(0),
         ctx.arg::<u64>(1),
         ctx.arg::<u64>(2),
@@ -442,6 +516,7 @@ pub fn kprobe_migrate_vma_setup(ctx: ProbeContext) -> u32 {
     begin(
         &ctx,
         &MIGRATE_VMA_INFLIGHT,
+        false,
         ctx.arg::<u64>(0).unwrap_or(0),
         0,
         0,
@@ -484,6 +559,7 @@ pub fn kprobe_migrate_device_range(ctx: ProbeContext) -> u32 {
     begin(
         &ctx,
         &MIGRATE_DEVICE_INFLIGHT,
+        true,
         ctx.arg::<u64>(0).unwrap_or(0),
         ctx.arg::<u64>(1).unwrap_or(0),
         ctx.arg::<u64>(2).unwrap_or(0),

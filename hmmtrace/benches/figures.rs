@@ -2,6 +2,7 @@
 //! each figure is one measured run, printed as a JSON line the xtask collects).
 //!
 //!   figures pipeline N          decode → aggregate → capture writer, N ring records, one core
+//!   figures detectors N         the same, without and with every detector, in one run
 //!   figures make-capture N OUT  a capture of N events (gpu-stream's, repeated, clock shifted)
 //!   figures ring RATE SECS [RING_BYTES]
 //!                               (root) the stress program on syscalls:sys_enter_getppid fired
@@ -74,6 +75,55 @@ fn pipeline(n: u64) {
     println!(
         "{{\"figure\":\"pipeline\",\"events\":{n},\"secs\":{secs},\"events_per_s\":{}}}",
         n as f64 / secs
+    );
+}
+
+/// The pipeline of [`pipeline`] without and then with the detectors (and a tick of the
+/// source's clock every 4096 events, as sources tick): events per second of each, one core.
+fn detectors(n: u64) {
+    let (header, sample) = sample();
+    let records: Vec<Vec<u8>> = sample.iter().map(Event::to_wire).collect();
+    let span = sample.last().map_or(1, |e| e.ts_ns + 1_000_000);
+    let run = |detect: bool| -> (f64, u64) {
+        let mut summary = Summary::default();
+        let mut writer = Writer::new(std::io::sink(), &header).expect("header");
+        let mut d = hmmtrace::findings::Detectors::new(hmmtrace::findings::Config::default());
+        d.begin(&header);
+        let mut found = Vec::new();
+        let mut findings = 0u64;
+        let start = Instant::now();
+        let mut done = 0u64;
+        'outer: for round in 0.. {
+            for r in &records {
+                if done == n {
+                    break 'outer;
+                }
+                let mut e = Event::from_wire(r).expect("valid record");
+                e.ts_ns += round * span;
+                summary.add(&e);
+                writer.write_event(&e).expect("sink");
+                if detect {
+                    d.event(&e, &mut found);
+                    if done.is_multiple_of(4096) {
+                        d.tick(e.ts_ns, &mut found);
+                    }
+                    findings += found.len() as u64;
+                    found.clear();
+                }
+                done += 1;
+            }
+        }
+        if detect {
+            d.finish(&mut found);
+            findings += found.len() as u64;
+        }
+        writer.close().expect("sink");
+        (n as f64 / start.elapsed().as_secs_f64(), findings)
+    };
+    let (without, _) = run(false);
+    let (with, findings) = run(true);
+    println!(
+        "{{\"figure\":\"detectors\",\"events\":{n},\"without_per_s\":{without},\"with_per_s\":{with},\"findings\":{findings}}}"
     );
 }
 
@@ -183,6 +233,7 @@ fn main() {
     };
     match args.first().map(String::as_str) {
         Some("pipeline") => pipeline(num(1)),
+        Some("detectors") => detectors(num(1)),
         Some("make-capture") => make_capture(num(1), &args[2]),
         Some("read") => read(&args[1]),
         Some("ring") => ring(
@@ -192,6 +243,6 @@ fn main() {
         ),
         // `cargo bench` with no arguments runs a short pipeline figure.
         None => pipeline(2_000_000),
-        Some(other) => panic!("unknown figure '{other}' (pipeline, make-capture, ring)"),
+        Some(other) => panic!("unknown figure '{other}' (pipeline, detectors, make-capture, ring)"),
     }
 }

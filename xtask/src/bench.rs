@@ -161,6 +161,30 @@ fn pipeline(quick: bool) -> anyhow::Result<Figure> {
     })
 }
 
+fn detectors(quick: bool) -> anyhow::Result<Figure> {
+    let n = if quick { 2_000_000 } else { 20_000_000 };
+    let v = figures(&["detectors", &n.to_string()])?;
+    let with = v["with_per_s"].as_f64().unwrap_or(0.0);
+    let without = v["without_per_s"].as_f64().unwrap_or(0.0);
+    Ok(Figure {
+        name: "detectors",
+        how: format!(
+            "`figures detectors {n}`: the userspace pipeline above without, then with every \
+             detector (and a tick per 4096 events), in one run, one thread"
+        ),
+        measured: format!(
+            "{:.1} M events/s with every detector, {:.1} M without ({:.0} % of it)",
+            with / 1e6,
+            without / 1e6,
+            100.0 * with / without.max(1.0)
+        ),
+        target: "≥ 10 M events/s with every detector on",
+        ratio: Some(10e6 / with.max(1.0)),
+        met: Some(with >= 10e6),
+        notes: String::new(),
+    })
+}
+
 fn report(bin: &Path, dir: &Path, quick: bool) -> anyhow::Result<Figure> {
     let sizes: [u64; 2] = if quick {
         [200_000, 2_000_000]
@@ -611,6 +635,7 @@ pub fn run(quick: bool) -> anyhow::Result<()> {
             Box::new(|| kernel_cost(&bin, &dir, quick)),
         ),
         ("userspace pipeline", Box::new(|| pipeline(quick))),
+        ("detectors", Box::new(|| detectors(quick))),
         ("ring buffer end to end", Box::new(|| ring(quick))),
         ("capture size", Box::new(|| capture_size(&bin, &dir))),
         ("report", Box::new(|| report(&bin, &dir, quick))),

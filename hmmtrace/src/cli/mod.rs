@@ -97,9 +97,11 @@ enum Command {
     /// Summarise capture files: per event kind (and --by process, comm, device, symbol,
     /// migration direction or API),
     /// count, rate, and latency percentiles from HdrHistogram (3 significant digits), as text,
-    /// JSON, HdrHistogram's hgrm or a self-contained HTML page; optionally against a baseline.
+    /// JSON, HdrHistogram's hgrm or a self-contained HTML page, with the device pages and the
+    /// findings (thrashing, contract breaks, retry storms, slow callbacks: docs/findings.md);
+    /// optionally against a baseline.
     #[command(
-        after_help = "Examples:\n  hmmtrace report stream.hmt\n  hmmtrace report stream.hmt --by pid --format json\n  hmmtrace report stream.hmt --format html -o stream.html\n  hmmtrace report stream.hmt --hdr-log stream.hlog --hdr-interval 1s\n  hmmtrace report new.hmt --compare old.hmt --fail-if 'p99>+10%' --fail-if 'count<-5%'\n\nExit codes: 0 ok, 2 bad input, 4 a --fail-if threshold was crossed."
+        after_help = "Examples:\n  hmmtrace report stream.hmt\n  hmmtrace report stream.hmt --by pid --format json\n  hmmtrace report stream.hmt --format html -o stream.html\n  hmmtrace report stream.hmt --hdr-log stream.hlog --hdr-interval 1s\n  hmmtrace report new.hmt --compare old.hmt --fail-if 'p99>+10%' --fail-if 'count<-5%'\n  hmmtrace report run.hmt --check --fail-on error\n\nExit codes: 0 ok, 2 bad input, 4 a --fail-if threshold was crossed, 5 --check found findings at --fail-on or above."
     )]
     Report(report::Args),
     /// Write every event of a capture as JSON Lines or CSV for tools of your own (schema:

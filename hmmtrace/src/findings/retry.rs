@@ -6,7 +6,8 @@
 //! again on the same range because `mmu_interval_read_retry` said it changed (an invalidation
 //! landed after the walk): seen as another call on the range with an invalidation of the same
 //! process overlapping it between the two calls. Calls of one range are *in a row* while each
-//! has a retry and begins within [`Config::retry_window_ns`] of the last one's end; a row of
+//! has a retry and begins within [`Config::retry_window_ns`] of the last one's end, with no
+//! unmap of the whole range in between (after which a call is a new request); a row of
 //! at least [`Config::retry_storm`] retries is a finding, with the invalidations that
 //! overlapped the range during it, by `MMU_NOTIFY_*` event.
 //!
@@ -24,7 +25,7 @@ use rustc_hash::FxBuildHasher;
 
 use super::{Context, Draft, FindingKind, Severity, MAX_EVIDENCE_EVENTS};
 use crate::event::{Body, Comm, Event};
-use hmmtrace_common::{mmu_notify_name, INVALIDATE_CALLBACK};
+use hmmtrace_common::{mmu_notify_name, INVALIDATE_CALLBACK, MMU_NOTIFY_RELEASE, MMU_NOTIFY_UNMAP};
 
 pub const MAX_RANGES: usize = 4096;
 pub const RECENT_INVALIDATIONS: usize = 64;
@@ -121,13 +122,25 @@ impl Retry {
                 let mut read_retry = 0;
                 let mut causes = [0u64; 8];
                 let prev = self.rows.to_back(&key).map(|row| row.last_end_ns);
-                let in_row = prev.is_some_and(|p| e.ts_ns.saturating_sub(p) <= window);
+                let mut in_row = prev.is_some_and(|p| e.ts_ns.saturating_sub(p) <= window);
                 // Invalidations of the range between the last call's exit and this one's
                 // exit: the cause of a read_retry (before the entry) or of -EBUSY (during).
+                // An unmap of the whole range before the entry means the range was mapped
+                // anew: this call is a new request, not a retry (hmm-tests' loops of mmap,
+                // mirror, munmap at the same address).
                 if let Some(q) = self.recent.get(&e.tgid) {
                     let from = prev.filter(|_| in_row).unwrap_or(e.ts_ns);
                     for x in q.iter().rev() {
                         if x.ts < from {
+                            break;
+                        }
+                        let unmapped = matches!(x.event, MMU_NOTIFY_UNMAP | MMU_NOTIFY_RELEASE)
+                            && x.start <= r.start
+                            && r.end <= x.end;
+                        if unmapped && x.ts < e.ts_ns {
+                            in_row = false;
+                            read_retry = 0;
+                            causes = [0; 8];
                             break;
                         }
                         if x.ts <= end_ns && x.start < r.end && r.start < x.end {

@@ -4,7 +4,8 @@
 use super::*;
 use crate::event::{Body, Comm};
 use hmmtrace_common::{
-    DeviceFault, Migration, API_MIGRATE_VMA, DIRECTION_TO_DEVICE, DIRECTION_TO_RAM,
+    DeviceFault, Invalidation, Migration, RangeFault, API_MIGRATE_VMA, DIRECTION_TO_DEVICE,
+    DIRECTION_TO_RAM, INVALIDATE_RANGE_START, MMU_NOTIFY_CLEAR, MMU_NOTIFY_UNMAP,
 };
 
 pub(crate) fn fault(ts: u64, result: u32, tgid: u32) -> Event {
@@ -188,4 +189,71 @@ fn each_detector_fires_on_its_scenario_and_is_silent_on_every_other() {
         FindingKind::ALL.len(),
         "every detector has a scenario it fires on"
     );
+}
+
+fn invalidation(ts: u64, start: u64, end: u64, event: u32) -> Event {
+    Event {
+        body: Body::Invalidation(Invalidation {
+            start,
+            end,
+            event,
+            path: INVALIDATE_RANGE_START,
+            ..Invalidation::default()
+        }),
+        ..migration(ts, start, 1, true)
+    }
+}
+
+fn range_fault(ts: u64, start: u64, pages: u64, retries: u32) -> Event {
+    Event {
+        body: Body::RangeFault(RangeFault {
+            start,
+            end: start + pages * 4096,
+            dev_private_owner: 1,
+            npages: pages,
+            retries,
+            result: 0,
+        }),
+        ..migration(ts, start, 1, true)
+    }
+}
+
+/// hmm-tests' loops (migrate_multiple, anon_read_multiple): map a buffer, migrate or mirror it,
+/// unmap it, and again, at the same address each time. Each buffer is new memory: no page
+/// bounced, no call was a retry.
+#[test]
+fn new_mappings_at_the_same_address_are_not_thrashing_or_retries() {
+    let base = 0x7000_0000_0000;
+    let mut v = Vec::new();
+    for c in 0..10u64 {
+        let t = c * 100_000;
+        v.push(migration(t, base, 64, true));
+        v.push(migration(t + 10_000, base, 64, false));
+        v.push(range_fault(t + 20_000, base, 64, 0));
+        v.push(invalidation(
+            t + 30_000,
+            base,
+            base + 64 * 4096,
+            MMU_NOTIFY_UNMAP,
+        ));
+    }
+    assert!(run(&v).is_empty(), "{:#?}", run(&v));
+}
+
+#[test]
+fn calls_on_a_range_kept_invalidated_are_a_retry_storm() {
+    let base = 0x7000_0000_0000;
+    let mut v = Vec::new();
+    for c in 0..10u64 {
+        let t = c * 10_000;
+        v.push(invalidation(t, base + 4096, base + 8192, MMU_NOTIFY_CLEAR));
+        v.push(range_fault(t + 1_000, base, 64, 1));
+    }
+    let f = run(&v);
+    assert_eq!(f.len(), 1, "{f:#?}");
+    assert_eq!(f[0].kind, FindingKind::RetryStorm);
+    // 10 -EBUSY, and 9 calls after an invalidation that followed the call before.
+    assert_eq!((f[0].count("ebusy"), f[0].count("read_retry")), (10, 9));
+    // The invalidations between calls; the first came before the row began.
+    assert_eq!(f[0].count("clear"), 9);
 }

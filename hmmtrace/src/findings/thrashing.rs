@@ -14,7 +14,9 @@
 //! and a page-exact answer. Bounds: [`MAX_GRANULES`] granules (about 200 bytes each, 0.8 MB),
 //! least recently migrated evicted first (its storm, if any, concluded); an event's range is
 //! followed over at most [`MAX_GRANULES_PER_EVENT`] granules (1 GiB). `migrate_device`
-//! evictions name device pfns, not addresses, so they are not followed here.
+//! evictions name device pfns, not addresses, so they are not followed here. An unmap
+//! (`MMU_NOTIFY_UNMAP`, or the exit's `MMU_NOTIFY_RELEASE`) ends the storms of the pages it
+//! touches (by 2 MiB): the same addresses mapped again are new pages.
 //!
 //! [`Config::thrash_lapse_ns`]: super::Config::thrash_lapse_ns
 //! [`Config::thrash_round_trips`]: super::Config::thrash_round_trips
@@ -24,7 +26,10 @@ use rustc_hash::FxBuildHasher;
 
 use super::{Context, Draft, FindingKind, Severity, MAX_EVIDENCE_EVENTS};
 use crate::event::{Body, Comm, Event};
-use hmmtrace_common::{API_MIGRATE_DEVICE, DIRECTION_TO_DEVICE};
+use hmmtrace_common::{
+    API_MIGRATE_DEVICE, DIRECTION_TO_DEVICE, INVALIDATE_RANGE_START, MMU_NOTIFY_RELEASE,
+    MMU_NOTIFY_UNMAP,
+};
 
 /// Pages per granule (2 MiB of 4 KiB pages; the bitmaps are per page of the capture's size).
 pub const GRANULE_PAGES: u64 = 512;
@@ -94,8 +99,18 @@ impl Thrashing {
     }
 
     pub(super) fn event(&mut self, cx: &Context, e: &Event, out: &mut Vec<Draft>) {
-        let Body::Migration(m) = &e.body else {
-            return;
+        let m = match &e.body {
+            Body::Migration(m) => m,
+            // Unmapped pages are gone: a storm on them ends, and the same addresses mapped
+            // again are new pages (hmm-tests' loops of mmap, migrate, munmap).
+            Body::Invalidation(i)
+                if (i.path == INVALIDATE_RANGE_START && i.event == MMU_NOTIFY_UNMAP)
+                    || i.event == MMU_NOTIFY_RELEASE =>
+            {
+                self.unmap(cx, e.tgid, i.start, i.end, out);
+                return;
+            }
+            _ => return,
         };
         if m.api == API_MIGRATE_DEVICE || m.end <= m.start {
             return;
@@ -180,6 +195,33 @@ impl Thrashing {
             st.bytes += moved_share(pages) * page;
             if st.events.len() < MAX_EVIDENCE_EVENTS {
                 st.events.push(e.ts_ns);
+            }
+        }
+    }
+
+    /// `tgid`'s pages in `[start, end)` were unmapped: their storms end.
+    fn unmap(&mut self, cx: &Context, tgid: u32, start: u64, end: u64, out: &mut Vec<Draft>) {
+        let Some(map) = self.granules.as_mut() else {
+            return;
+        };
+        let page = cx.page_size;
+        let span = GRANULE_PAGES * page;
+        let (g0, g1) = (start / span, end.saturating_sub(1) / span);
+        let hit: Vec<(u32, u64)> = if g1 - g0 < MAX_GRANULES_PER_EVENT {
+            (g0..=g1)
+                .map(|g| (tgid, g))
+                .filter(|k| map.contains_key(k))
+                .collect()
+        } else {
+            // A whole address space (exit): look at what is kept instead.
+            map.keys()
+                .filter(|(t, g)| *t == tgid && (g0..=g1).contains(g))
+                .copied()
+                .collect()
+        };
+        for key in hit {
+            if let Some(st) = map.remove(&key) {
+                conclude(cx, key.0, key.1, &st, out);
             }
         }
     }

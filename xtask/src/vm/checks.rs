@@ -15,6 +15,27 @@ struct Report {
     /// Dropped records by probe.
     #[serde(default)]
     lost: BTreeMap<String, u64>,
+    /// What the detectors found.
+    #[serde(default)]
+    findings: Option<Findings>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct Findings {
+    list: Vec<Finding>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Finding {
+    kind: String,
+    severity: String,
+    comm: String,
+    tgid: u32,
+    device: Option<String>,
+    symbol: Option<String>,
+    range: Option<(u64, u64)>,
+    counts: BTreeMap<String, u64>,
+    message: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -22,6 +43,8 @@ struct KindReport {
     kind: String,
     count: u64,
     pages: u64,
+    #[serde(default)]
+    retries: Option<u64>,
     latency_ns: Option<Latency>,
 }
 
@@ -46,6 +69,46 @@ impl Report {
     fn lost(&self) -> u64 {
         self.lost.values().sum()
     }
+
+    fn findings(&self, kind: &str) -> Vec<&Finding> {
+        self.findings
+            .iter()
+            .flat_map(|f| &f.list)
+            .filter(|f| f.kind == kind)
+            .collect()
+    }
+}
+
+/// `NAME: region 0x... pages N ...` as a workload printed it: the region's start and pages.
+fn region(out: &str, name: &str) -> Option<(u64, u64)> {
+    section(out, name).lines().find_map(|l| {
+        let rest = l.strip_prefix(&format!("{name}: region 0x"))?;
+        let (addr, rest) = rest.split_once(' ')?;
+        let pages = rest.strip_prefix("pages ")?.split(' ').next()?;
+        Some((u64::from_str_radix(addr, 16).ok()?, pages.parse().ok()?))
+    })
+}
+
+/// A finding in one line, as the note lists them.
+fn one_line(f: &Finding) -> String {
+    let counts: Vec<String> = f.counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    format!(
+        "{} {} {} [{}]{}{}{}: {} ({})",
+        f.severity,
+        f.kind,
+        f.comm,
+        f.tgid,
+        f.device
+            .as_deref()
+            .map_or(String::new(), |d| format!(" {d}")),
+        f.symbol
+            .as_deref()
+            .map_or(String::new(), |s| format!(" {s}")),
+        f.range
+            .map_or(String::new(), |(a, b)| format!(" {a:#x}..{b:#x}")),
+        f.message,
+        counts.join(" ")
+    )
 }
 
 /// One event of `hmmtrace export` (JSONL), the fields the checks read; fields that do not
@@ -327,15 +390,8 @@ pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
     );
     // Check 1, continued: the munmap's MMU_NOTIFY_UNMAP covers the workload's region.
     let kernel_rows = rows(section(out, "export-workload"))?;
-    let region = section(out, "workload").lines().find_map(|l| {
-        let rest = l.strip_prefix("workload: region 0x")?;
-        let (addr, pages) = rest.split_once(" pages ")?;
-        Some((
-            u64::from_str_radix(addr, 16).ok()?,
-            pages.trim().parse::<u64>().ok()?,
-        ))
-    });
-    let covering = region.map_or(0, |(addr, pages)| {
+    let workload = region(out, "workload");
+    let covering = workload.map_or(0, |(addr, pages)| {
         kernel_rows
             .iter()
             .filter(|r| {
@@ -349,8 +405,8 @@ pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
     // not be what passes this. Two records: the range start and test_hmm's callback.
     verdict(
         "the munmap's MMU_NOTIFY_UNMAP covers exactly the workload's region",
-        region.is_some() && covering == 2,
-        match region {
+        workload.is_some() && covering == 2,
+        match workload {
             Some((addr, pages)) => format!(
                 "{covering} UNMAP records (want 2: range start and callback) for {addr:#x} + {pages} pages"
             ),
@@ -387,6 +443,74 @@ pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
             differ.join("; ")
         },
     );
+    // Check 3: findings. The deterministic workload has none.
+    let rc = section(out, "check-workload").trim().to_string();
+    verdict(
+        "report --check passes on the deterministic workload (no findings)",
+        rc == "rc=0",
+        rc,
+    );
+    // pingpong: one thrashing finding, on its region, K - 1 round trips, 2 K N pages moved.
+    let pp = report(section(out, "report-pingpong"))?;
+    let (k, n) = (8u64, 16u64);
+    let thrash = pp.findings("thrashing");
+    let want = region(out, "pingpong").map(|(a, pages)| (a, a + pages * 4096));
+    let good = thrash.len() == 1
+        && want.is_some()
+        && thrash[0].range == want
+        && thrash[0].counts.get("round_trips") == Some(&(k - 1))
+        && thrash[0].counts.get("bytes") == Some(&(2 * k * n * 4096));
+    verdict(
+        "pingpong is one thrashing finding with its range, round trips and bytes",
+        good,
+        match (thrash.first(), want) {
+            (Some(f), Some((a, b))) => format!(
+                "{} (want {a:#x}..{b:#x}, round_trips={}, bytes={})",
+                one_line(f),
+                k - 1,
+                2 * k * n * 4096
+            ),
+            _ => format!(
+                "{} thrashing findings; region {:?}",
+                thrash.len(),
+                region(out, "pingpong")
+            ),
+        },
+    );
+    // retry: a retry storm on the mirrored range, with the invalidations behind it.
+    let rt = report(section(out, "report-retry"))?;
+    let storms = rt.findings("retry_storm");
+    let want = region(out, "retry").map(|(a, pages)| (a, a + pages * 4096));
+    let found = storms
+        .iter()
+        .find(|f| f.range == want && f.counts.get("invalidations").is_some_and(|n| *n > 0));
+    verdict(
+        "the two-thread mirror workload is a retry storm with its invalidations",
+        found.is_some(),
+        match found {
+            Some(f) => one_line(f),
+            None => format!(
+                "{} retry storms ({}); range faults {}, retries {:?}",
+                storms.len(),
+                storms
+                    .iter()
+                    .map(|f| one_line(f))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+                rt.count("range_fault"),
+                rt.kinds
+                    .iter()
+                    .find(|x| x.kind == "range_fault")
+                    .and_then(|x| x.retries)
+            ),
+        },
+    );
+    // The whole hmm-tests run's findings, listed for the reader to explain.
+    let listed = all.findings.as_ref().map_or(0, |f| f.list.len());
+    println!("findings of the traced hmm-tests run: {listed}");
+    for f in all.findings.iter().flat_map(|f| &f.list) {
+        println!("  {}", one_line(f));
+    }
     let problems: Vec<&str> = section(out, "dmesg")
         .lines()
         .filter(|l| !l.trim().is_empty())

@@ -65,17 +65,25 @@ pub fn build(k: &Kernel) -> anyhow::Result<Image> {
         );
     gcc.args(["-lrt", "-lpthread", "-lm"]);
     logged(gcc, &log, "gcc hmm-tests.c")?;
-    let workload_c = work.join("workload.c");
-    std::fs::write(&workload_c, include_str!("../../vm/workload.c"))?;
-    let mut gcc = Command::new("gcc");
-    gcc.args(["-static", "-O2", "-o"])
-        .arg(root.join("workload"));
-    gcc.arg("-I")
-        .arg(&k.source)
-        .arg("-isystem")
-        .arg(headers.join("include"))
-        .arg(&workload_c);
-    logged(gcc, &log, "gcc workload.c")?;
+    // The workloads the checks know the answers for: the deterministic one, and the two the
+    // findings must find (thrashing, a retry storm).
+    for (name, source) in [
+        ("workload", include_str!("../../vm/workload.c")),
+        ("pingpong", include_str!("../../vm/pingpong.c")),
+        ("retry", include_str!("../../vm/retry.c")),
+    ] {
+        let c = work.join(format!("{name}.c"));
+        std::fs::write(&c, source)?;
+        let mut gcc = Command::new("gcc");
+        gcc.args(["-static", "-O2", "-o"]).arg(root.join(name));
+        gcc.arg("-I")
+            .arg(&k.source)
+            .arg("-isystem")
+            .arg(headers.join("include"))
+            .arg(&c)
+            .arg("-lpthread");
+        logged(gcc, &log, &format!("gcc {name}.c"))?;
+    }
     say("building hmmtrace (release)");
     let bin = crate::build_release_hmmtrace()?;
     std::fs::copy(&bin, root.join("hmmtrace"))?;
