@@ -484,6 +484,10 @@ impl Detectors {
     fn thrashing_granules(&self) -> usize {
         self.thrashing.len()
     }
+
+    fn retry_rows(&self) -> usize {
+        self.retry.open_rows()
+    }
 }
 
 #[cfg(test)]

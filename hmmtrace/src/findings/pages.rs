@@ -284,6 +284,24 @@ mod tests {
     }
 
     #[test]
+    fn resident_ranges_are_bounded_and_the_dropped_ones_counted() {
+        let mut p = Pages::new(4096);
+        let n = MAX_RESIDENT as u64 + 100;
+        for i in 0..n {
+            p.event(&migrate(
+                i,
+                i * 0x10_0000,
+                1,
+                DIRECTION_TO_DEVICE,
+                API_MIGRATE_VMA,
+            ));
+        }
+        assert!(p.resident.len() <= MAX_RESIDENT);
+        assert!(p.order.len() <= 2 * MAX_RESIDENT + 1);
+        assert_eq!(p.device(1).unwrap().unmeasured, n - MAX_RESIDENT as u64);
+    }
+
+    #[test]
     fn lives_end_by_migration_back_or_unmap_and_evictions_make_them_unmeasured() {
         let mut p = Pages::new(4096);
         p.event(&migrate(

@@ -198,6 +198,11 @@ impl Retry {
         }
     }
 
+    #[cfg(test)]
+    pub(super) fn open_rows(&self) -> usize {
+        self.rows.len()
+    }
+
     pub(super) fn expire(&mut self, cx: &Context, now: u64, out: &mut Vec<Draft>) {
         let window = cx.config.retry_window_ns;
         while let Some((_, row)) = self.rows.front() {

@@ -257,3 +257,13 @@ fn calls_on_a_range_kept_invalidated_are_a_retry_storm() {
     // The invalidations between calls; the first came before the row began.
     assert_eq!(f[0].count("clear"), 9);
 }
+
+#[test]
+fn retry_state_is_bounded() {
+    let mut d = Detectors::new(Config::default());
+    let mut out = Vec::new();
+    for i in 0..(retry::MAX_RANGES as u64 * 2) {
+        d.event(&range_fault(i, 0x1000_0000 + i * 0x10_0000, 1, 1), &mut out);
+    }
+    assert!(d.retry_rows() <= retry::MAX_RANGES);
+}
