@@ -173,22 +173,11 @@ fn devices_table(o: &mut String, s: &Summary) {
         r#"<h2 id="devices">Device pages</h2><table><tr><th class="l">device</th><th>in</th><th>back</th><th>evicted</th><th>freed</th><th>held</th><th>lived p50</th><th>p90</th><th>p99</th><th>max</th><th>unmeasured</th></tr>"#,
     );
     for (name, d) in devices {
-        let q = |q: f64| d.lifetime.quantile(q).map_or("-".to_string(), fmt_ns);
-        let _ = write!(
-            o,
-            r#"<tr><td class="l">{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>"#,
-            esc(&name),
-            d.to_device,
-            d.back,
-            d.evicted,
-            d.freed,
-            d.held(),
-            q(0.5),
-            q(0.9),
-            q(0.99),
-            q(1.0),
-            d.unmeasured
-        );
+        let _ = write!(o, r#"<tr><td class="l">{}</td>"#, esc(&name));
+        for cell in super::device_cells(d) {
+            let _ = write!(o, "<td>{cell}</td>");
+        }
+        o.push_str("</tr>");
     }
     o.push_str(
         "</table><p>held: migrated in and not freed. lived: time on the device of the pages \

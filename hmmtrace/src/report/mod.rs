@@ -318,6 +318,24 @@ impl Sink for Summary {
     }
 }
 
+/// A device's row of the device-pages table, as every format prints it: pages in, back,
+/// evicted, freed, held, the lifetime's p50, p90, p99 and max, and the unmeasured pages.
+pub fn device_cells(d: &crate::findings::pages::DevicePages) -> [String; 10] {
+    let q = |q: f64| d.lifetime.quantile(q).map_or("-".to_string(), text::fmt_ns);
+    [
+        d.to_device.to_string(),
+        d.back.to_string(),
+        d.evicted.to_string(),
+        d.freed.to_string(),
+        d.held().to_string(),
+        q(0.5),
+        q(0.9),
+        q(0.99),
+        q(1.0),
+        d.unmeasured.to_string(),
+    ]
+}
+
 /// The percentiles every report shows, as (label, quantile); `max` is the exact maximum.
 pub const PERCENTILES: [(&str, f64); 5] = [
     ("p50", 0.50),

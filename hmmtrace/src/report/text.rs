@@ -166,21 +166,11 @@ fn devices(out: &mut String, s: &Summary) {
         "unmeasured"
     );
     for (name, d) in devices {
-        let l = &d.lifetime;
-        let q = |q: f64| l.quantile(q).map_or("-".to_string(), fmt_ns);
+        let c = super::device_cells(d);
         let _ = writeln!(
             out,
             "{name:<12} {:>9} {:>9} {:>9} {:>9} {:>9}   {:>9} {:>9} {:>9} {:>9} {:>10}",
-            d.to_device,
-            d.back,
-            d.evicted,
-            d.freed,
-            d.held(),
-            q(0.5),
-            q(0.9),
-            q(0.99),
-            q(1.0),
-            d.unmeasured
+            c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7], c[8], c[9]
         );
     }
     let _ = writeln!(
