@@ -21,9 +21,12 @@ pub struct Durations {
     sum: u128,
     min: u64,
     max: u64,
-    /// Welford's running mean and sum of squared differences, for the standard deviation.
-    mean: f64,
-    m2: f64,
+    /// For the standard deviation, exactly in integers: the sum and the sum of squares of
+    /// the values' differences from the first value (centred, so the final subtraction loses
+    /// nothing to cancellation; no division per value).
+    origin: u64,
+    dsum: i128,
+    dsq: i128,
 }
 
 impl Default for Durations {
@@ -56,8 +59,9 @@ impl Durations {
             sum: 0,
             min: u64::MAX,
             max: 0,
-            mean: 0.0,
-            m2: 0.0,
+            origin: 0,
+            dsum: 0,
+            dsq: 0,
         }
     }
 
@@ -66,9 +70,12 @@ impl Durations {
         self.sum += u128::from(ns);
         self.min = self.min.min(ns);
         self.max = self.max.max(ns);
-        let delta = ns as f64 - self.mean;
-        self.mean += delta / self.count as f64;
-        self.m2 += delta * (ns as f64 - self.mean);
+        if self.count == 1 {
+            self.origin = ns;
+        }
+        let d = i128::from(ns) - i128::from(self.origin);
+        self.dsum += d;
+        self.dsq += d * d;
         // The histogram's lowest bucket is 1 ns; beyond its top it saturates (a growing one
         // grows instead).
         let v = ns.clamp(1, MAX_TRACKABLE_NS);
@@ -84,11 +91,13 @@ impl Durations {
         if n == 0 {
             return;
         }
-        let total = self.count + n;
-        let delta = ns as f64 - self.mean;
-        self.mean += delta * n as f64 / total as f64;
-        self.m2 += delta * delta * self.count as f64 * n as f64 / total as f64;
-        self.count = total;
+        if self.count == 0 {
+            self.origin = ns;
+        }
+        let d = i128::from(ns) - i128::from(self.origin);
+        self.dsum += d * i128::from(n);
+        self.dsq += d * d * i128::from(n);
+        self.count += n;
         self.sum += u128::from(ns) * u128::from(n);
         self.min = self.min.min(ns);
         self.max = self.max.max(ns);
@@ -127,7 +136,12 @@ impl Durations {
 
     /// The population standard deviation.
     pub fn stddev(&self) -> Option<f64> {
-        (self.count > 0).then(|| (self.m2 / self.count as f64).sqrt())
+        (self.count > 0).then(|| {
+            // n·Σd² − (Σd)², over n²: the population variance of the values.
+            let n = self.count as f64;
+            let var = (self.dsq as f64 - (self.dsum as f64) * (self.dsum as f64) / n) / n;
+            var.max(0.0).sqrt()
+        })
     }
 
     /// The value at quantile `q`: the exact min and max at 0 and 1, the histogram's value in
@@ -156,11 +170,15 @@ impl Durations {
         if other.count == 0 {
             return;
         }
-        let n = self.count + other.count;
-        let delta = other.mean - self.mean;
-        self.mean += delta * other.count as f64 / n as f64;
-        self.m2 += other.m2 + delta * delta * (self.count as f64 * other.count as f64) / n as f64;
-        self.count = n;
+        if self.count == 0 {
+            self.origin = other.origin;
+        }
+        // Other's differences moved to this origin: d' = d + (o' − o).
+        let shift = i128::from(other.origin) - i128::from(self.origin);
+        let m = i128::from(other.count);
+        self.dsq += other.dsq + 2 * shift * other.dsum + shift * shift * m;
+        self.dsum += other.dsum + shift * m;
+        self.count += other.count;
         self.sum += other.sum;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
@@ -192,6 +210,57 @@ mod tests {
         assert_eq!(d.quantile(0.999), Some(109_038));
         assert_eq!(d.mean(), Some(109_038.0));
         assert_eq!(d.stddev(), Some(0.0));
+    }
+
+    #[test]
+    fn merged_and_repeated_records_give_the_figures_of_one_set() {
+        // Values far from 0 with a small spread: no cancellation in the standard deviation.
+        let values: Vec<u64> = (0..500).map(|i| 1_000_000_000_000 + (i % 7) * 3).collect();
+        let mut all = Durations::default();
+        let (mut a, mut b) = (Durations::default(), Durations::default());
+        for (i, v) in values.iter().enumerate() {
+            all.record(*v);
+            if i % 3 == 0 {
+                a.record(*v)
+            } else {
+                b.record(*v)
+            }
+        }
+        a.merge(&b);
+        let mean = values.iter().map(|v| *v as f64).sum::<f64>() / 500.0;
+        let exact = (values
+            .iter()
+            .map(|v| (*v as f64 - mean).powi(2))
+            .sum::<f64>()
+            / 500.0)
+            .sqrt();
+        for d in [&all, &a] {
+            assert_eq!(
+                (d.count(), d.sum(), d.min(), d.max()),
+                (
+                    500,
+                    values.iter().map(|v| u128::from(*v)).sum(),
+                    Some(1_000_000_000_000),
+                    Some(1_000_000_000_018)
+                )
+            );
+            assert!(
+                (d.stddev().unwrap() - exact).abs() < 1e-9 * exact.max(1.0),
+                "{:?} vs {exact}",
+                d.stddev()
+            );
+        }
+        let mut n = Durations::default();
+        n.record_n(700, 3);
+        n.record(100);
+        let mut one = Durations::default();
+        for v in [700, 700, 700, 100] {
+            one.record(v);
+        }
+        assert_eq!(
+            (n.count(), n.sum(), n.stddev()),
+            (one.count(), one.sum(), one.stddev())
+        );
     }
 
     #[test]

@@ -76,6 +76,8 @@ pub struct Contract {
     fault_errors: Episodes<(u32, u64, u32)>,
     range_errors: Episodes<(u32, i32)>,
     processes: LinkedHashMap<u32, Process, FxBuildHasher>,
+    /// The process of the last event that needed one (it is at the back of `processes`).
+    last: Option<u32>,
     closed_unfinished: Vec<((u32, u64), Episode)>,
     closed_faults: Vec<((u32, u64, u32), Episode)>,
     closed_ranges: Vec<((u32, i32), Episode)>,
@@ -88,6 +90,7 @@ impl Default for Contract {
             fault_errors: Episodes::new(EPISODE_KEYS),
             range_errors: Episodes::new(EPISODE_KEYS),
             processes: LinkedHashMap::with_hasher(FxBuildHasher),
+            last: None,
             closed_unfinished: Vec::new(),
             closed_faults: Vec::new(),
             closed_ranges: Vec::new(),
@@ -97,17 +100,21 @@ impl Default for Contract {
 
 impl Contract {
     fn process(&mut self, e: &Event) -> &mut Process {
-        if self.processes.to_back(&e.tgid).is_none() {
-            if self.processes.len() >= MAX_PROCESSES {
-                self.processes.pop_front();
+        // Events come in runs of one process: the last one is already at the back.
+        if self.last != Some(e.tgid) || !self.processes.contains_key(&e.tgid) {
+            self.last = Some(e.tgid);
+            if self.processes.to_back(&e.tgid).is_none() {
+                if self.processes.len() >= MAX_PROCESSES {
+                    self.processes.pop_front();
+                }
+                self.processes.insert(
+                    e.tgid,
+                    Process {
+                        comm: e.comm,
+                        ..Process::default()
+                    },
+                );
             }
-            self.processes.insert(
-                e.tgid,
-                Process {
-                    comm: e.comm,
-                    ..Process::default()
-                },
-            );
         }
         let p = self.processes.get_mut(&e.tgid).expect("present");
         p.last_ns = p.last_ns.max(e.ts_ns);
@@ -171,7 +178,12 @@ impl Contract {
             }
             _ => {}
         }
-        self.conclude(cx, out);
+        if !(self.closed_unfinished.is_empty()
+            && self.closed_faults.is_empty()
+            && self.closed_ranges.is_empty())
+        {
+            self.conclude(cx, out);
+        }
     }
 
     pub(super) fn expire(&mut self, cx: &Context, now: u64, out: &mut Vec<Draft>) {

@@ -61,6 +61,9 @@ struct Row {
 pub struct Retry {
     rows: LinkedHashMap<(u32, u64, u64), Row, FxBuildHasher>,
     recent: LinkedHashMap<u32, VecDeque<Inval>, FxBuildHasher>,
+    /// The last process's invalidations, out of `recent`: events come in runs of one process,
+    /// so most need no map operation at all.
+    current: Option<(u32, VecDeque<Inval>)>,
 }
 
 impl Default for Retry {
@@ -68,23 +71,38 @@ impl Default for Retry {
         Retry {
             rows: LinkedHashMap::with_hasher(FxBuildHasher),
             recent: LinkedHashMap::with_hasher(FxBuildHasher),
+            current: None,
         }
     }
 }
 
 impl Retry {
+    /// `tgid`'s recent invalidations, made the current ones (`create`: an empty list if none).
+    fn recent(&mut self, tgid: u32, create: bool) -> Option<&mut VecDeque<Inval>> {
+        if self.current.as_ref().is_some_and(|(t, _)| *t == tgid) {
+            return self.current.as_mut().map(|(_, q)| q);
+        }
+        let q = match self.recent.remove(&tgid) {
+            Some(q) => q,
+            None if create => VecDeque::new(),
+            None => return None,
+        };
+        if let Some((t, old)) = self.current.take() {
+            if self.recent.len() >= MAX_PROCESSES {
+                self.recent.pop_front();
+            }
+            self.recent.insert(t, old);
+        }
+        self.current = Some((tgid, q));
+        self.current.as_mut().map(|(_, q)| q)
+    }
+
     pub(super) fn event(&mut self, cx: &Context, e: &Event, out: &mut Vec<Draft>) {
         match &e.body {
             // Each invalidation once: a range start's record comes after those of the
             // callbacks it ran (records are written at exit), and repeats their range.
             Body::Invalidation(i) => {
-                if self.recent.to_back(&e.tgid).is_none() {
-                    if self.recent.len() >= MAX_PROCESSES {
-                        self.recent.pop_front();
-                    }
-                    self.recent.insert(e.tgid, VecDeque::new());
-                }
-                let q = self.recent.get_mut(&e.tgid).expect("present");
+                let q = self.recent(e.tgid, true).expect("created");
                 let same = |x: &Inval| x.start == i.start && x.end == i.end && x.event == i.event;
                 if i.path == INVALIDATE_CALLBACK {
                     // A callback of a range start already seen (its record came first).
@@ -128,7 +146,7 @@ impl Retry {
                 // An unmap of the whole range before the entry means the range was mapped
                 // anew: this call is a new request, not a retry (hmm-tests' loops of mmap,
                 // mirror, munmap at the same address).
-                if let Some(q) = self.recent.get(&e.tgid) {
+                if let Some(q) = self.recent(e.tgid, false) {
                     let from = prev.filter(|_| in_row).unwrap_or(e.ts_ns);
                     for x in q.iter().rev() {
                         if x.ts < from {

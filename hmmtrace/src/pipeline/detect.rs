@@ -31,6 +31,9 @@ impl<S: Sink> Detect<S> {
     }
 
     fn deliver(&mut self) -> anyhow::Result<()> {
+        if self.found.is_empty() {
+            return Ok(());
+        }
         for f in self.found.drain(..) {
             self.inner.finding(&f)?;
         }

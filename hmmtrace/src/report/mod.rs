@@ -213,6 +213,9 @@ impl Summary {
             let name = hmmtrace_common::ProbeId::from_u32(l.probe).map_or("unknown", |p| p.name());
             *self.lost.entry(name.to_string()).or_default() += l.count;
         }
+        if self.by == GroupBy::Kind {
+            return;
+        }
         if let Some(key) = self.group_of(e) {
             let key = if self.groups.contains_key(&key) || self.groups.len() < GROUP_CAPACITY {
                 key

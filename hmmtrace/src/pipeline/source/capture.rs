@@ -1,5 +1,5 @@
-//! The capture source: one or more capture files read as fast as they decode, one block in
-//! memory at a time, with a progress bar on a terminal for large files. Ticks at each block's
+//! The capture source: one or more capture files read as fast as they decode (on a thread of
+//! their own, a few blocks ahead of the sinks), with a progress bar on a terminal for large files. Ticks at each block's
 //! last event, on the capture's clock. Several files are read one after the other, as one
 //! stream, under the first file's header.
 //!
@@ -16,6 +16,9 @@ use crate::pipeline::{Control, Finished, Sink, Source, Status};
 
 /// Files at least this large get a progress bar (on a terminal).
 const PROGRESS_FROM_BYTES: u64 = 64 << 20;
+
+/// Decoded blocks waiting for the sinks at most (a block is at most 1 MiB of events).
+const READ_AHEAD: usize = 4;
 
 pub struct CaptureSource {
     files: Vec<PathBuf>,
@@ -81,24 +84,54 @@ impl CaptureSource {
         } else {
             indicatif::ProgressBar::hidden()
         };
-        let mut events: Vec<Event> = Vec::new();
-        let (mut blocks, mut dropped) = (0u64, 0u64);
-        while reader
-            .next_block(&mut events, &mut dropped)
-            .map_err(bad_input)?
-        {
-            blocks += 1;
-            for e in &events {
-                sink.event(e)?;
+        // Blocks are read and decoded on a second thread, a few ahead, while this one hands
+        // the events to the sinks: decoding is about a quarter of a report's time, so the two
+        // overlap on two cores. Event buffers go back to the reader to be reused.
+        let (tx, rx) =
+            std::sync::mpsc::sync_channel::<anyhow::Result<Option<(Vec<Event>, u64)>>>(READ_AHEAD);
+        let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<Event>>();
+        let (blocks, dropped, stopped) = std::thread::scope(|scope| -> anyhow::Result<_> {
+            let decoder = scope.spawn(move || -> (u64, u64) {
+                let mut dropped = 0u64;
+                loop {
+                    let mut events = back_rx.try_recv().unwrap_or_default();
+                    let msg = match reader.next_block(&mut events, &mut dropped) {
+                        Ok(true) => Ok(Some((events, reader.offset()))),
+                        Ok(false) => Ok(None),
+                        Err(e) => Err(e),
+                    };
+                    let last = !matches!(msg, Ok(Some(_)));
+                    // A closed channel: the sinks stopped reading.
+                    if tx.send(msg).is_err() || last {
+                        return (reader.blocks(), dropped);
+                    }
+                }
+            });
+            let mut stopped = false;
+            for msg in &rx {
+                let Some((events, offset)) = msg.map_err(bad_input)? else {
+                    break;
+                };
+                for e in &events {
+                    sink.event(e)?;
+                }
+                if let Some(last) = events.last() {
+                    sink.tick(last.ts_ns)?;
+                }
+                let _ = back_tx.send(events);
+                bar.set_position(offset);
+                if ctl.should_stop().is_some() {
+                    stopped = true;
+                    break;
+                }
             }
-            if let Some(last) = events.last() {
-                sink.tick(last.ts_ns)?;
-            }
-            bar.set_position(reader.offset());
-            if ctl.should_stop().is_some() {
-                bar.finish_and_clear();
-                return Ok(false);
-            }
+            drop(rx);
+            let (blocks, dropped) = decoder.join().expect("the decoder thread does not panic");
+            Ok((blocks, dropped, stopped))
+        })?;
+        if stopped {
+            bar.finish_and_clear();
+            return Ok(false);
         }
         bar.finish_and_clear();
         if dropped > 0 {
