@@ -333,6 +333,9 @@ pub struct App {
     device_labels: HashMap<u64, std::sync::Arc<str>>,
     /// Scratch for the process table's key.
     key: String,
+    /// Bumped by every change to what the panels show: the draw loop redraws only when it
+    /// moved (or the viewer pressed a key), so an idle TUI costs next to nothing.
+    pub generation: u64,
 }
 
 impl App {
@@ -359,6 +362,7 @@ impl App {
     /// The source's header: its device names, its plan, how its events are named by symbol,
     /// its clock.
     pub fn begin(&mut self, header: &CaptureHeader) {
+        self.generation += 1;
         self.devices = DeviceNames::new(header, self.devices.shows_pointers());
         self.symbols = Symbols::new(header);
         self.device_pages = crate::findings::pages::Pages::new(header.page_size);
@@ -369,6 +373,7 @@ impl App {
 
     /// A source's status message.
     pub fn status(&mut self, status: &Status) {
+        self.generation += 1;
         match status {
             Status::ProgramCosts(c) => self.costs = c.clone(),
             Status::NoProgramCosts(why) => self.notice = Some(format!("no program costs: {why}")),
@@ -398,6 +403,7 @@ impl App {
 
     /// A finding the detectors concluded.
     pub fn finding(&mut self, f: &crate::findings::Finding) {
+        self.generation += 1;
         self.findings.add(f);
     }
 
@@ -430,11 +436,15 @@ impl App {
             symbols,
             device_labels: HashMap::new(),
             key: String::new(),
+            generation: 0,
         }
     }
 
     /// Takes a batch of events; the source's clock has reached `now_ns`.
     pub fn ingest(&mut self, events: &[Event], now_ns: u64) {
+        if !events.is_empty() {
+            self.generation += 1;
+        }
         for e in events {
             self.add(e);
         }
@@ -453,6 +463,8 @@ impl App {
         if bin <= prev {
             return;
         }
+        // A bin closed: the rates and the window move.
+        self.generation += 1;
         let gap = (bin - prev).min(RATE_HISTORY as u64 + WINDOW_BINS as u64);
         for _ in 0..gap {
             for r in self.rates.values_mut() {
@@ -576,6 +588,7 @@ impl App {
         fresh.device_labels = std::mem::take(&mut self.device_labels);
         fresh.replay = self.replay;
         fresh.device_pages = crate::findings::pages::Pages::new(self.device_pages.page_size());
+        fresh.generation = self.generation + 1;
         *self = fresh;
     }
 }

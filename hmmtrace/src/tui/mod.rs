@@ -1,6 +1,7 @@
 //! The live terminal UI: one [`App`] state, fed through a [`TuiSink`] like any other sink,
 //! and a draw loop ([`TuiView`], the pipeline's view) that only reads it, at most [`MAX_FPS`]
-//! times a second.
+//! times a second, half that under load, and only when the state (its `generation`) or the
+//! viewer's choices changed.
 //!
 //! Ingestion never waits for drawing: the sink hands events over only when the state's lock is
 //! free (`try_lock`), keeping them in its own buffer while a frame is being drawn, so a source
@@ -204,20 +205,45 @@ fn run(app: Arc<Mutex<App>>, mut ui: Ui, ctl: &Control) -> anyhow::Result<()> {
     rt.block_on(async {
         let mut frame = tokio::time::interval(Duration::from_millis(1000 / MAX_FPS));
         frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        // What the last frame showed, and whether the viewer changed something since.
+        let mut drawn: Option<(u64, u64)> = None;
+        let mut dirty = true;
+        let mut skip = 0u32;
         loop {
             tokio::select! {
                 _ = frame.tick() => {
                     if ctl.interrupted().is_some() {
                         break;
                     }
-                    terminal.draw(|f| render::draw(f, &lock(&app), &ui))?;
+                    if skip > 0 {
+                        skip -= 1;
+                        continue;
+                    }
+                    let app = lock(&app);
+                    let now = (app.generation, app.events);
+                    // Draw only what changed: an idle TUI wakes at the frame rate but draws
+                    // about once a second (when a rate bin closes).
+                    if !dirty && drawn.map(|(g, _)| g) == Some(now.0) {
+                        continue;
+                    }
+                    terminal.draw(|f| render::draw(f, &app, &ui))?;
+                    // Under load (more than a thousand events since the last frame) draw at
+                    // half the rate: the numbers are no less current to the eye.
+                    if drawn.is_some_and(|(_, events)| now.1.saturating_sub(events) > 1000) {
+                        skip = 1;
+                    }
+                    drawn = Some(now);
+                    dirty = false;
                 }
                 Some(ev) = rx.recv() => {
-                    if let TermEvent::Key(k) = ev {
-                        if k.kind != KeyEventKind::Release {
+                    match ev {
+                        TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
                             ui.key(k, &lock(&app));
                         }
+                        _ => {}
                     }
+                    // A key, a resize, a paste: the next frame draws whatever the state.
+                    dirty = true;
                     if ui.quit {
                         ctl.quit();
                         break;

@@ -192,3 +192,22 @@ fn callbacks_count_apart_from_invalidations_and_retries_have_a_series() {
     assert_eq!(a.rates[&Series::Retries].total, 3);
     assert_eq!(a.rates[&Series::RangeFault].total, 1);
 }
+
+#[test]
+fn the_generation_moves_only_when_what_is_shown_changes() {
+    let mut a = app();
+    a.ingest(&[], 0);
+    let g = a.generation;
+    // Ticks within a bin, with nothing new: nothing to redraw (an idle TUI draws nothing).
+    a.ingest(&[], S / 4);
+    a.ingest(&[], S / 2);
+    assert_eq!(a.generation, g);
+    a.ingest(&[fault(S / 2, 10, 1)], S / 2);
+    assert!(a.generation > g, "events");
+    let g = a.generation;
+    a.ingest(&[], S + 1);
+    assert!(a.generation > g, "a rate bin closed");
+    let g = a.generation;
+    a.status(&Status::Malformed(1));
+    assert!(a.generation > g, "a status");
+}
