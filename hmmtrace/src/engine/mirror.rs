@@ -190,16 +190,13 @@ impl Engine {
             }
             if failed {
                 self.current = tgid;
-                let body = Body::RangeFault(RangeFault {
-                    start: start * self.page_size,
-                    end: (start + npages) * self.page_size,
-                    dev_private_owner: self.devices[dev].owner,
-                    npages,
+                self.emit_range_fault(
+                    dev,
+                    (start, npages),
                     retries,
-                    result: -14,
-                });
-                let entry = first_entry.unwrap_or(t0);
-                self.emit(entry, Some(self.clock.now() - entry), body);
+                    -14,
+                    first_entry.unwrap_or(t0),
+                );
                 return Ok(());
             }
             if during > 0 {
@@ -214,20 +211,8 @@ impl Engine {
                 retries += 1;
                 continue;
             }
-            let body = Body::RangeFault(RangeFault {
-                start: start * self.page_size,
-                end: (start + npages) * self.page_size,
-                dev_private_owner: self.devices[dev].owner,
-                npages,
-                retries,
-                result: 0,
-            });
-            let entry = if retries > 0 {
-                first_entry.unwrap()
-            } else {
-                t0
-            };
-            self.emit(entry, Some(self.clock.now() - entry), body);
+            // From the first attempt's entry (this one's, without retries).
+            self.emit_range_fault(dev, (start, npages), retries, 0, first_entry.unwrap_or(t0));
             retries = 0;
             first_entry = None;
             if after > 0 {
@@ -244,6 +229,27 @@ impl Engine {
         let set = self.devices[dev].mirror.entry(tgid).or_default();
         set.extend(start..start + npages);
         Ok(())
+    }
+
+    /// The record of one `hmm_range_fault` over vpns `[start, start + npages)` that returned
+    /// `result` after `retries` -EBUSY, timed from `entry` (its first attempt) to now.
+    fn emit_range_fault(
+        &mut self,
+        dev: DevId,
+        (start, npages): (u64, u64),
+        retries: u32,
+        result: i32,
+        entry: u64,
+    ) {
+        let body = Body::RangeFault(RangeFault {
+            start: start * self.page_size,
+            end: (start + npages) * self.page_size,
+            dev_private_owner: self.devices[dev].owner,
+            npages,
+            retries,
+            result,
+        });
+        self.emit(entry, Some(self.clock.now() - entry), body);
     }
 
     /// What `hmm_vma_walk` does with one page: nothing if the device can use it, else a fault
