@@ -2,9 +2,24 @@
 //! themselves know nothing of the engine.
 
 use crate::capture::CaptureHeader;
-use crate::event::Event;
+use crate::event::{Body, Comm, Event};
 use crate::pipeline::source::engine::{self, EngineSource, Pace};
 use crate::pipeline::{self, Control};
+
+/// One event of process and thread `tgid` (comm "t") at `ts_ns`, for sinks' and detectors'
+/// tests that build their own sequences.
+pub fn event(ts_ns: u64, duration_ns: Option<u64>, tgid: u32, body: Body) -> Event {
+    Event {
+        ts_ns,
+        duration_ns,
+        cpu: 0,
+        tgid,
+        pid: tgid,
+        comm: Comm::new("t"),
+        unknown: 0,
+        body,
+    }
+}
 
 /// The header and events of one run of built-in `scenario` with `seed`.
 pub fn scenario(name: &str, seed: u64) -> (CaptureHeader, Vec<Event>) {

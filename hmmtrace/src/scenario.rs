@@ -566,6 +566,9 @@ fn validate_step(node: &Spanned<Node>, devices: &[DeviceDef]) -> Result<Step, (u
         step.first = first.unwrap_or(0);
         step.count = count;
     };
+    // Reads and writes, by the CPU or mirrored, take the same fields.
+    let write = matches!(def, StepDef::Write { .. } | StepDef::MirrorWrite { .. });
+    let mirror = if write { "mirror_write" } else { "mirror_read" };
     step.op = match def {
         StepDef::Mmap {
             process,
@@ -612,18 +615,15 @@ fn validate_step(node: &Spanned<Node>, devices: &[DeviceDef]) -> Result<Step, (u
             region,
             first,
             count,
-        } => {
-            memory(&mut step, process, region, first, count);
-            Op::Access { write: false }
         }
-        StepDef::Write {
+        | StepDef::Write {
             process,
             region,
             first,
             count,
         } => {
             memory(&mut step, process, region, first, count);
-            Op::Access { write: true }
+            Op::Access { write }
         }
         StepDef::Open { process, device: d } => {
             step.process = process;
@@ -660,18 +660,8 @@ fn validate_step(node: &Spanned<Node>, devices: &[DeviceDef]) -> Result<Step, (u
             count,
             busy,
             retry,
-        } => {
-            memory(&mut step, process, region, first, count);
-            step.device = device(&d, "mirror_read")?;
-            Op::Mirror {
-                write: false,
-                race: Race {
-                    during: busy,
-                    after: retry,
-                },
-            }
         }
-        StepDef::MirrorWrite {
+        | StepDef::MirrorWrite {
             process,
             region,
             device: d,
@@ -681,9 +671,9 @@ fn validate_step(node: &Spanned<Node>, devices: &[DeviceDef]) -> Result<Step, (u
             retry,
         } => {
             memory(&mut step, process, region, first, count);
-            step.device = device(&d, "mirror_write")?;
+            step.device = device(&d, mirror)?;
             Op::Mirror {
-                write: true,
+                write,
                 race: Race {
                     during: busy,
                     after: retry,

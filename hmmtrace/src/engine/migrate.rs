@@ -206,6 +206,23 @@ impl Engine {
         self.clock.spend(setup_cost);
         let setup_ns = self.clock.now() - t_entry;
         let to_device = select & MIGRATE_VMA_SELECT_SYSTEM != 0;
+        // The record as far as setup tells; finalize adds what moved and the steps' times.
+        let record = Migration {
+            start: start * self.page_size,
+            end: (start + npages) * self.page_size,
+            pgmap_owner: owner,
+            npages,
+            cpages,
+            setup_ns,
+            select,
+            direction: if to_device {
+                DIRECTION_TO_DEVICE
+            } else {
+                DIRECTION_TO_RAM
+            },
+            api: API_MIGRATE_VMA,
+            ..Migration::default()
+        };
         if to_device && self.devices[dev].bugs.abandons_migrations {
             // The driver never calls migrate_vma_pages or _finalize. (The kernel would leave
             // the pages locked behind migration entries; the engine puts them back to run on.)
@@ -213,19 +230,7 @@ impl Engine {
                 self.restore(c);
             }
             self.current = tgid;
-            let body = Body::Migration(Migration {
-                start: start * self.page_size,
-                end: (start + npages) * self.page_size,
-                pgmap_owner: owner,
-                npages,
-                cpages,
-                setup_ns,
-                select,
-                direction: DIRECTION_TO_DEVICE,
-                api: API_MIGRATE_VMA,
-                ..Migration::default()
-            });
-            self.emit(t_entry, None, body);
+            self.emit(t_entry, None, Body::Migration(record));
             if let Some(e) = self.events.last_mut() {
                 e.unknown = Migration::FIELD_MIGRATED | Migration::FIELD_FINALIZE;
             }
@@ -307,23 +312,10 @@ impl Engine {
 
         self.current = tgid;
         let body = Body::Migration(Migration {
-            start: start * self.page_size,
-            end: (start + npages) * self.page_size,
-            pgmap_owner: owner,
-            npages,
-            cpages,
             migrated,
-            setup_ns,
             pages_ns,
             finalize_ns,
-            select,
-            direction: if to_device {
-                DIRECTION_TO_DEVICE
-            } else {
-                DIRECTION_TO_RAM
-            },
-            api: API_MIGRATE_VMA,
-            _pad: [0; 2],
+            ..record
         });
         self.emit(t_entry, Some(self.clock.now() - t_entry), body);
         MigrateOutcome { cpages, migrated }

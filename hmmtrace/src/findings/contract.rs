@@ -26,7 +26,7 @@ use hashlink::LinkedHashMap;
 use rustc_hash::FxBuildHasher;
 
 use super::episodes::{Episode, Episodes};
-use super::{Context, Draft, FindingKind, Severity};
+use super::{Context, Draft, FindingKind};
 use crate::event::{Body, Comm, Event};
 use hmmtrace_common::{
     Migration, API_MIGRATE_DEVICE, DIRECTION_TO_DEVICE, MMU_NOTIFY_RELEASE, VM_FAULT_SIGNALS,
@@ -217,7 +217,6 @@ impl Contract {
         for ((tgid, owner), ep) in self.closed_unfinished.drain(..) {
             out.push(Draft {
                 kind: FindingKind::UnfinishedMigration,
-                severity: Severity::Error,
                 tgid,
                 comm: ep.comm,
                 owner,
@@ -241,7 +240,6 @@ impl Contract {
             let symbol = cx.symbols.of_ops(ep.sums[0]).to_string();
             out.push(Draft {
                 kind: FindingKind::FaultError,
-                severity: Severity::Error,
                 tgid,
                 comm: ep.comm,
                 owner,
@@ -268,7 +266,6 @@ impl Contract {
             let errno = errno_name(result);
             out.push(Draft {
                 kind: FindingKind::RangeFaultError,
-                severity: Severity::Warn,
                 tgid,
                 comm: ep.comm,
                 owner: ep.sums[1],
@@ -309,7 +306,6 @@ fn judge(cx: &Context, tgid: u32, p: &Process, out: &mut Vec<Draft>) {
         let exited = p.exited_ns.unwrap_or(p.last_ns);
         out.push(Draft {
             kind: FindingKind::LeakedDevicePages,
-            severity: Severity::Error,
             tgid,
             comm: p.comm,
             owner: h.owner,

@@ -106,10 +106,6 @@ impl FindingKind {
         }
     }
 
-    pub fn from_name(name: &str) -> Option<FindingKind> {
-        FindingKind::ALL.into_iter().find(|k| k.name() == name)
-    }
-
     /// Each kind's severity (a kind always has the same).
     pub const fn severity(self) -> Severity {
         match self {
@@ -196,8 +192,9 @@ impl Finding {
     }
 
     /// Whether `e` is one of the events behind this finding as far as its evidence tells:
-    /// same process, within its span and, where it has one, overlapping its range. The TUI's
-    /// log filter to a finding uses this.
+    /// same process, within its span and, where it has one, overlapping its range: what the
+    /// TUI's log filter of a finding (`tui::filter::Filter::text_of`) selects, which a test
+    /// holds to this.
     pub fn covers(&self, e: &Event) -> bool {
         if e.tgid != self.tgid || e.ts_ns < self.first_ns || e.ts_ns > self.last_ns {
             return false;
@@ -354,8 +351,8 @@ impl Context {
 
 /// What a finding is made from, before the context names its device.
 pub(crate) struct Draft {
+    /// Its severity is the kind's ([`FindingKind::severity`]).
     pub kind: FindingKind,
-    pub severity: Severity,
     pub tgid: u32,
     pub comm: Comm,
     pub owner: u64,
@@ -372,7 +369,7 @@ impl Draft {
     fn finish(self, cx: &mut Context) -> Finding {
         Finding {
             kind: self.kind,
-            severity: self.severity,
+            severity: self.kind.severity(),
             tgid: self.tgid,
             comm: self.comm.to_string(),
             device: cx.device(self.owner),

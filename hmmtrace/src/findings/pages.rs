@@ -250,20 +250,10 @@ impl Pages {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Comm;
     use hmmtrace_common::{Invalidation, Migration, PageFree, API_MIGRATE_VMA, DIRECTION_TO_RAM};
 
     fn ev(ts: u64, body: Body) -> Event {
-        Event {
-            ts_ns: ts,
-            duration_ns: Some(1),
-            cpu: 0,
-            tgid: 7,
-            pid: 7,
-            comm: Comm::new("t"),
-            unknown: 0,
-            body,
-        }
+        crate::fixtures::event(ts, Some(1), 7, body)
     }
 
     fn migrate(ts: u64, start: u64, pages: u64, dir: u8, api: u8) -> Event {

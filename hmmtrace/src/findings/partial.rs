@@ -13,7 +13,7 @@
 
 use super::episodes::{Episode, Episodes};
 use super::pages::Pages;
-use super::{Context, Draft, FindingKind, Severity};
+use super::{Context, Draft, FindingKind};
 use crate::event::{Body, Event};
 use hmmtrace_common::{Migration, DIRECTION_TO_DEVICE};
 
@@ -96,7 +96,6 @@ impl Partial {
             };
             out.push(Draft {
                 kind: FindingKind::PartialMigration,
-                severity: Severity::Info,
                 tgid,
                 comm: ep.comm,
                 owner,

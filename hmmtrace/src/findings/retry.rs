@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use hashlink::LinkedHashMap;
 use rustc_hash::FxBuildHasher;
 
-use super::{Context, Draft, FindingKind, Severity, MAX_EVIDENCE_EVENTS};
+use super::{Context, Draft, FindingKind, MAX_EVIDENCE_EVENTS};
 use crate::event::{Body, Comm, Event};
 use hmmtrace_common::{mmu_notify_name, INVALIDATE_CALLBACK, MMU_NOTIFY_RELEASE, MMU_NOTIFY_UNMAP};
 
@@ -259,7 +259,6 @@ fn conclude(cx: &Context, (tgid, start, end): (u32, u64, u64), row: &Row, out: &
     }
     out.push(Draft {
         kind: FindingKind::RetryStorm,
-        severity: Severity::Warn,
         tgid,
         comm: row.comm,
         owner: row.owner,

@@ -12,7 +12,7 @@
 //! [`Config::episode_gap_ns`]: super::Config::episode_gap_ns
 
 use super::episodes::{Episode, Episodes};
-use super::{Context, Draft, FindingKind, Severity};
+use super::{Context, Draft, FindingKind};
 use crate::event::{Body, Event};
 use crate::report::text::fmt_ns;
 use hmmtrace_common::INVALIDATE_CALLBACK;
@@ -83,7 +83,6 @@ impl Slow {
             };
             out.push(Draft {
                 kind: FindingKind::SlowCallback,
-                severity: Severity::Warn,
                 tgid: ep.tgid,
                 comm: ep.comm,
                 owner: ep.sums[1],

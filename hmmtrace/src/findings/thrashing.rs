@@ -24,7 +24,7 @@
 use hashlink::LinkedHashMap;
 use rustc_hash::FxBuildHasher;
 
-use super::{Context, Draft, FindingKind, Severity, MAX_EVIDENCE_EVENTS};
+use super::{Context, Draft, FindingKind, MAX_EVIDENCE_EVENTS};
 use crate::event::{Body, Comm, Event};
 use hmmtrace_common::{
     API_MIGRATE_DEVICE, DIRECTION_TO_DEVICE, INVALIDATE_RANGE_START, MMU_NOTIFY_RELEASE,
@@ -279,7 +279,6 @@ fn conclude(cx: &Context, tgid: u32, g: u64, st: &Granule, out: &mut Vec<Draft>)
     };
     out.push(Draft {
         kind: FindingKind::Thrashing,
-        severity: Severity::Warn,
         tgid,
         comm: st.comm,
         owner: st.owner,

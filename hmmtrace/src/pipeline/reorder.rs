@@ -172,20 +172,11 @@ impl<S: Sink> Sink for Reorder<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Body, Comm};
+    use crate::event::Body;
     use crate::pipeline::from_fn;
 
     fn at(ts: u64) -> Event {
-        Event {
-            ts_ns: ts,
-            duration_ns: None,
-            cpu: 0,
-            tgid: 1,
-            pid: 1,
-            comm: Comm::new("t"),
-            unknown: 0,
-            body: Body::Lost(Default::default()),
-        }
+        crate::fixtures::event(ts, None, 1, Body::Lost(Default::default()))
     }
 
     fn run(window: u64, max_held: usize, ts: &[u64]) -> (Vec<u64>, u64) {

@@ -101,7 +101,6 @@ impl Heat {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Comm;
     use hmmtrace_common::DeviceFault;
 
     #[test]
@@ -109,19 +108,15 @@ mod tests {
         let mut h = Heat::default();
         let n = (MAX_POINTS * 5) as u64;
         for i in 0..n {
-            h.add(&Event {
-                ts_ns: i,
-                duration_ns: None,
-                cpu: 0,
-                tgid: 1,
-                pid: 1,
-                comm: Comm::new("t"),
-                unknown: 0,
-                body: Body::DeviceFault(DeviceFault {
+            h.add(&crate::fixtures::event(
+                i,
+                None,
+                1,
+                Body::DeviceFault(DeviceFault {
                     address: 0x1000 * i,
                     ..DeviceFault::default()
                 }),
-            });
+            ));
         }
         let t = &h.tracks[0];
         assert!(t.points.len() <= MAX_POINTS && t.points.len() >= MAX_POINTS / 4);

@@ -2,7 +2,6 @@
 //! bounded tables and log.
 
 use super::*;
-use crate::event::Comm;
 use hmmtrace_common::{DeviceFault, Lost, Migration, DIRECTION_TO_RAM};
 
 const S: u64 = 1_000_000_000;
@@ -15,22 +14,14 @@ fn app() -> App {
 }
 
 fn fault(ts: u64, dur: u64, tgid: u32) -> Event {
-    Event {
-        ts_ns: ts,
-        duration_ns: Some(dur),
-        cpu: 0,
-        tgid,
-        pid: tgid,
-        comm: Comm::new("w"),
-        unknown: 0,
-        body: Body::DeviceFault(DeviceFault {
-            address: 0x1000,
-            pgmap_owner: 1,
-            pgmap_ops: 1,
-            result: 0,
-            _pad: 0,
-        }),
-    }
+    let body = Body::DeviceFault(DeviceFault {
+        address: 0x1000,
+        pgmap_owner: 1,
+        pgmap_ops: 1,
+        result: 0,
+        _pad: 0,
+    });
+    crate::fixtures::event(ts, Some(dur), tgid, body)
 }
 
 #[test]
