@@ -284,3 +284,43 @@ fn unknown_scenario_lists_the_builtins() {
         "{e}"
     );
 }
+
+/// The engine's events for every built-in scenario are exactly those in
+/// `tests/data/engine/NAME.hmt`, captured with `hmmtrace sim -s NAME -o` from the engine before
+/// its page tables became dense (commit 7cdd331, see tests/data/README.md): a faster engine
+/// must not change what it says. The first difference is named.
+#[test]
+fn every_built_in_scenario_yields_the_events_of_its_golden_capture() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/engine");
+    for (name, _) in BUILTIN {
+        let s = Scenario::load(name).unwrap();
+        let mut ran = Vec::new();
+        s.run(s.seed, &mut |e| {
+            ran.push(*e);
+            Ok(())
+        })
+        .unwrap();
+        let path = dir.join(format!("{name}.hmt"));
+        let mut golden = Vec::new();
+        hmmtrace::capture::Reader::open(&path)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
+            .for_each(|e| {
+                golden.push(*e);
+                Ok(())
+            })
+            .unwrap();
+        if let Some(i) = (0..ran.len().min(golden.len())).find(|&i| ran[i] != golden[i]) {
+            panic!(
+                "{name}: event {i} differs\n engine: {:?}\n golden: {:?}",
+                ran[i], golden[i]
+            );
+        }
+        assert_eq!(
+            ran.len(),
+            golden.len(),
+            "{name}: the engine yields {} events, the golden capture holds {}",
+            ran.len(),
+            golden.len()
+        );
+    }
+}
