@@ -3,6 +3,7 @@
 //!
 //!   figures pipeline N          decode → aggregate → capture writer, N ring records, one core
 //!   figures detectors N         the same, without and with every detector, in one run
+//!   figures engine SCENARIO     the engine alone (no sink but a count) on a scenario file
 //!   figures make-capture N OUT  a capture of N events (gpu-stream's, repeated, clock shifted)
 //!   figures ring RATE SECS [RING_BYTES]
 //!                               (root) the stress program on syscalls:sys_enter_getppid fired
@@ -221,6 +222,29 @@ fn ring(rate: u64, secs: f64, ring_bytes: u32) {
     );
 }
 
+/// The engine alone: events and seconds of one run, and the process's peak RSS.
+fn engine(path: &str) {
+    let s = hmmtrace::scenario::Scenario::load(path).expect("a valid scenario");
+    let mut events = 0u64;
+    let start = Instant::now();
+    s.run(s.seed, &mut |_| {
+        events += 1;
+        Ok(())
+    })
+    .expect("the scenario runs");
+    let secs = start.elapsed().as_secs_f64();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let hwm_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0);
+    println!(
+        "{{\"figure\":\"engine\",\"events\":{events},\"secs\":{secs:.3},\"events_per_s\":{:.0},\"peak_rss_kb\":{hwm_kb}}}",
+        events as f64 / secs
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -234,6 +258,7 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("pipeline") => pipeline(num(1)),
         Some("detectors") => detectors(num(1)),
+        Some("engine") => engine(&args[1]),
         Some("make-capture") => make_capture(num(1), &args[2]),
         Some("read") => read(&args[1]),
         Some("ring") => ring(

@@ -463,7 +463,7 @@ impl Scenario {
         sink: &mut dyn FnMut(&Event) -> anyhow::Result<()>,
     ) -> anyhow::Result<RunStats> {
         let mut run = Run {
-            engine: Engine::new(self.cost.clone(), seed),
+            engine: Engine::with_sink(self.cost.clone(), seed, sink),
             devices: HashMap::new(),
             procs: HashMap::new(),
             regions: HashMap::new(),
@@ -490,13 +490,19 @@ impl Scenario {
             run.procs.insert(name.clone(), tgid);
         }
         for step in &self.steps {
-            run.step(step, 0, sink).map_err(|e| {
-                // Context, not a new error: callers can still downcast what the sink returned.
+            let stepped = run.step(step, 0);
+            // What a sink returned (a full disk, an interrupted run) is no fault of the step:
+            // passed on as it is.
+            if let Some(e) = run.engine.sink_error() {
+                return Err(e);
+            }
+            stepped.map_err(|e| {
                 let (line, column) = crate::textfile::line_col(&self.text, step.at);
                 e.context(format!("{}:{}:{}: step failed", self.file, line, column))
             })?;
         }
         run.stats.sim_ns = run.engine.now_ns();
+        run.stats.events = run.engine.emitted();
         Ok(run.stats)
     }
 }
@@ -751,8 +757,8 @@ fn validate_step(node: &Spanned<Node>, devices: &[DeviceDef]) -> Result<Step, (u
     Ok(step)
 }
 
-struct Run {
-    engine: Engine,
+struct Run<'s> {
+    engine: Engine<'s>,
     devices: HashMap<String, DevId>,
     procs: HashMap<String, Tgid>,
     /// (process, region) → (address, pages).
@@ -760,13 +766,9 @@ struct Run {
     stats: RunStats,
 }
 
-impl Run {
-    fn step(
-        &mut self,
-        step: &Step,
-        shift: u64,
-        sink: &mut dyn FnMut(&Event) -> anyhow::Result<()>,
-    ) -> anyhow::Result<()> {
+impl Run<'_> {
+    /// One step; its events go to the engine's sink as they happen.
+    fn step(&mut self, step: &Step, shift: u64) -> anyhow::Result<()> {
         let pname = step.process.clone().unwrap_or_else(|| {
             self.procs
                 .keys()
@@ -874,15 +876,13 @@ impl Run {
             } => {
                 for i in 0..*times {
                     for s in steps {
-                        self.step(s, shift + i * advance, sink)?;
+                        self.step(s, shift + i * advance)?;
+                        if self.engine.sink_failed() {
+                            return Ok(());
+                        }
                     }
                 }
-                return Ok(());
             }
-        }
-        for ev in self.engine.drain() {
-            self.stats.events += 1;
-            sink(&ev)?;
         }
         Ok(())
     }

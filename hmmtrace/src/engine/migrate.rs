@@ -8,7 +8,8 @@ use hmmtrace_common::{
     MIGRATE_VMA_SELECT_SYSTEM, MMU_NOTIFY_CLEAR, MMU_NOTIFY_MIGRATE,
 };
 
-use super::mm::{Frame, PageId, Pte};
+use super::mm::Pte;
+use super::pages::{Frame, PageId};
 use super::{DevId, DeviceKind, Engine, EngineError, Result, Tgid};
 use crate::event::Body;
 
@@ -31,7 +32,7 @@ struct Collected {
     write: bool,
 }
 
-impl Engine {
+impl Engine<'_> {
     /// `HMM_DMIRROR_MIGRATE_TO_DEV`: `migrate_vma_*` with `MIGRATE_VMA_SELECT_SYSTEM`.
     /// `racing` lists page indices (from `addr`) whose folio lock is contended, so
     /// `migrate_vma_collect` skips them.
@@ -128,18 +129,18 @@ impl Engine {
         self.invalidate(tgid, start, start + npages, MMU_NOTIFY_MIGRATE, owner);
         let mut collected = Vec::new();
         for vpn in start..start + npages {
-            let pte = self.procs[&tgid].ptes.get(&vpn).copied();
+            let pte = self.procs[&tgid].ptes.get(vpn);
             let take = match pte {
                 // migrate_vma_collect_pmd: a hole in an anonymous VMA is always collected.
                 None => true,
-                Some(Pte::Present { page, .. }) => match self.pages[page as usize].frame {
+                Some(Pte::Present { page, .. }) => match self.pages[page].frame() {
                     Frame::System => select & MIGRATE_VMA_SELECT_SYSTEM != 0,
                     Frame::Device { dev: d, .. } => {
                         select & MIGRATE_VMA_SELECT_DEVICE_COHERENT != 0
                             && self.devices[d].owner == owner
                     }
                 },
-                Some(Pte::DevicePrivate { page, .. }) => match self.pages[page as usize].frame {
+                Some(Pte::DevicePrivate { page, .. }) => match self.pages[page].frame() {
                     Frame::Device { dev: d, .. } => {
                         select & MIGRATE_VMA_SELECT_DEVICE_PRIVATE != 0
                             && self.devices[d].owner == owner
@@ -173,7 +174,7 @@ impl Engine {
                     .unwrap()
                     .ptes
                     .insert(vpn, Pte::Migration { page, write });
-                remove_map(&mut self.pages[page as usize].maps, (tgid, vpn));
+                self.pages.remove_map(page, (tgid, vpn));
                 mappings.push((tgid, vpn, write));
             }
             collected.push(Collected {
@@ -191,7 +192,7 @@ impl Engine {
         let mut kept = Vec::with_capacity(collected.len());
         for mut c in collected {
             if let Some(page) = c.page {
-                if self.pages[page as usize].pins > 0 || self.pages[page as usize].cache {
+                if self.pages[page].pins > 0 || self.pages[page].cache {
                     self.restore(&c);
                     continue;
                 }
@@ -230,10 +231,8 @@ impl Engine {
                 self.restore(c);
             }
             self.current = tgid;
-            self.emit(t_entry, None, Body::Migration(record));
-            if let Some(e) = self.events.last_mut() {
-                e.unknown = Migration::FIELD_MIGRATED | Migration::FIELD_FINALIZE;
-            }
+            let unknown = Migration::FIELD_MIGRATED | Migration::FIELD_FINALIZE;
+            self.emit_partial(t_entry, None, Body::Migration(record), unknown);
             return MigrateOutcome {
                 cpages,
                 migrated: 0,
@@ -277,7 +276,7 @@ impl Engine {
             match d {
                 Some(new) => {
                     migrated += 1;
-                    let dev_private = matches!(self.pages[*new as usize].frame, Frame::Device { dev: dd, .. } if self.devices[dd].kind == DeviceKind::Private);
+                    let dev_private = matches!(self.pages[*new].frame(), Frame::Device { dev: dd, .. } if self.devices[dd].kind == DeviceKind::Private);
                     let mappings: Vec<(Tgid, u64, bool)> = if c.mappings.is_empty() {
                         vec![(tgid, c.vpn, c.write)]
                     } else {
@@ -324,11 +323,11 @@ impl Engine {
     /// `try_to_migrate`: every remaining mapping of `page` gets a migration entry, each under
     /// an `MMU_NOTIFY_CLEAR` of that page in its mm. Returns (tgid, vpn, writable) of each.
     fn try_to_migrate(&mut self, page: PageId) -> Vec<(Tgid, u64, bool)> {
-        let maps = std::mem::take(&mut self.pages[page as usize].maps);
+        let maps: Vec<_> = self.pages.take_maps(page).collect();
         let mut out = Vec::with_capacity(maps.len());
         for (t, v) in maps {
             let write = matches!(
-                self.procs[&t].ptes.get(&v),
+                self.procs[&t].ptes.get(v),
                 Some(Pte::DevicePrivate { write: true, .. } | Pte::Present { write: true, .. })
             );
             self.invalidate(t, v, v + 1, MMU_NOTIFY_CLEAR, 0);
@@ -346,7 +345,7 @@ impl Engine {
     fn restore(&mut self, c: &Collected) {
         let Some(page) = c.page else { return };
         for &(t, v, w) in &c.mappings {
-            let pte = match self.pages[page as usize].frame {
+            let pte = match self.pages[page].frame() {
                 Frame::Device { dev, .. } if self.devices[dev].kind == DeviceKind::Private => {
                     Pte::DevicePrivate { page, write: w }
                 }
@@ -358,12 +357,17 @@ impl Engine {
 
     /// Records a device page as in use for eviction.
     fn device_page_mapped(&mut self, page: PageId) {
-        if let Frame::Device { dev, pfn } = self.pages[page as usize].frame {
+        if let Frame::Device { dev, pfn } = self.pages[page].frame() {
             let stamp = self.stamp();
-            self.pages[page as usize].stamp = stamp;
+            self.pages[page].stamp = stamp;
             let d = &mut self.devices[dev];
             d.lru.push_back((page, stamp));
             d.by_pfn.insert(pfn, page);
+            if d.lru.len() as u64 > 2 * d.by_pfn.len() + 4096 {
+                let pages = &self.pages;
+                d.lru
+                    .retain(|&(page, stamp)| lru_entry_valid(pages, dev, page, stamp));
+            }
         }
     }
 
@@ -380,14 +384,10 @@ impl Engine {
     /// Evicts the aligned chunk holding the device's least recently migrated page.
     fn evict_coldest(&mut self, dev: DevId, tgid: Tgid) {
         while let Some((page, stamp)) = self.devices[dev].lru.pop_front() {
-            let p = &self.pages[page as usize];
-            let valid = p.live
-                && p.stamp == stamp
-                && matches!(p.frame, Frame::Device { dev: d, .. } if d == dev);
-            if !valid {
+            if !lru_entry_valid(&self.pages, dev, page, stamp) {
                 continue;
             }
-            let Frame::Device { pfn, .. } = p.frame else {
+            let Frame::Device { pfn, .. } = self.pages[page].frame() else {
                 unreachable!()
             };
             let chunk = self.devices[dev].evict_chunk;
@@ -412,11 +412,14 @@ impl Engine {
         let t_entry = self.clock.now();
         let owner = self.devices[dev].owner;
         let mut collected = Vec::new();
-        for pfn in first..first + npages {
-            let Some(&page) = self.devices[dev].by_pfn.get(&pfn) else {
-                continue;
-            };
-            if self.pages[page as usize].pins > 0 {
+        // The pages in use, not every pfn: a device may have 2^32.
+        let in_use: Vec<PageId> = self.devices[dev]
+            .by_pfn
+            .range(first, first + npages)
+            .map(|(_, page)| page)
+            .collect();
+        for page in in_use {
+            if self.pages[page].pins > 0 {
                 continue;
             }
             let mappings = self.try_to_migrate(page);
@@ -488,8 +491,9 @@ impl Engine {
     }
 }
 
-fn remove_map(maps: &mut Vec<(Tgid, u64)>, m: (Tgid, u64)) {
-    if let Some(i) = maps.iter().position(|x| *x == m) {
-        maps.swap_remove(i);
-    }
+/// Whether an LRU entry still stands for the device page it was queued for: the page is live,
+/// on this device, and has not been re-stamped since.
+fn lru_entry_valid(pages: &super::pages::Pages, dev: DevId, page: PageId, stamp: u32) -> bool {
+    let p = &pages[page];
+    p.live && p.stamp == stamp && matches!(p.frame(), Frame::Device { dev: d, .. } if d == dev)
 }

@@ -29,7 +29,7 @@ pub struct Race {
     pub after: u32,
 }
 
-impl Engine {
+impl Engine<'_> {
     /// The device opens the process: `mmu_interval_notifier_insert` over the whole address space.
     pub fn open(&mut self, dev: DevId, tgid: Tgid) -> Result<()> {
         self.proc_ref(tgid)?;
@@ -107,15 +107,7 @@ impl Engine {
         if !(event == MMU_NOTIFY_MIGRATE && owner == self.devices[dev].owner) {
             self.notifiers[i].seq += 1;
             if let Some(set) = self.devices[dev].mirror.get_mut(&tgid) {
-                let before = set.len();
-                if (end - start) as usize > set.len() {
-                    set.retain(|v| !(start..end).contains(v));
-                } else {
-                    for v in start..end {
-                        set.remove(&v);
-                    }
-                }
-                cleared = (before - set.len()) as u64;
+                cleared = set.remove_range(start, end);
             }
         }
         let m = &self.clock.model;
@@ -227,7 +219,7 @@ impl Engine {
         }
         // dmirror_do_fault: the device page table now mirrors the range.
         let set = self.devices[dev].mirror.entry(tgid).or_default();
-        set.extend(start..start + npages);
+        set.fill(start, start + npages, ());
         Ok(())
     }
 
@@ -255,15 +247,15 @@ impl Engine {
     /// What `hmm_vma_walk` does with one page: nothing if the device can use it, else a fault
     /// (demand fault, COW break, `migrate_to_ram` of another device's page, exclusive restore).
     fn range_fault_page(&mut self, dev: DevId, tgid: Tgid, vpn: u64, write: bool) -> Result<()> {
-        let pte = self.proc_ref(tgid)?.ptes.get(&vpn).copied();
+        let pte = self.proc_ref(tgid)?.ptes.get(vpn);
         let owner = self.devices[dev].owner;
         let need_fault = match pte {
             None => true,
             Some(Pte::Present { write: w, .. }) => write && !w,
             Some(Pte::DevicePrivate { page, .. }) => {
                 // hmm_is_device_private_entry: this device's own pages come back as they are.
-                let mine = matches!(self.pages[page as usize].frame,
-                    super::mm::Frame::Device { dev: d, .. } if self.devices[d].owner == owner);
+                let mine = matches!(self.pages[page].frame(),
+                    super::pages::Frame::Device { dev: d, .. } if self.devices[d].owner == owner);
                 !mine
             }
             Some(Pte::Exclusive { .. } | Pte::Migration { .. }) => true,
@@ -292,9 +284,9 @@ impl Engine {
         for vpn in start..start + npages {
             self.cpu_fault(tgid, vpn, true)?;
             self.current = tgid;
-            let pte = self.proc_ref(tgid)?.ptes[&vpn];
+            let pte = self.proc_ref(tgid)?.ptes.get(vpn).expect("faulted in");
             if let Pte::Present { page, write } = pte {
-                if matches!(self.pages[page as usize].frame, super::mm::Frame::System) {
+                if matches!(self.pages[page].frame(), super::pages::Frame::System) {
                     self.invalidate(tgid, vpn, vpn + 1, MMU_NOTIFY_EXCLUSIVE, owner);
                     self.procs
                         .get_mut(&tgid)
@@ -308,7 +300,7 @@ impl Engine {
             .mirror
             .entry(tgid)
             .or_default()
-            .extend(start..start + npages);
+            .fill(start, start + npages, ());
         Ok(())
     }
 
@@ -316,11 +308,8 @@ impl Engine {
     /// `MMU_NOTIFY_EXCLUSIVE` with no owner, then the original PTE is back.
     pub(crate) fn restore_exclusive(&mut self, tgid: Tgid, vpn: u64) {
         self.invalidate(tgid, vpn, vpn + 1, MMU_NOTIFY_EXCLUSIVE, 0);
-        if let Some(Pte::Exclusive { page, write }) = self
-            .procs
-            .get(&tgid)
-            .and_then(|p| p.ptes.get(&vpn))
-            .copied()
+        if let Some(Pte::Exclusive { page, write }) =
+            self.procs.get(&tgid).and_then(|p| p.ptes.get(vpn))
         {
             self.procs
                 .get_mut(&tgid)

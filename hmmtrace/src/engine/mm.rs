@@ -3,42 +3,15 @@
 
 use std::collections::BTreeMap;
 
-use super::HashMap;
-
 use hmmtrace_common::{
     PageFree, MMU_NOTIFY_CLEAR, MMU_NOTIFY_PROTECTION_PAGE, MMU_NOTIFY_PROTECTION_VMA,
     MMU_NOTIFY_UNMAP,
 };
 
-use super::{DevId, Engine, EngineError, Result, Tgid};
+use super::pages::{Frame, PageId};
+use super::table::Sparse;
+use super::{Engine, EngineError, Result, Tgid};
 use crate::event::{Body, Comm};
-
-/// Index into `Engine::pages`.
-pub(crate) type PageId = u32;
-
-/// Where a page's memory lives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Frame {
-    System,
-    /// `pfn` is the offset from the device's `base_pfn`.
-    Device {
-        dev: DevId,
-        pfn: u64,
-    },
-}
-
-/// A `struct page`: its memory, who maps it (the rmap) and extra references (GUP pins).
-pub(crate) struct Page {
-    pub frame: Frame,
-    pub maps: Vec<(Tgid, u64)>,
-    pub pins: u32,
-    /// A page-cache page: the cache holds a reference, so a write through a private mapping
-    /// copies it rather than reusing it.
-    pub cache: bool,
-    pub live: bool,
-    /// LRU stamp, for device pages.
-    pub stamp: u64,
-}
 
 /// A page table entry that is not `pte_none`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +73,7 @@ pub(crate) struct Process {
     pub comm: Comm,
     /// Start vpn → VMA. Anonymous private mappings only: what HMM workloads migrate.
     pub vmas: BTreeMap<u64, Vma>,
-    pub ptes: HashMap<u64, Pte>,
+    pub ptes: Sparse<Pte>,
     pub next_vpn: u64,
 }
 
@@ -114,7 +87,7 @@ impl Process {
     }
 }
 
-impl Engine {
+impl Engine<'_> {
     /// Creates a process (an empty address space).
     pub fn spawn(&mut self, comm: &str) -> Tgid {
         let tgid = self.next_tgid;
@@ -124,7 +97,7 @@ impl Engine {
             Process {
                 comm: Comm::new(comm),
                 vmas: BTreeMap::new(),
-                ptes: HashMap::default(),
+                ptes: Sparse::default(),
                 next_vpn: 0x10000,
             },
         );
@@ -209,24 +182,23 @@ impl Engine {
 
     /// Removes the PTEs in `[start, end)` and drops their page references.
     pub(crate) fn zap(&mut self, tgid: Tgid, start: u64, end: u64) {
-        let Some(p) = self.procs.get_mut(&tgid) else {
-            return;
-        };
-        let vpns: Vec<u64> = if (end - start) as usize > p.ptes.len() {
-            p.ptes
-                .keys()
-                .copied()
-                .filter(|v| (start..end).contains(v))
-                .collect()
-        } else {
-            (start..end).filter(|v| p.ptes.contains_key(v)).collect()
-        };
-        let mut vpns = vpns;
-        vpns.sort_unstable();
-        for vpn in vpns {
-            if let Some(pte) = self.procs.get_mut(&tgid).and_then(|p| p.ptes.remove(&vpn)) {
+        // In batches, so that zapping a huge range never copies all of its PTEs at once.
+        let mut batch = Vec::with_capacity(4096);
+        let mut from = start;
+        loop {
+            let Some(p) = self.procs.get_mut(&tgid) else {
+                return;
+            };
+            batch.clear();
+            batch.extend(p.ptes.range(from, end).take(4096));
+            let Some(&(last, _)) = batch.last() else {
+                return;
+            };
+            p.ptes.remove_range(from, last + 1);
+            for &(vpn, pte) in &batch {
                 self.unmap_page(pte.page(), tgid, vpn);
             }
+            from = last + 1;
         }
     }
 
@@ -238,7 +210,7 @@ impl Engine {
         let vma = self.check_range(tgid, start, npages)?;
         let has_ptes = {
             let p = self.proc_ref(tgid)?;
-            (start..end).any(|v| p.ptes.contains_key(&v))
+            p.ptes.any_in(start, end)
         };
         if has_ptes {
             self.invalidate(tgid, start, end, MMU_NOTIFY_PROTECTION_VMA, 0);
@@ -261,8 +233,9 @@ impl Engine {
             );
         }
         if !prot.write {
-            for vpn in start..end {
-                if let Some(pte) = p.ptes.get_mut(&vpn) {
+            let vpns: Vec<u64> = p.ptes.range(start, end).map(|(v, _)| v).collect();
+            for vpn in vpns {
+                if let Some(pte) = p.ptes.get_mut(vpn) {
                     match pte {
                         Pte::Present { write, .. }
                         | Pte::DevicePrivate { write, .. }
@@ -292,11 +265,7 @@ impl Engine {
             let cow = vma.prot.write;
             let ptes: Vec<(u64, Pte)> = {
                 let p = self.proc_ref(parent)?;
-                let mut v: Vec<(u64, Pte)> = (start..vma.end)
-                    .filter_map(|vpn| p.ptes.get(&vpn).map(|pte| (vpn, *pte)))
-                    .collect();
-                v.sort_unstable_by_key(|(vpn, _)| *vpn);
-                v
+                p.ptes.range(start, vma.end).collect::<Vec<_>>()
             };
             if cow && !ptes.is_empty() {
                 self.invalidate(parent, start, vma.end, MMU_NOTIFY_PROTECTION_PAGE, 0);
@@ -315,7 +284,7 @@ impl Engine {
                     .ptes
                     .insert(vpn, parent_pte);
                 self.procs.get_mut(&child).unwrap().ptes.insert(vpn, shared);
-                self.pages[pte.page() as usize].maps.push((child, vpn));
+                self.pages.add_map(pte.page(), (child, vpn));
             }
             let c = self.procs.get_mut(&child).unwrap();
             c.vmas.insert(start, vma);
@@ -380,14 +349,14 @@ impl Engine {
                 addr: vpn * self.page_size,
             });
         }
-        match p.ptes.get(&vpn).copied() {
+        match p.ptes.get(vpn) {
             None => {
                 let page = self.alloc_system_page();
                 self.clock.spend(self.clock.model.cpu_fault_ns);
                 // A read of a private file mapping maps the page-cache page read-only
                 // (do_read_fault); a write gets a private copy at once (do_cow_fault).
                 let cache = vma.file && !write;
-                self.pages[page as usize].cache = cache;
+                self.pages[page].cache = cache;
                 self.map_page(
                     tgid,
                     vpn,
@@ -398,7 +367,7 @@ impl Engine {
                 );
             }
             Some(Pte::DevicePrivate { page, .. }) => {
-                let dev = match self.pages[page as usize].frame {
+                let dev = match self.pages[page].frame() {
                     Frame::Device { dev, .. } => dev,
                     Frame::System => unreachable!("device-private entry to a system page"),
                 };
@@ -425,8 +394,8 @@ impl Engine {
     /// A write to a write-protected present page of a writable VMA (`do_wp_page`): reuse it when
     /// this is its only mapping, else copy it (`wp_page_copy`, `MMU_NOTIFY_CLEAR` over the page).
     pub(crate) fn wp_fault(&mut self, tgid: Tgid, vpn: u64, page: PageId) {
-        let p = &self.pages[page as usize];
-        if p.maps.len() <= 1 && p.pins == 0 && !p.cache {
+        let p = &self.pages[page];
+        if self.pages.map_count(page) <= 1 && p.pins == 0 && !p.cache {
             self.procs
                 .get_mut(&tgid)
                 .unwrap()
@@ -444,7 +413,7 @@ impl Engine {
                 write: true,
             },
         );
-        self.pages[new as usize].maps.push((tgid, vpn));
+        self.pages.add_map(new, (tgid, vpn));
         self.unmap_page(page, tgid, vpn);
     }
 
@@ -454,8 +423,13 @@ impl Engine {
         let start = self.vpn(addr);
         for vpn in start..start + npages {
             self.cpu_fault(tgid, vpn, false)?;
-            let page = self.proc_ref(tgid)?.ptes[&vpn].page();
-            self.pages[page as usize].pins += 1;
+            let page = self
+                .proc_ref(tgid)?
+                .ptes
+                .get(vpn)
+                .expect("faulted in")
+                .page();
+            self.pages[page].pins += 1;
         }
         Ok(())
     }
@@ -464,9 +438,9 @@ impl Engine {
     pub fn unpin(&mut self, tgid: Tgid, addr: u64, npages: u64) -> Result<()> {
         let start = self.vpn(addr);
         for vpn in start..start + npages {
-            let page = self.proc_ref(tgid)?.ptes.get(&vpn).map(|p| p.page());
+            let page = self.proc_ref(tgid)?.ptes.get(vpn).map(|p| p.page());
             if let Some(page) = page {
-                let p = &mut self.pages[page as usize];
+                let p = &mut self.pages[page];
                 p.pins = p.pins.saturating_sub(1);
                 self.maybe_free(page);
             }
@@ -475,24 +449,7 @@ impl Engine {
     }
 
     pub(crate) fn alloc_page(&mut self, frame: Frame) -> PageId {
-        let page = Page {
-            frame,
-            maps: Vec::new(),
-            pins: 0,
-            cache: false,
-            live: true,
-            stamp: 0,
-        };
-        match self.free_page_ids.pop() {
-            Some(id) => {
-                self.pages[id as usize] = page;
-                id
-            }
-            None => {
-                self.pages.push(page);
-                (self.pages.len() - 1) as PageId
-            }
-        }
+        self.pages.alloc(frame)
     }
 
     pub(crate) fn alloc_system_page(&mut self) -> PageId {
@@ -501,35 +458,31 @@ impl Engine {
 
     /// Installs `pte` at `vpn` and adds the mapping to the page's rmap.
     pub(crate) fn map_page(&mut self, tgid: Tgid, vpn: u64, pte: Pte) {
-        self.pages[pte.page() as usize].maps.push((tgid, vpn));
+        self.pages.add_map(pte.page(), (tgid, vpn));
         self.procs.get_mut(&tgid).unwrap().ptes.insert(vpn, pte);
     }
 
     /// Drops one mapping of `page` and frees it when that was the last reference.
     pub(crate) fn unmap_page(&mut self, page: PageId, tgid: Tgid, vpn: u64) {
-        let maps = &mut self.pages[page as usize].maps;
-        if let Some(i) = maps.iter().position(|m| *m == (tgid, vpn)) {
-            maps.swap_remove(i);
-        }
+        self.pages.remove_map(page, (tgid, vpn));
         self.maybe_free(page);
     }
 
     /// Frees a page with no mapping and no pin. A device page goes back to its device's pool
     /// through `free_zone_device_folio` → `pgmap->ops->page_free`, which is a `PageFree` event.
     pub(crate) fn maybe_free(&mut self, page: PageId) {
-        let p = &self.pages[page as usize];
-        if !p.live || !p.maps.is_empty() || p.pins > 0 {
+        let p = &self.pages[page];
+        if !p.live || self.pages.map_count(page) > 0 || p.pins > 0 {
             return;
         }
+        let frame = p.frame();
         // A leaking driver holds a reference: the last one never drops.
-        if let Frame::Device { dev, .. } = p.frame {
+        if let Frame::Device { dev, .. } = frame {
             if self.devices[dev].bugs.leaks_pages {
                 return;
             }
         }
-        let frame = p.frame;
-        self.pages[page as usize].live = false;
-        self.free_page_ids.push(page);
+        self.pages.release(page);
         if let Frame::Device { dev, pfn } = frame {
             let t0 = self.clock.now();
             self.clock.spend(self.clock.model.page_free_ns);
@@ -537,7 +490,7 @@ impl Engine {
             let spent = self.clock.now() - t0;
             let d = &mut self.devices[dev];
             d.free.push(pfn);
-            d.by_pfn.remove(&pfn);
+            d.by_pfn.remove(pfn);
             let body = Body::PageFree(PageFree {
                 pfn: d.base_pfn + pfn,
                 pgmap_owner: d.owner,

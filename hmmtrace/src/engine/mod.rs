@@ -22,14 +22,15 @@ pub mod cost;
 mod migrate;
 mod mirror;
 mod mm;
+mod pages;
+mod table;
 
 use std::collections::VecDeque;
 
-/// The engine's maps are keyed by small integers it made up itself (pfns, vpns, tgids): no
-/// untrusted keys, so a fast non-cryptographic hash (Fx) instead of SipHash (gpu-stream over
-/// 1 M pages: 5.2 s -> 3.9 s; see BENCHMARKS.md).
+/// The engine's few maps are keyed by small integers it made up itself (tgids): no untrusted
+/// keys, so a fast non-cryptographic hash (Fx) instead of SipHash. Per-page state lives in
+/// [`table::Sparse`] arrays and [`pages::Pages`], not in hash maps.
 pub(crate) type HashMap<K, V> = rustc_hash::FxHashMap<K, V>;
-pub(crate) type HashSet<K> = rustc_hash::FxHashSet<K>;
 
 use hmmtrace_common::{MEMORY_DEVICE_COHERENT, MEMORY_DEVICE_PRIVATE};
 
@@ -38,8 +39,11 @@ use cost::Clock;
 pub use cost::CostModel;
 pub use migrate::MigrateOutcome;
 pub use mirror::Race;
+use mm::Process;
 pub use mm::Prot;
-use mm::{Page, PageId, Process};
+pub use pages::MAX_DEVICES;
+use pages::{PageId, Pages};
+use table::Sparse;
 
 /// A process id in the engine (it is also the thread id: processes are single threaded).
 pub type Tgid = u32;
@@ -78,20 +82,64 @@ pub(crate) struct Device {
     pub base_pfn: u64,
     pub capacity: u64,
     /// Free device pfns, offsets from `base_pfn`.
-    pub free: Vec<u64>,
-    /// Pages in use, oldest use first; entries whose stamp no longer matches are stale.
-    pub lru: VecDeque<(PageId, u64)>,
+    pub free: FreePfns,
+    /// Pages in use, oldest use first; entries whose stamp no longer matches are stale (and
+    /// dropped when they outnumber the live ones, so the queue stays within twice the pages
+    /// in use).
+    pub lru: VecDeque<(PageId, u32)>,
     /// Pages evicted together, aligned (like test_hmm's chunks).
     pub evict_chunk: u64,
     /// Mirrored virtual pages per process: what `hmm_range_fault` filled in and invalidations clear.
-    pub mirror: HashMap<Tgid, HashSet<u64>>,
+    pub mirror: HashMap<Tgid, Sparse<()>>,
     /// Device pfn offset → page, for `migrate_device_range`.
-    pub by_pfn: HashMap<u64, PageId>,
+    pub by_pfn: Sparse<PageId>,
     /// The driver's file release evicts all of its memory with one `migrate_device_range`
     /// (test_hmm's `dmirror_fops_release` does, per chunk).
     pub evict_on_release: bool,
     /// Injected driver bugs.
     pub bugs: DriverBugs,
+}
+
+/// A device's free pfns (offsets from `base_pfn`), handed out as a stack that starts full with
+/// the lowest pfn on top: freed pfns are reused last-freed first, then the never-used ones in
+/// ascending order. Never-used pfns are a counter, not a list, so a device of 2^32 pages costs
+/// nothing until it is used.
+pub(crate) struct FreePfns {
+    returned: Vec<u32>,
+    fresh: u64,
+    capacity: u64,
+}
+
+impl FreePfns {
+    fn new(capacity: u64) -> FreePfns {
+        FreePfns {
+            returned: Vec::new(),
+            fresh: 0,
+            capacity,
+        }
+    }
+
+    pub fn pop(&mut self) -> Option<u64> {
+        if let Some(pfn) = self.returned.pop() {
+            return Some(pfn as u64);
+        }
+        (self.fresh < self.capacity).then(|| {
+            self.fresh += 1;
+            self.fresh - 1
+        })
+    }
+
+    pub fn push(&mut self, pfn: u64) {
+        self.returned.push(pfn as u32);
+    }
+
+    pub fn len(&self) -> u64 {
+        self.returned.len() as u64 + (self.capacity - self.fresh)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A driver that breaks HMM's contract, for the detectors to find (scenario files set these
@@ -171,9 +219,20 @@ pub type Result<T> = std::result::Result<T, EngineError>;
 /// The engine's page size: 4 KiB, as on x86-64 and 4K-page arm64.
 pub const PAGE_SIZE: u64 = 4096;
 
-/// The engine. Operations append the events they cause to an internal queue; take them with
-/// [`Engine::drain`].
-pub struct Engine {
+/// Where the engine's events go: a queue the caller drains, or a sink called as each event
+/// happens (so a step that frees millions of pages never holds millions of events).
+enum Out<'s> {
+    Queue(Vec<Event>),
+    Sink {
+        sink: &'s mut dyn FnMut(&Event) -> anyhow::Result<()>,
+        /// The sink's first error; later events are dropped.
+        failed: Option<anyhow::Error>,
+    },
+}
+
+/// The engine. Operations append the events they cause to an internal queue (take them with
+/// [`Engine::drain`]) or hand them to a sink ([`Engine::with_sink`]).
+pub struct Engine<'s> {
     pub(crate) clock: Clock,
     pub(crate) page_size: u64,
     pub(crate) ncpus: u32,
@@ -181,12 +240,12 @@ pub struct Engine {
     pub(crate) next_tgid: Tgid,
     pub(crate) devices: Vec<Device>,
     pub(crate) notifiers: Vec<Notifier>,
-    pub(crate) pages: Vec<Page>,
-    pub(crate) free_page_ids: Vec<PageId>,
-    pub(crate) next_stamp: u64,
+    pub(crate) pages: Pages,
+    pub(crate) next_stamp: u32,
     /// The task whose context an operation runs in (for event headers).
     pub(crate) current: Tgid,
-    events: Vec<Event>,
+    out: Out<'s>,
+    emitted: u64,
 }
 
 /// What was migrated and what was not, in total, since the engine started (for tests).
@@ -196,8 +255,24 @@ pub struct Totals {
     pub device_pages: u64,
 }
 
-impl Engine {
-    pub fn new(cost: CostModel, seed: u64) -> Engine {
+impl Engine<'static> {
+    pub fn new(cost: CostModel, seed: u64) -> Engine<'static> {
+        Engine::with_out(cost, seed, Out::Queue(Vec::new()))
+    }
+}
+
+impl<'s> Engine<'s> {
+    /// An engine that hands each event to `sink` as it happens. A sink's error stops the
+    /// deliveries; [`Engine::sink_error`] takes it.
+    pub fn with_sink(
+        cost: CostModel,
+        seed: u64,
+        sink: &'s mut dyn FnMut(&Event) -> anyhow::Result<()>,
+    ) -> Engine<'s> {
+        Engine::with_out(cost, seed, Out::Sink { sink, failed: None })
+    }
+
+    fn with_out(cost: CostModel, seed: u64, out: Out<'s>) -> Engine<'s> {
         Engine {
             clock: Clock::new(cost, seed),
             page_size: PAGE_SIZE,
@@ -206,11 +281,11 @@ impl Engine {
             next_tgid: 1000,
             devices: Vec::new(),
             notifiers: Vec::new(),
-            pages: Vec::new(),
-            free_page_ids: Vec::new(),
+            pages: Pages::default(),
             next_stamp: 1,
             current: 0,
-            events: Vec::new(),
+            out,
+            emitted: 0,
         }
     }
 
@@ -227,12 +302,43 @@ impl Engine {
         self.clock.idle(ns);
     }
 
-    /// Takes the events produced so far, in the order the kernel would submit them (exit order).
-    pub fn drain(&mut self) -> std::vec::Drain<'_, Event> {
-        self.events.drain(..)
+    /// Takes the events produced so far, in the order the kernel would submit them (exit
+    /// order); none when they go to a sink.
+    pub fn drain(&mut self) -> impl Iterator<Item = Event> + '_ {
+        match &mut self.out {
+            Out::Queue(q) => Some(q.drain(..)),
+            Out::Sink { .. } => None,
+        }
+        .into_iter()
+        .flatten()
     }
 
-    /// Adds a device with `pages` pages of memory. Its pgmap owner is `index + 1`.
+    /// The error a sink returned, once.
+    pub fn sink_error(&mut self) -> Option<anyhow::Error> {
+        match &mut self.out {
+            Out::Queue(_) => None,
+            Out::Sink { failed, .. } => failed.take(),
+        }
+    }
+
+    /// Whether a sink has returned an error.
+    pub fn sink_failed(&self) -> bool {
+        matches!(
+            self.out,
+            Out::Sink {
+                failed: Some(_),
+                ..
+            }
+        )
+    }
+
+    /// Events emitted so far.
+    pub fn emitted(&self) -> u64 {
+        self.emitted
+    }
+
+    /// Adds a device with `pages` (at most 2^32) pages of memory. Its pgmap owner is
+    /// `index + 1`. At most [`MAX_DEVICES`].
     pub fn add_device(
         &mut self,
         name: &str,
@@ -241,19 +347,27 @@ impl Engine {
         evict_chunk: u64,
     ) -> DevId {
         let id = self.devices.len();
-        // Device pfns sit far above any system pfn, as ZONE_DEVICE ranges do.
-        let base_pfn = 0x1_0000_0000 + (id as u64) * 0x1000_0000;
+        assert!(
+            id < MAX_DEVICES && pages <= 1 << 32,
+            "the scenario validator bounds these"
+        );
+        // Device pfns sit far above any system pfn, as ZONE_DEVICE ranges do: 2^28-pfn slots,
+        // as many as a device needs so that ranges never overlap.
+        const SLOT: u64 = 0x1000_0000;
+        let base_pfn = self.devices.last().map_or(0x1_0000_0000, |d| {
+            d.base_pfn + d.capacity.div_ceil(SLOT).max(1) * SLOT
+        });
         self.devices.push(Device {
             name: name.to_string(),
             kind,
             owner: id as u64 + 1,
             base_pfn,
             capacity: pages,
-            free: (0..pages).rev().collect(),
+            free: FreePfns::new(pages),
             lru: VecDeque::new(),
             evict_chunk: evict_chunk.max(1),
             mirror: HashMap::default(),
-            by_pfn: HashMap::default(),
+            by_pfn: Sparse::default(),
             evict_on_release: false,
             bugs: DriverBugs::default(),
         });
@@ -279,12 +393,15 @@ impl Engine {
     }
 
     pub fn device_free_pages(&self, dev: DevId) -> u64 {
-        self.devices[dev].free.len() as u64
+        self.devices[dev].free.len()
     }
 
     /// Pages the device currently mirrors for `tgid`.
     pub fn mirrored_pages(&self, dev: DevId, tgid: Tgid) -> usize {
-        self.devices[dev].mirror.get(&tgid).map_or(0, |s| s.len())
+        self.devices[dev]
+            .mirror
+            .get(&tgid)
+            .map_or(0, |s| s.len() as usize)
     }
 
     /// The current `invalidate_seq` of the device's notifier on `tgid`.
@@ -298,10 +415,10 @@ impl Engine {
     /// Pages currently allocated (system and device): for leak checks in tests.
     pub fn live_pages(&self) -> Totals {
         let mut t = Totals::default();
-        for p in self.pages.iter().filter(|p| p.live) {
-            match p.frame {
-                mm::Frame::System => t.system_pages += 1,
-                mm::Frame::Device { .. } => t.device_pages += 1,
+        for p in self.pages.live() {
+            match p.frame() {
+                pages::Frame::System => t.system_pages += 1,
+                pages::Frame::Device { .. } => t.device_pages += 1,
             }
         }
         t
@@ -309,26 +426,51 @@ impl Engine {
 
     /// Appends an event for the current task.
     pub(crate) fn emit(&mut self, ts_ns: u64, duration_ns: Option<u64>, body: Body) {
+        self.emit_partial(ts_ns, duration_ns, body, 0);
+    }
+
+    /// Appends an event whose `unknown` fields the probe could not fill in.
+    pub(crate) fn emit_partial(
+        &mut self,
+        ts_ns: u64,
+        duration_ns: Option<u64>,
+        body: Body,
+        unknown: u32,
+    ) {
         let tgid = self.current;
         let comm = self
             .procs
             .get(&tgid)
             .map(|p| p.comm)
             .unwrap_or_else(|| Comm::new("kworker"));
-        self.events.push(Event {
+        let e = Event {
             ts_ns,
             duration_ns,
             cpu: tgid % self.ncpus,
             tgid,
             pid: tgid,
             comm,
-            unknown: 0,
+            unknown,
             body,
-        });
+        };
+        self.emitted += 1;
+        match &mut self.out {
+            Out::Queue(q) => q.push(e),
+            Out::Sink { sink, failed } => {
+                if failed.is_none() {
+                    if let Err(err) = sink(&e) {
+                        *failed = Some(err);
+                    }
+                }
+            }
+        }
     }
 
-    pub(crate) fn stamp(&mut self) -> u64 {
-        self.next_stamp += 1;
+    /// A new LRU stamp. Stamps wrap at 2^32 (never 0, the stamp of a page never queued): a
+    /// stale queue entry could only match again after 2^32 stamps, and the queue is trimmed
+    /// long before it holds that many.
+    pub(crate) fn stamp(&mut self) -> u32 {
+        self.next_stamp = self.next_stamp.wrapping_add(1).max(1);
         self.next_stamp
     }
 }

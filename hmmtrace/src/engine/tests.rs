@@ -7,7 +7,7 @@ use crate::event::{Body, Event};
 
 const PS: u64 = 4096;
 
-fn engine() -> Engine {
+fn engine() -> Engine<'static> {
     Engine::new(CostModel::default(), 7)
 }
 
@@ -56,8 +56,8 @@ fn invalidations(ev: &[Event], path: u8) -> Vec<Invalidation> {
 fn migration_entries(e: &Engine) -> usize {
     e.procs
         .values()
-        .flat_map(|p| p.ptes.values())
-        .filter(|p| matches!(p, mm::Pte::Migration { .. }))
+        .flat_map(|p| p.ptes.iter())
+        .filter(|(_, p)| matches!(p, mm::Pte::Migration { .. }))
         .count()
 }
 
@@ -66,7 +66,7 @@ fn count(ev: &[Event], kind: EventKind) -> usize {
 }
 
 /// A process with `n` pages written by the CPU, opened by a device of `dev_pages` pages.
-fn setup(n: u64, dev_pages: u64) -> (Engine, DevId, Tgid, u64) {
+fn setup(n: u64, dev_pages: u64) -> (Engine<'static>, DevId, Tgid, u64) {
     let mut e = engine();
     let dev = e.add_device("dmirror0", DeviceKind::Private, dev_pages, 16);
     let t = e.spawn("hmm-tests");
@@ -207,8 +207,8 @@ fn pages_not_migrated_when_the_device_is_full_and_nothing_can_be_evicted() {
     assert_eq!(out.migrated, 4);
     // Pin the pages on the device so that eviction cannot move them.
     e.pages
-        .iter_mut()
-        .filter(|p| p.live && matches!(p.frame, mm::Frame::Device { .. }))
+        .live_mut()
+        .filter(|p| matches!(p.frame(), super::pages::Frame::Device { .. }))
         .for_each(|p| p.pins += 1);
     let out = e.migrate_to_device(dev, t, addr + 4 * PS, 4, &[]).unwrap();
     assert_eq!(

@@ -1,0 +1,207 @@
+//! A sparse array indexed by page number: the engine's page tables (vpn → PTE), a device's pfn →
+//! page map and its mirror of a process (vpn → present).
+//!
+//! Like the kernel's page tables, it is dense where it is used and absent elsewhere: 512-entry
+//! leaves (one PTE page's worth) allocated on first touch and dropped when their last entry
+//! goes, found through an ordered map of leaves. So memory grows with the pages a scenario
+//! touches, not the pages it declares, lookups cost one ordered-map step plus an array index,
+//! and a range is walked in address order leaf by leaf. Hand-written because the crates that
+//! come close are either dense (`Vec`, `bitvec`: memory by declared size) or hash maps
+//! (memory and time per entry, no ordered ranges).
+
+use std::collections::BTreeMap;
+
+/// Entries per leaf.
+const LEAF: u64 = 512;
+
+struct Leaf<T> {
+    slots: [Option<T>; LEAF as usize],
+    used: u32,
+}
+
+/// See the module doc. Keys are page numbers (any `u64`).
+pub(crate) struct Sparse<T> {
+    leaves: BTreeMap<u64, Box<Leaf<T>>>,
+    len: u64,
+}
+
+impl<T> Default for Sparse<T> {
+    fn default() -> Self {
+        Sparse {
+            leaves: BTreeMap::new(),
+            len: 0,
+        }
+    }
+}
+
+fn split(key: u64) -> (u64, usize) {
+    (key / LEAF, (key % LEAF) as usize)
+}
+
+impl<T: Copy> Sparse<T> {
+    /// Entries present.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn get(&self, key: u64) -> Option<T> {
+        let (leaf, slot) = split(key);
+        self.leaves.get(&leaf).and_then(|l| l.slots[slot])
+    }
+
+    pub fn get_mut(&mut self, key: u64) -> Option<&mut T> {
+        let (leaf, slot) = split(key);
+        self.leaves
+            .get_mut(&leaf)
+            .and_then(|l| l.slots[slot].as_mut())
+    }
+
+    /// Sets `key`; returns what it held.
+    pub fn insert(&mut self, key: u64, value: T) -> Option<T> {
+        let (leaf, slot) = split(key);
+        let l = self.leaves.entry(leaf).or_insert_with(|| {
+            Box::new(Leaf {
+                slots: [None; LEAF as usize],
+                used: 0,
+            })
+        });
+        let old = l.slots[slot].replace(value);
+        if old.is_none() {
+            l.used += 1;
+            self.len += 1;
+        }
+        old
+    }
+
+    /// Clears `key`; returns what it held.
+    pub fn remove(&mut self, key: u64) -> Option<T> {
+        let (leaf, slot) = split(key);
+        let l = self.leaves.get_mut(&leaf)?;
+        let old = l.slots[slot].take();
+        if old.is_some() {
+            l.used -= 1;
+            self.len -= 1;
+            if l.used == 0 {
+                self.leaves.remove(&leaf);
+            }
+        }
+        old
+    }
+
+    /// The entries with keys in `[start, end)`, in key order.
+    pub fn range(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, T)> + '_ {
+        let last = (end > start).then(|| end - 1);
+        let leaves = last.map(|last| self.leaves.range(start / LEAF..=last / LEAF));
+        leaves.into_iter().flatten().flat_map(move |(&leaf, l)| {
+            let base = leaf * LEAF;
+            let from = start.saturating_sub(base).min(LEAF) as usize;
+            let to = (end - base).min(LEAF) as usize;
+            l.slots[from..to]
+                .iter()
+                .enumerate()
+                .filter_map(move |(i, s)| s.map(|v| (base + (from + i) as u64, v)))
+        })
+    }
+
+    /// Whether any key in `[start, end)` is present.
+    pub fn any_in(&self, start: u64, end: u64) -> bool {
+        self.range(start, end).next().is_some()
+    }
+
+    /// Clears every key in `[start, end)`; returns how many were present.
+    pub fn remove_range(&mut self, start: u64, end: u64) -> u64 {
+        if end <= start {
+            return 0;
+        }
+        let leaves: Vec<u64> = self
+            .leaves
+            .range(start / LEAF..=(end - 1) / LEAF)
+            .map(|(k, _)| *k)
+            .collect();
+        let mut removed = 0;
+        for leaf in leaves {
+            let base = leaf * LEAF;
+            let l = self.leaves.get_mut(&leaf).expect("listed above");
+            let from = start.saturating_sub(base).min(LEAF) as usize;
+            let to = (end - base).min(LEAF) as usize;
+            for s in &mut l.slots[from..to] {
+                if s.take().is_some() {
+                    l.used -= 1;
+                    removed += 1;
+                }
+            }
+            if l.used == 0 {
+                self.leaves.remove(&leaf);
+            }
+        }
+        self.len -= removed;
+        removed
+    }
+
+    /// Sets every key in `[start, end)` to `value`.
+    pub fn fill(&mut self, start: u64, end: u64, value: T) {
+        for k in start..end {
+            self.insert(k, value);
+        }
+    }
+
+    /// Every entry, in key order.
+    #[cfg(test)]
+    pub fn iter(&self) -> impl Iterator<Item = (u64, T)> + '_ {
+        self.range(0, u64::MAX)
+            .chain(self.get(u64::MAX).map(|v| (u64::MAX, v)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap as Model;
+
+    /// Random operations against a `BTreeMap` doing the same: every answer agrees, and leaves
+    /// are freed when emptied (memory follows the entries).
+    #[test]
+    fn agrees_with_an_ordered_map() {
+        let mut s = Sparse::<u32>::default();
+        let mut m = Model::new();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..20_000u32 {
+            let r = next();
+            let key = (r >> 8) % 5_000 + if r & 1 == 0 { 0 } else { u64::MAX - 6_000 };
+            match r % 5 {
+                0 | 1 => assert_eq!(s.insert(key, i), m.insert(key, i)),
+                2 => assert_eq!(s.remove(key), m.remove(&key)),
+                3 => {
+                    let end = key.saturating_add(next() % 1_500);
+                    let want: Vec<_> = m.range(key..end).map(|(k, v)| (*k, *v)).collect();
+                    assert_eq!(s.range(key, end).collect::<Vec<_>>(), want);
+                    assert_eq!(s.any_in(key, end), !want.is_empty());
+                }
+                _ => {
+                    let end = key.saturating_add(next() % 700);
+                    let gone = m.range(key..end).count() as u64;
+                    m.retain(|k, _| !(key..end).contains(k));
+                    assert_eq!(s.remove_range(key, end), gone);
+                }
+            }
+            assert_eq!(s.len(), m.len() as u64);
+            assert_eq!(s.get(key), m.get(&key).copied());
+        }
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            m.iter().map(|(k, v)| (*k, *v)).collect::<Vec<_>>()
+        );
+        let n = m.len() as u64;
+        assert_eq!(
+            s.remove_range(0, u64::MAX) + s.remove(u64::MAX).map_or(0, |_| 1),
+            n
+        );
+        assert!(s.leaves.is_empty(), "emptied leaves are freed");
+    }
+}
