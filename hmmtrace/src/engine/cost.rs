@@ -135,7 +135,11 @@ impl Clock {
         if m.tail_probability > 0.0 && self.rng.random::<f64>() < m.tail_probability {
             factor *= m.tail_factor;
         }
-        let spent = ((base as f64) * factor).round().max(1.0) as u64;
+        // Rounded half away from zero, as `f64::round` (a libm call on baseline x86-64, and
+        // this runs several times per page): the fraction of a non-negative float is exact.
+        let x = (base as f64) * factor;
+        let whole = x as u64;
+        let spent = (whole + u64::from(x - whole as f64 >= 0.5)).max(1);
         self.now_ns += spent;
         spent
     }

@@ -8,6 +8,8 @@ use hmmtrace_common::{
     MIGRATE_VMA_SELECT_SYSTEM, MMU_NOTIFY_CLEAR, MMU_NOTIFY_MIGRATE,
 };
 
+use smallvec::{smallvec, SmallVec};
+
 use super::mm::Pte;
 use super::pages::{Frame, PageId};
 use super::{DevId, DeviceKind, Engine, EngineError, Result, Tgid};
@@ -23,12 +25,15 @@ pub struct MigrateOutcome {
     pub migrated: u64,
 }
 
+/// Mappings of one page: (process, vpn, writable). Nearly always one, so kept inline.
+type Mappings = SmallVec<[(Tgid, u64, bool); 1]>;
+
 /// One collected entry of `migrate_vma.src`: the old page (`None` for a `pte_none` hole), every
 /// mapping that now holds a migration entry for it, and whether it was writable.
 struct Collected {
     vpn: u64,
     page: Option<PageId>,
-    mappings: Vec<(Tgid, u64, bool)>,
+    mappings: Mappings,
     write: bool,
 }
 
@@ -166,7 +171,7 @@ impl Engine<'_> {
                 ) => write,
             };
             let page = pte.map(Pte::page);
-            let mut mappings = Vec::new();
+            let mut mappings = Mappings::new();
             if let Some(page) = page {
                 // The migration entry replaces this mm's PTE now.
                 self.procs
@@ -277,8 +282,8 @@ impl Engine<'_> {
                 Some(new) => {
                     migrated += 1;
                     let dev_private = matches!(self.pages[*new].frame(), Frame::Device { dev: dd, .. } if self.devices[dd].kind == DeviceKind::Private);
-                    let mappings: Vec<(Tgid, u64, bool)> = if c.mappings.is_empty() {
-                        vec![(tgid, c.vpn, c.write)]
+                    let mappings: Mappings = if c.mappings.is_empty() {
+                        smallvec![(tgid, c.vpn, c.write)]
                     } else {
                         c.mappings.clone()
                     };
@@ -322,9 +327,9 @@ impl Engine<'_> {
 
     /// `try_to_migrate`: every remaining mapping of `page` gets a migration entry, each under
     /// an `MMU_NOTIFY_CLEAR` of that page in its mm. Returns (tgid, vpn, writable) of each.
-    fn try_to_migrate(&mut self, page: PageId) -> Vec<(Tgid, u64, bool)> {
-        let maps: Vec<_> = self.pages.take_maps(page).collect();
-        let mut out = Vec::with_capacity(maps.len());
+    fn try_to_migrate(&mut self, page: PageId) -> Mappings {
+        let maps: SmallVec<[(Tgid, u64); 1]> = self.pages.take_maps(page).collect();
+        let mut out = Mappings::with_capacity(maps.len());
         for (t, v) in maps {
             let write = matches!(
                 self.procs[&t].ptes.get(v),

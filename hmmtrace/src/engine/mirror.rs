@@ -66,18 +66,18 @@ impl Engine<'_> {
     /// with notifiers reaches `__mmu_notifier_invalidate_range_start`, so only then are there
     /// events: one per interval callback, then one for the whole call (exit order).
     pub(crate) fn invalidate(&mut self, tgid: Tgid, start: u64, end: u64, event: u32, owner: u64) {
-        let subs: Vec<usize> = (0..self.notifiers.len())
-            .filter(|&i| self.notifiers[i].tgid == tgid)
-            .collect();
-        if subs.is_empty() {
+        if !self.notifiers.iter().any(|n| n.tgid == tgid) {
             return;
         }
         // The record belongs to the task doing the invalidation (`current`), which need not own
         // the mm: a child's fault unmaps its parent's mapping of a shared page.
         let t0 = self.clock.now();
         self.clock.spend(self.clock.model.invalidate_base_ns);
-        for i in subs {
-            self.callback(i, start, end, event, owner);
+        // Callbacks neither add nor remove notifiers.
+        for i in 0..self.notifiers.len() {
+            if self.notifiers[i].tgid == tgid {
+                self.callback(i, start, end, event, owner);
+            }
         }
         let body = self.invalidation(start, end, event, owner, INVALIDATE_RANGE_START);
         self.emit(t0, Some(self.clock.now() - t0), body);

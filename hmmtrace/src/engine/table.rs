@@ -3,7 +3,7 @@
 //!
 //! Like the kernel's page tables, it is dense where it is used and absent elsewhere: 512-entry
 //! leaves (one PTE page's worth) allocated on first touch and dropped when their last entry
-//! goes, found through an ordered map of leaves. So memory grows with the pages a scenario
+//! goes, under 512-leaf directories found through an ordered map. So memory grows with the pages a scenario
 //! touches, not the pages it declares, lookups cost one ordered-map step plus an array index,
 //! and a range is walked in address order leaf by leaf. Hand-written because the crates that
 //! come close are either dense (`Vec`, `bitvec`: memory by declared size) or hash maps
@@ -11,31 +11,44 @@
 
 use std::collections::BTreeMap;
 
-/// Entries per leaf.
+/// Entries per leaf, and leaves per directory.
 const LEAF: u64 = 512;
+const DIR: u64 = 512;
 
 struct Leaf<T> {
     slots: [Option<T>; LEAF as usize],
     used: u32,
 }
 
+/// 512 leaves (2^18 keys): 64 directories cover 16 M pages, so the ordered map that finds them
+/// stays shallow.
+struct Dir<T> {
+    leaves: [Option<Box<Leaf<T>>>; DIR as usize],
+    used: u32,
+}
+
 /// See the module doc. Keys are page numbers (any `u64`).
 pub(crate) struct Sparse<T> {
-    leaves: BTreeMap<u64, Box<Leaf<T>>>,
+    dirs: BTreeMap<u64, Box<Dir<T>>>,
     len: u64,
 }
 
 impl<T> Default for Sparse<T> {
     fn default() -> Self {
         Sparse {
-            leaves: BTreeMap::new(),
+            dirs: BTreeMap::new(),
             len: 0,
         }
     }
 }
 
-fn split(key: u64) -> (u64, usize) {
-    (key / LEAF, (key % LEAF) as usize)
+/// Directory, leaf within it, slot within that.
+fn split(key: u64) -> (u64, usize, usize) {
+    (
+        key / (LEAF * DIR),
+        ((key / LEAF) % DIR) as usize,
+        (key % LEAF) as usize,
+    )
 }
 
 impl<T: Copy> Sparse<T> {
@@ -44,56 +57,100 @@ impl<T: Copy> Sparse<T> {
         self.len
     }
 
+    fn leaf(&self, key: u64) -> Option<&Leaf<T>> {
+        let (dir, leaf, _) = split(key);
+        self.dirs.get(&dir)?.leaves[leaf].as_deref()
+    }
+
+    fn leaf_mut(&mut self, key: u64) -> Option<&mut Leaf<T>> {
+        let (dir, leaf, _) = split(key);
+        self.dirs.get_mut(&dir)?.leaves[leaf].as_deref_mut()
+    }
+
     pub fn get(&self, key: u64) -> Option<T> {
-        let (leaf, slot) = split(key);
-        self.leaves.get(&leaf).and_then(|l| l.slots[slot])
+        self.leaf(key).and_then(|l| l.slots[split(key).2])
     }
 
     pub fn get_mut(&mut self, key: u64) -> Option<&mut T> {
-        let (leaf, slot) = split(key);
-        self.leaves
-            .get_mut(&leaf)
-            .and_then(|l| l.slots[slot].as_mut())
+        self.leaf_mut(key)
+            .and_then(|l| l.slots[split(key).2].as_mut())
     }
 
     /// Sets `key`; returns what it held.
     pub fn insert(&mut self, key: u64, value: T) -> Option<T> {
-        let (leaf, slot) = split(key);
-        let l = self.leaves.entry(leaf).or_insert_with(|| {
+        let (dir, leaf, slot) = split(key);
+        let d = self.dirs.entry(dir).or_insert_with(|| {
+            Box::new(Dir {
+                leaves: [const { None }; DIR as usize],
+                used: 0,
+            })
+        });
+        let l = d.leaves[leaf].get_or_insert_with(|| {
             Box::new(Leaf {
                 slots: [None; LEAF as usize],
                 used: 0,
             })
         });
+        if l.used == 0 {
+            d.used += 1;
+        }
         let old = l.slots[slot].replace(value);
         if old.is_none() {
             l.used += 1;
             self.len += 1;
+        } else if l.used == 0 {
+            unreachable!("a present entry counts");
         }
         old
     }
 
     /// Clears `key`; returns what it held.
     pub fn remove(&mut self, key: u64) -> Option<T> {
-        let (leaf, slot) = split(key);
-        let l = self.leaves.get_mut(&leaf)?;
+        let (dir, leaf, slot) = split(key);
+        let d = self.dirs.get_mut(&dir)?;
+        let l = d.leaves[leaf].as_mut()?;
         let old = l.slots[slot].take();
         if old.is_some() {
             l.used -= 1;
             self.len -= 1;
             if l.used == 0 {
-                self.leaves.remove(&leaf);
+                d.leaves[leaf] = None;
+                d.used -= 1;
+                if d.used == 0 {
+                    self.dirs.remove(&dir);
+                }
             }
         }
         old
     }
 
+    /// The leaves that may hold keys in `[start, end)`, in order, with their first key.
+    fn leaves(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, &Leaf<T>)> + '_ {
+        let last = (end > start).then(|| end - 1);
+        let dirs = last.map(|last| self.dirs.range(start / (LEAF * DIR)..=last / (LEAF * DIR)));
+        dirs.into_iter().flatten().flat_map(move |(&dir, d)| {
+            // The leaves of this directory that overlap the range.
+            let first_leaf = dir * DIR;
+            let from = (start / LEAF).saturating_sub(first_leaf).min(DIR) as usize;
+            let to = ((end - 1) / LEAF + 1 - first_leaf).min(DIR) as usize;
+            d.leaves[from..to]
+                .iter()
+                .enumerate()
+                .filter_map(move |(i, l)| {
+                    let base = (first_leaf + (from + i) as u64) * LEAF;
+                    l.as_deref().map(|l| (base, l))
+                })
+        })
+    }
+
+    /// The first key of the first leaf that may hold keys in `[start, end)`.
+    fn first_leaf(&self, start: u64, end: u64) -> Option<u64> {
+        self.leaves(start, end).next().map(|(base, _)| base)
+    }
+
     /// The entries with keys in `[start, end)`, in key order.
     pub fn range(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, T)> + '_ {
-        let last = (end > start).then(|| end - 1);
-        let leaves = last.map(|last| self.leaves.range(start / LEAF..=last / LEAF));
-        leaves.into_iter().flatten().flat_map(move |(&leaf, l)| {
-            let base = leaf * LEAF;
+        self.leaves(start, end).flat_map(move |(base, l)| {
             let from = start.saturating_sub(base).min(LEAF) as usize;
             let to = (end - base).min(LEAF) as usize;
             l.slots[from..to]
@@ -110,18 +167,15 @@ impl<T: Copy> Sparse<T> {
 
     /// Clears every key in `[start, end)`; returns how many were present.
     pub fn remove_range(&mut self, start: u64, end: u64) -> u64 {
-        if end <= start {
-            return 0;
-        }
-        let leaves: Vec<u64> = self
-            .leaves
-            .range(start / LEAF..=(end - 1) / LEAF)
-            .map(|(k, _)| *k)
-            .collect();
         let mut removed = 0;
-        for leaf in leaves {
-            let base = leaf * LEAF;
-            let l = self.leaves.get_mut(&leaf).expect("listed above");
+        let mut cursor = start;
+        // One leaf at a time, found afresh: no list of leaves to allocate (this runs on every
+        // invalidation callback).
+        while let Some(base) = self.first_leaf(cursor, end) {
+            cursor = base.saturating_add(LEAF);
+            let (dir, leaf, _) = split(base);
+            let d = self.dirs.get_mut(&dir).expect("listed above");
+            let l = d.leaves[leaf].as_mut().expect("listed above");
             let from = start.saturating_sub(base).min(LEAF) as usize;
             let to = (end - base).min(LEAF) as usize;
             for s in &mut l.slots[from..to] {
@@ -131,7 +185,14 @@ impl<T: Copy> Sparse<T> {
                 }
             }
             if l.used == 0 {
-                self.leaves.remove(&leaf);
+                d.leaves[leaf] = None;
+                d.used -= 1;
+                if d.used == 0 {
+                    self.dirs.remove(&dir);
+                }
+            }
+            if cursor >= end || base.checked_add(LEAF).is_none() {
+                break;
             }
         }
         self.len -= removed;
@@ -202,6 +263,6 @@ mod tests {
             s.remove_range(0, u64::MAX) + s.remove(u64::MAX).map_or(0, |_| 1),
             n
         );
-        assert!(s.leaves.is_empty(), "emptied leaves are freed");
+        assert!(s.dirs.is_empty(), "emptied leaves and directories are freed");
     }
 }
