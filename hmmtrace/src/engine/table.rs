@@ -263,6 +263,9 @@ mod tests {
             s.remove_range(0, u64::MAX) + s.remove(u64::MAX).map_or(0, |_| 1),
             n
         );
-        assert!(s.dirs.is_empty(), "emptied leaves and directories are freed");
+        assert!(
+            s.dirs.is_empty(),
+            "emptied leaves and directories are freed"
+        );
     }
 }

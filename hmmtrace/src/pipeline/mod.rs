@@ -24,6 +24,7 @@
 //! [`Status`]: status::Status
 
 pub mod detect;
+pub mod handoff;
 pub mod reorder;
 pub mod sink;
 pub mod source;
@@ -152,6 +153,10 @@ pub fn run<S: Source, K: Sink + Send>(
 ) -> anyhow::Result<Outcome> {
     ctl.start();
     match view {
+        None if source.hand_off() => std::thread::scope(|scope| {
+            let sinks = handoff::Handoff::spawn(scope, sink)?;
+            drive(source, sinks, ctl)
+        }),
         None => drive(source, sink, ctl),
         Some(view) => std::thread::scope(|scope| {
             let driver = std::thread::Builder::new()

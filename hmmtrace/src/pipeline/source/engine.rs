@@ -68,6 +68,10 @@ impl Source for EngineSource {
         &self.header
     }
 
+    fn hand_off(&self) -> bool {
+        self.pace == Pace::Fast
+    }
+
     fn run(&mut self, sink: &mut dyn Sink, ctl: &Control) -> anyhow::Result<Finished> {
         let start = Instant::now();
         let (mut released, mut offset, mut runs, mut now) = (0u64, 0u64, 0u64, 0u64);

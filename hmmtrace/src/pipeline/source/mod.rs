@@ -31,6 +31,13 @@ pub trait Source: Send {
     fn command_status(&mut self) -> Option<std::process::ExitStatus> {
         None
     }
+
+    /// Whether its sinks should run on a thread of their own when no view holds the
+    /// foreground: true for a source that computes events as fast as it can, so that it and
+    /// its sinks run side by side (see [`super::handoff`]).
+    fn hand_off(&self) -> bool {
+        false
+    }
 }
 
 impl<S: Source + ?Sized> Source for Box<S> {
@@ -44,5 +51,9 @@ impl<S: Source + ?Sized> Source for Box<S> {
 
     fn command_status(&mut self) -> Option<std::process::ExitStatus> {
         (**self).command_status()
+    }
+
+    fn hand_off(&self) -> bool {
+        (**self).hand_off()
     }
 }
