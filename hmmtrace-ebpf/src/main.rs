@@ -5,6 +5,9 @@
 //! `hmmtrace` binary.
 #![no_std]
 #![no_main]
+// Direct tracepoint-record loads at load-time offsets (kread::tp_u64) need one load
+// instruction per offset, which only assembly guarantees.
+#![feature(asm_experimental_arch)]
 
 mod device_fault;
 mod emit;

@@ -6,13 +6,10 @@
 
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use aya_log_ebpf::warn;
-use hmmtrace_common::{
-    offsets::{TracepointOffsets, UNKNOWN},
-    EventKind, ProbeId, Record, SystemMigration,
-};
+use hmmtrace_common::{offsets::TracepointOffsets, EventKind, ProbeId, Record, SystemMigration};
 
 use crate::emit;
-use crate::kread::now;
+use crate::kread::{now, tp_u32, tp_u64};
 
 #[unsafe(no_mangle)]
 static MIGRATE_PAGES_OFFSETS: TracepointOffsets = TracepointOffsets::UNKNOWN;
@@ -28,42 +25,40 @@ pub fn tracepoint_mm_migrate_pages(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn record(ctx: &TracePointContext) {
     let ts = now();
-    // SAFETY: a plain read of a static; volatile because userspace patches it into .rodata
-    // at load time.
-    let off = unsafe { core::ptr::read_volatile(&MIGRATE_PAGES_OFFSETS) };
+    // Each offset is its own 4-byte load from the frozen .rodata map, so the verifier knows
+    // its value (a copy of the whole struct through the stack would lose it) and walks only
+    // the matching arm of tp_u64/tp_u32.
+    macro_rules! off {
+        ($f:ident) => {
+            // SAFETY: a plain read of a static; volatile because userspace patches it into
+            // .rodata at load time.
+            unsafe { core::ptr::read_volatile(core::ptr::addr_of!(MIGRATE_PAGES_OFFSETS.$f)) }
+        };
+    }
     let mut unknown = 0;
     let mut read_u64 = |offset: u32, bit: u32| -> u64 {
-        if offset != UNKNOWN {
-            // SAFETY: read_at copies with bpf_probe_read at an offset tracefs gave for this
-            // tracepoint's record; a bad offset is an error, never a fault.
-            if let Ok(v) = unsafe { ctx.read_at::<u64>(offset as usize) } {
-                return v;
-            }
-        }
-        unknown |= bit;
-        0
+        tp_u64(ctx, offset).unwrap_or_else(|| {
+            unknown |= bit;
+            0
+        })
     };
-    let succeeded = read_u64(off.succeeded, SystemMigration::FIELD_SUCCEEDED);
-    let failed = read_u64(off.failed, SystemMigration::FIELD_FAILED);
-    let thp_succeeded = read_u64(off.thp_succeeded, SystemMigration::FIELD_THP_SUCCEEDED);
-    let thp_failed = read_u64(off.thp_failed, SystemMigration::FIELD_THP_FAILED);
-    let thp_split = read_u64(off.thp_split, SystemMigration::FIELD_THP_SPLIT);
+    let succeeded = read_u64(off!(succeeded), SystemMigration::FIELD_SUCCEEDED);
+    let failed = read_u64(off!(failed), SystemMigration::FIELD_FAILED);
+    let thp_succeeded = read_u64(off!(thp_succeeded), SystemMigration::FIELD_THP_SUCCEEDED);
+    let thp_failed = read_u64(off!(thp_failed), SystemMigration::FIELD_THP_FAILED);
+    let thp_split = read_u64(off!(thp_split), SystemMigration::FIELD_THP_SPLIT);
     let large_folio_split = read_u64(
-        off.large_folio_split,
+        off!(large_folio_split),
         SystemMigration::FIELD_LARGE_FOLIO_SPLIT,
     );
     let mut read_u32 = |offset: u32, bit: u32| -> u32 {
-        if offset != UNKNOWN {
-            // SAFETY: as for the u64 fields above.
-            if let Ok(v) = unsafe { ctx.read_at::<u32>(offset as usize) } {
-                return v;
-            }
-        }
-        unknown |= bit;
-        0
+        tp_u32(ctx, offset).unwrap_or_else(|| {
+            unknown |= bit;
+            0
+        })
     };
-    let mode = read_u32(off.mode, SystemMigration::FIELD_MODE);
-    let reason = read_u32(off.reason, SystemMigration::FIELD_REASON);
+    let mode = read_u32(off!(mode), SystemMigration::FIELD_MODE);
+    let reason = read_u32(off!(reason), SystemMigration::FIELD_REASON);
     if unknown != 0 {
         warn!(
             ctx,

@@ -63,6 +63,9 @@ enum Task {
         /// A short pass that checks the benchmarks run (for CI); writes nothing.
         #[arg(long)]
         quick: bool,
+        /// Only the figures whose name contains this (e.g. `kernel`, `engine`); writes nothing.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Run the cargo-fuzz targets (capture reader, scenario and dashboard parsers).
     Fuzz {
@@ -84,7 +87,9 @@ fn main() -> ExitCode {
         Task::Setup => setup::run().map(|_| ()),
         Task::Test { args } => test(&args),
         Task::Demo { args } => demo(&args),
-        Task::Bench { quick } => setup::run().and_then(|_| bench::run(quick)),
+        Task::Bench { quick, only } => {
+            setup::run().and_then(|_| bench::run(quick, only.as_deref()))
+        }
         Task::Lint => setup::run().and_then(|_| lint::run()),
         Task::Fuzz { seconds } => setup::run().and_then(|_| fuzz::run(seconds)),
         Task::Soak { minutes } => setup::run().and_then(|_| soak::run(minutes)),
@@ -214,7 +219,7 @@ fn test(args: &[String]) -> anyhow::Result<()> {
         }
     };
     // The benchmarks' short pass: they still run (figures come from `cargo xtask bench`).
-    let bench_failed = match bench::run(true) {
+    let bench_failed = match bench::run(true, None) {
         Ok(()) => false,
         Err(e) => {
             eprintln!("xtask: bench --quick FAILED: {e:#}");
