@@ -111,6 +111,22 @@ pub struct EventHeader {
     pub comm: [u8; COMM_LEN],
 }
 
+/// `EventHeader::kind` of a task-name record (payload [`TaskName`]): not an [`EventKind`]. The
+/// kernel session consumes these to name the tasks of the records that follow (see
+/// `Settings::comm_in_records`); they never become events, so captures never hold one.
+pub const TASK_RECORD: u16 = 0x100;
+
+/// A task's name as of now: at fork (the child's, which is its parent's) and at every rename
+/// (`exec`, `prctl(PR_SET_NAME)`, a write to `/proc/PID/comm`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TaskName {
+    /// The thread id named.
+    pub pid: u32,
+    pub _pad: u32,
+    pub comm: [u8; COMM_LEN],
+}
+
 /// A whole ring-buffer record: header, then the payload `P` of the header's kind.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -407,10 +423,12 @@ pub enum ProbeId {
     Invalidation = 3,
     RangeFault = 4,
     SystemMigration = 5,
+    /// Task-name records ([`TASK_RECORD`]).
+    Task = 6,
 }
 
 /// Number of [`ProbeId`] values: the length of the drop-counter array.
-pub const PROBE_COUNT: u32 = 6;
+pub const PROBE_COUNT: u32 = 7;
 
 impl ProbeId {
     pub const ALL: [ProbeId; PROBE_COUNT as usize] = [
@@ -420,6 +438,7 @@ impl ProbeId {
         ProbeId::Invalidation,
         ProbeId::RangeFault,
         ProbeId::SystemMigration,
+        ProbeId::Task,
     ];
 
     pub const fn from_u32(v: u32) -> Option<ProbeId> {
@@ -438,6 +457,7 @@ impl ProbeId {
             ProbeId::Invalidation => "invalidation",
             ProbeId::RangeFault => "range_fault",
             ProbeId::SystemMigration => "system_migration",
+            ProbeId::Task => "task",
         }
     }
 }
@@ -481,4 +501,6 @@ mod pod {
     unsafe impl aya::Pod for super::offsets::MigrateVmaOffsets {}
     unsafe impl aya::Pod for super::offsets::KernelOffsets {}
     unsafe impl aya::Pod for super::offsets::ForkOffsets {}
+    // SAFETY: as for ForkOffsets: two u32s, no padding.
+    unsafe impl aya::Pod for super::offsets::RenameOffsets {}
 }

@@ -51,6 +51,11 @@ pub struct Settings {
     /// 1: only tasks whose `comm` equals `comm` (`record --comm`).
     pub filter_comm: u32,
     pub comm: [u8; 16],
+    /// 1: every record's header carries `bpf_get_current_comm()`. 0: headers leave `comm`
+    /// zero and [`crate::TASK_RECORD`]s name tasks when they fork or are renamed (userspace
+    /// names the rest from /proc): a helper call less per event.
+    pub comm_in_records: u32,
+    pub _pad: u32,
 }
 
 impl Settings {
@@ -59,6 +64,25 @@ impl Settings {
         filter_tgids: 0,
         filter_comm: 0,
         comm: [0; 16],
+        comm_in_records: 1,
+        _pad: 0,
+    };
+}
+
+/// Offsets in the `task:task_rename` record (from its tracefs `format`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RenameOffsets {
+    /// The renamed task (not always the current one: `/proc/PID/comm` renames another).
+    pub pid: u32,
+    /// `char newcomm[16]`.
+    pub newcomm: u32,
+}
+
+impl RenameOffsets {
+    pub const UNKNOWN: RenameOffsets = RenameOffsets {
+        pid: UNKNOWN,
+        newcomm: UNKNOWN,
     };
 }
 

@@ -11,7 +11,9 @@ use aya_ebpf::{
     macros::map,
     maps::{HashMap, PerCpuArray, RingBuf},
 };
-use hmmtrace_common::{offsets::Settings, EventHeader, EventKind, ProbeId, Record, PROBE_COUNT};
+use hmmtrace_common::{
+    offsets::Settings, EventHeader, EventKind, ProbeId, Record, TaskName, PROBE_COUNT, TASK_RECORD,
+};
 
 /// Default ring size; userspace resizes it (`--ring-size`) before load.
 const DEFAULT_RING_BYTES: u32 = 1 << 22;
@@ -89,8 +91,22 @@ pub(crate) fn header(
         },
         unknown,
         _pad: 0,
-        comm: bpf_get_current_comm().unwrap_or([0; 16]),
+        // A helper call per event saved when task-name records name the tasks instead.
+        comm: if settings().comm_in_records != 0 {
+            bpf_get_current_comm().unwrap_or([0; 16])
+        } else {
+            [0; 16]
+        },
     }
+}
+
+/// Names task `pid` from now on (see `hmmtrace_common::TASK_RECORD`).
+#[inline(always)]
+pub(crate) fn submit_task_name(pid: u32, comm: [u8; 16]) {
+    let mut header = header(EventKind::Migration, crate::kread::now(), None, 0);
+    header.kind = TASK_RECORD;
+    let payload = TaskName { pid, _pad: 0, comm };
+    submit(ProbeId::Task, Record { header, payload });
 }
 
 /// Writes one record, or counts it as dropped for `probe` when the ring is full.

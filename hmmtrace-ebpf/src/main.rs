@@ -17,6 +17,7 @@ mod kread;
 mod migration;
 mod page_free;
 mod range_fault;
+mod rename;
 mod stress;
 mod system_migration;
 

@@ -12,6 +12,7 @@
 pub mod attach;
 pub mod btf;
 pub mod diagnostics;
+pub mod names;
 pub mod plan;
 pub mod privilege;
 pub mod session;

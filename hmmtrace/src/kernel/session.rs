@@ -11,7 +11,9 @@ use anyhow::{bail, Context as _};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
-use hmmtrace_common::offsets::{ForkOffsets, KernelOffsets, MigrateVmaOffsets, Settings, UNKNOWN};
+use hmmtrace_common::offsets::{
+    ForkOffsets, KernelOffsets, MigrateVmaOffsets, RenameOffsets, Settings, UNKNOWN,
+};
 use hmmtrace_common::{Invalidation, Lost, ProbeId, PROBE_COUNT};
 
 use super::btf::Btf;
@@ -74,6 +76,8 @@ pub struct Session {
     notify: Vec<(u32, u32)>,
     /// The programs' diagnostics, with `--ebpf-log`.
     logs: Option<diagnostics::Reader>,
+    /// Task names, when records carry none (see [`super::names`]).
+    names: Option<super::names::Names>,
 }
 
 impl Session {
@@ -94,7 +98,7 @@ impl Session {
         let tracefs = tracefs::root().map_err(|e| privilege::classify("reading tracefs", e))?;
         let facts = KernelFacts::from_system(&tracefs)?;
         let mut plan = plan::resolve(&facts, opts.mechanism, &opts.extra);
-        let (mut ebpf, missing) = load(opts, &tracefs, &facts)?;
+        let (mut ebpf, missing, named_by_records) = load(opts, &tracefs, &facts)?;
         let logs = if opts.ebpf_log {
             Some(diagnostics::Reader::init(&mut ebpf)?)
         } else {
@@ -138,6 +142,10 @@ impl Session {
             follow_children(&mut ebpf, &opts.tgids)
                 .map_err(|e| privilege::classify("following the traced processes' children", e))?;
         }
+        if named_by_records {
+            name_tasks(&mut ebpf, opts.tgids.is_empty())
+                .map_err(|e| privilege::classify("naming tasks (fork and rename)", e))?;
+        }
         if opts.stress {
             let tp: &mut TracePoint = ebpf
                 .program_mut("ring_stress")
@@ -160,6 +168,12 @@ impl Session {
             facts,
             notify,
             logs,
+            names: named_by_records.then(|| {
+                let mut names = super::names::Names::default();
+                // After the announcing programs are attached: nothing falls between.
+                names.scan();
+                names
+            }),
         })
     }
 
@@ -171,8 +185,19 @@ impl Session {
     ) -> anyhow::Result<u64> {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
+            if let Some(names) = &mut self.names {
+                if let Some(task) = task_name(&item) {
+                    names.set(task.pid, Comm(task.comm));
+                    continue;
+                }
+            }
             match Event::from_wire(&item) {
                 Some(mut e) => {
+                    if let Some(names) = &mut self.names {
+                        if e.comm == Comm::default() {
+                            e.comm = names.name(e.tgid, e.pid);
+                        }
+                    }
                     if let Body::Invalidation(inv) = &mut e.body {
                         // Records carry the kernel's own enum value; events carry hmmtrace's.
                         match self.notify.iter().find(|(k, _)| *k == inv.event) {
@@ -235,6 +260,45 @@ impl Session {
     }
 }
 
+/// A task-name record's payload; `None` for any other record.
+fn task_name(item: &[u8]) -> Option<hmmtrace_common::TaskName> {
+    use hmmtrace_common::{EventHeader, Record, TaskName, TASK_RECORD};
+    let header_size = std::mem::size_of::<EventHeader>();
+
+    let at = std::mem::offset_of!(EventHeader, kind);
+    let kind = u16::from_ne_bytes(item.get(at..at + 2)?.try_into().ok()?);
+    if kind != TASK_RECORD || item.len() != std::mem::size_of::<Record<TaskName>>() {
+        return None;
+    }
+    let p = &item[header_size..];
+    let mut comm = [0u8; 16];
+    comm.copy_from_slice(&p[8..24]);
+    Some(TaskName {
+        pid: u32::from_ne_bytes(p[0..4].try_into().ok()?),
+        _pad: 0,
+        comm,
+    })
+}
+
+/// Attaches the programs that name tasks: `task:task_rename`, and `sched:sched_process_fork`
+/// unless following children attached it already.
+fn name_tasks(ebpf: &mut Ebpf, attach_fork: bool) -> anyhow::Result<()> {
+    if attach_fork {
+        attach_fork_program(ebpf)?;
+    }
+    let rename: &mut TracePoint = ebpf
+        .program_mut("task_rename")
+        .context("the eBPF object has no task_rename program")?
+        .try_into()?;
+    rename
+        .load()
+        .context("the kernel rejected the task_rename program")?;
+    rename
+        .attach("task", "task_rename")
+        .context("cannot attach to tracepoint task:task_rename")?;
+    Ok(())
+}
+
 /// Adds `tgids` to the kernel's filter and attaches `sched:sched_process_fork`, which adds each
 /// traced process's children.
 fn follow_children(ebpf: &mut Ebpf, tgids: &[u32]) -> anyhow::Result<()> {
@@ -243,6 +307,10 @@ fn follow_children(ebpf: &mut Ebpf, tgids: &[u32]) -> anyhow::Result<()> {
     for &t in tgids {
         map.insert(t, 1, 0)?;
     }
+    attach_fork_program(ebpf)
+}
+
+fn attach_fork_program(ebpf: &mut Ebpf) -> anyhow::Result<()> {
     let fork: &mut TracePoint = ebpf
         .program_mut("sched_process_fork")
         .context("the eBPF object has no sched_process_fork program")?
@@ -360,11 +428,12 @@ fn migrate_vma_offsets(btf: Option<&Btf>) -> (MigrateVmaOffsets, Vec<String>) {
 
 /// Loads the object with its globals filled (nothing attached yet). Also returns the struct
 /// fields (`type.member`) this kernel lacks.
+/// Also says whether task-name records name the tasks (else every record carries its comm).
 fn load(
     opts: &SessionOptions,
     tracefs: &std::path::Path,
     facts: &KernelFacts,
-) -> anyhow::Result<(Ebpf, Vec<String>)> {
+) -> anyhow::Result<(Ebpf, Vec<String>, bool)> {
     let offsets = tracefs::migrate_pages_offsets(
         &tracefs::read_format(tracefs, "migrate", "mm_migrate_pages")
             .map_err(|e| privilege::classify("reading tracefs", e))?,
@@ -374,6 +443,8 @@ fn load(
         filter_tgids: !opts.tgids.is_empty() as u32,
         filter_comm: opts.comm.is_some() as u32,
         comm: [0; 16],
+        comm_in_records: 1,
+        _pad: 0,
     };
     if let Some(comm) = &opts.comm {
         if comm.is_empty() || comm.len() > 15 {
@@ -384,6 +455,13 @@ fn load(
     let fork = tracefs::read_format(tracefs, "sched", "sched_process_fork")
         .map(|f| tracefs::fork_offsets(&f))
         .unwrap_or(ForkOffsets::UNKNOWN);
+    let rename = tracefs::read_format(tracefs, "task", "task_rename")
+        .map(|f| tracefs::rename_offsets(&f))
+        .unwrap_or(RenameOffsets::UNKNOWN);
+    // Both tracepoints with the fields the programs read: names travel as task-name records,
+    // not in every record.
+    let named_by_records = fork.child_pid != UNKNOWN && rename.newcomm != UNKNOWN;
+    settings.comm_in_records = u32::from(!named_by_records);
     // Without BTF nothing has offsets; the rows that need them say so.
     let (migrate_vma, mut missing) = migrate_vma_offsets(facts.btf.as_deref());
     let (kernel_offsets, kernel_missing) = kernel_offsets(facts);
@@ -394,6 +472,7 @@ fn load(
         .override_global("MIGRATE_VMA_OFFSETS", &migrate_vma, true)
         .override_global("KERNEL_OFFSETS", &kernel_offsets, true)
         .override_global("FORK_OFFSETS", &fork, true)
+        .override_global("RENAME_OFFSETS", &rename, true)
         .override_global("AYA_LOG_LEVEL", &diagnostics::level(opts.ebpf_log), true)
         .map_max_entries("EVENTS", opts.ring_bytes)
         .load(EBPF_OBJECT)
@@ -403,7 +482,7 @@ fn load(
                 anyhow::Error::new(e).context("cannot load hmmtrace's eBPF object"),
             )
         })?;
-    Ok((ebpf, missing))
+    Ok((ebpf, missing, named_by_records))
 }
 
 /// Loads the object as a session would and runs every kprobe-type program through the
@@ -414,7 +493,7 @@ pub fn verify_kprobe_programs(
 ) -> anyhow::Result<Vec<(String, Result<u32, String>)>> {
     let tracefs = tracefs::root()?;
     let facts = KernelFacts::from_system(&tracefs)?;
-    let (mut ebpf, _) = load(opts, &tracefs, &facts)?;
+    let (mut ebpf, _, _) = load(opts, &tracefs, &facts)?;
     Ok(attach::verify_kprobe_programs(&mut ebpf))
 }
 

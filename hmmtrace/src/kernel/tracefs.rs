@@ -88,6 +88,20 @@ pub fn fork_offsets(fields: &[Field]) -> hmmtrace_common::offsets::ForkOffsets {
     }
 }
 
+/// Offsets of `pid` and `newcomm` in `task:task_rename`.
+pub fn rename_offsets(fields: &[Field]) -> hmmtrace_common::offsets::RenameOffsets {
+    let find = |name: &str, size: u32| {
+        fields
+            .iter()
+            .find(|f| f.name == name && f.size == size)
+            .map_or(UNKNOWN, |f| f.offset)
+    };
+    hmmtrace_common::offsets::RenameOffsets {
+        pid: find("pid", 4),
+        newcomm: find("newcomm", 16),
+    }
+}
+
 /// The tracefs root, mounting it at /sys/kernel/tracing if no tracefs is mounted (needs root).
 pub fn root() -> anyhow::Result<PathBuf> {
     for dir in ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"] {

@@ -126,6 +126,9 @@ struct Row {
     migrated: Option<u64>,
     /// Range faults: pages.
     npages: Option<u64>,
+    /// The task's name.
+    #[serde(default)]
+    comm: String,
 }
 
 /// The text between `=== name` and the next `===` marker.
@@ -412,6 +415,17 @@ pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
             ),
             None => "the workload did not print its region".into(),
         },
+    );
+    // Task names come from fork and rename records, not from each event: every event of the
+    // workload (its own process, started by `record -- /workload`) must still carry its name.
+    let mut names: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in &kernel_rows {
+        *names.entry(r.comm.as_str()).or_default() += 1;
+    }
+    verdict(
+        "every event of the workload is named by its task",
+        names.len() == 1 && names.contains_key("workload"),
+        format!("{names:?}"),
     );
     // Check 2: the reference engine on the twin scenario (vm/workload.toml) counts the same.
     let kernel = tally(&kernel_rows);
