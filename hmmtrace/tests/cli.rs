@@ -532,3 +532,48 @@ fn report_check_gates_a_ci_on_findings_with_exit_5() {
     assert_eq!(code, 0);
     assert!(out.contains("findings: none"), "{out}");
 }
+
+/// Every size the scenario validator accepts runs or is refused with exit 2 and the step's
+/// position, never an abort: a device of 2^32 pages and a mapping of 2^36 cost what is
+/// touched, and touching all of such a mapping is refused at once.
+#[test]
+fn scenarios_at_the_validators_limits_run_or_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let scenario = |touch: &str| {
+        format!(
+            "name = \"limits\"\n[[device]]\nname = \"huge\"\nkind = \"private\"\npages = 4294967296\n\
+             [[process]]\nname = \"p\"\n\
+             [[step]]\nop = \"mmap\"\nregion = \"r\"\npages = 68719476736\n\
+             [[step]]\nop = \"open\"\ndevice = \"huge\"\n\
+             [[step]]\nop = \"write\"\nregion = \"r\"\n{touch}\n\
+             [[step]]\nop = \"migrate\"\nregion = \"r\"\ndevice = \"huge\"\ncount = 256\n\
+             [[step]]\nop = \"munmap\"\nregion = \"r\"\n"
+        )
+    };
+    let small = dir.path().join("small.toml");
+    std::fs::write(&small, scenario("count = 256")).unwrap();
+    let (code, out, err) = run(hmmtrace()
+        .args(["sim", "--format", "json", "-s"])
+        .arg(&small));
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let migrated = v["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["kind"] == "migration")
+        .map(|k| k["pages"].as_u64().unwrap());
+    assert_eq!(migrated, Some(256));
+    let all = dir.path().join("all.toml");
+    std::fs::write(&all, scenario("")).unwrap();
+    let (code, _, err) = run(hmmtrace().args(["sim", "-s"]).arg(&all));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("all.toml:15:") && err.contains("touches more than 67108864 pages"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+}

@@ -51,9 +51,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     let source = EngineSource::new(scenario, seed, Pace::Fast);
     let mut summary = Summary::default();
     let mut output = a.output.as_deref().map(OutputFile::create).transpose()?;
+    // Not under the TUI, which shows the run itself.
+    let progress =
+        (!a.tui && std::io::IsTerminal::is_terminal(&std::io::stderr())).then(Progress::default);
     let sinks = Tee::new()
         .with(&mut summary)
-        .with_opt(output.as_mut().map(OutputFile::writer));
+        .with_opt(output.as_mut().map(OutputFile::writer))
+        .with_opt(progress);
     let config = a.view.findings.config();
     let ran = if a.tui {
         let (tui, mut view) = a.view.tui(title, None, 1.0)?;
@@ -92,4 +96,64 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         Format::Json => println!("{}", report::json::render(&summary, &source_name)),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line on a terminal's stderr saying how far a run has got, once it has taken a second:
+/// events so far and the simulated time they reach. Cleared when the run ends.
+struct Progress {
+    started: std::time::Instant,
+    bar: Option<indicatif::ProgressBar>,
+    events: u64,
+    sim_ns: u64,
+}
+
+impl Default for Progress {
+    fn default() -> Self {
+        Progress {
+            started: std::time::Instant::now(),
+            bar: None,
+            events: 0,
+            sim_ns: 0,
+        }
+    }
+}
+
+impl Progress {
+    fn update(&mut self) {
+        if self.bar.is_none() && self.started.elapsed() >= std::time::Duration::from_secs(1) {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.enable_steady_tick(std::time::Duration::from_millis(200));
+            self.bar = Some(bar);
+        }
+        if let Some(bar) = &self.bar {
+            bar.set_message(format!(
+                "{} events, {} of simulated time",
+                self.events,
+                report::text::fmt_ns(self.sim_ns)
+            ));
+        }
+    }
+}
+
+impl crate::pipeline::Sink for Progress {
+    fn event(&mut self, e: &crate::event::Event) -> anyhow::Result<()> {
+        self.events += 1;
+        self.sim_ns = self.sim_ns.max(e.ts_ns);
+        if self.events.is_multiple_of(1 << 16) {
+            self.update();
+        }
+        Ok(())
+    }
+
+    fn tick(&mut self, now_ns: u64) -> anyhow::Result<()> {
+        self.sim_ns = self.sim_ns.max(now_ns);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> anyhow::Result<()> {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        Ok(())
+    }
 }

@@ -49,6 +49,7 @@ impl Engine<'_> {
         npages: u64,
         racing: &[u64],
     ) -> Result<MigrateOutcome> {
+        self.within_limit(npages)?;
         let start = self.vpn(addr);
         self.check_range(tgid, start, npages)?;
         let racing: Vec<u64> = racing.iter().map(|i| start + i).collect();
@@ -64,6 +65,7 @@ impl Engine<'_> {
         addr: u64,
         npages: u64,
     ) -> Result<MigrateOutcome> {
+        self.within_limit(npages)?;
         let start = self.vpn(addr);
         self.check_range(tgid, start, npages)?;
         let select = MIGRATE_VMA_SELECT_DEVICE_PRIVATE | MIGRATE_VMA_SELECT_DEVICE_COHERENT;

@@ -151,6 +151,7 @@ impl Engine<'_> {
         write: bool,
         race: Race,
     ) -> Result<()> {
+        self.within_limit(npages)?;
         let start = self.mirrored_range(dev, tgid, addr, npages)?;
         let mut during = race.during;
         let mut after = race.after;
@@ -279,6 +280,7 @@ impl Engine<'_> {
     /// in for write, then its PTE is replaced by a device-exclusive entry with an
     /// `MMU_NOTIFY_EXCLUSIVE` invalidation owned by the device; the device mirrors it.
     pub fn make_exclusive(&mut self, dev: DevId, tgid: Tgid, addr: u64, npages: u64) -> Result<()> {
+        self.within_limit(npages)?;
         let start = self.mirrored_range(dev, tgid, addr, npages)?;
         let owner = self.devices[dev].owner;
         for vpn in start..start + npages {

@@ -326,6 +326,7 @@ impl Engine<'_> {
     /// CPU reads or writes of `npages` pages: demand faults, COW breaks, restores of exclusive
     /// entries, and `migrate_to_ram` for device-private entries.
     pub fn cpu_access(&mut self, tgid: Tgid, addr: u64, npages: u64, write: bool) -> Result<()> {
+        self.within_limit(npages)?;
         let start = self.vpn(addr);
         for vpn in start..start + npages {
             self.cpu_fault(tgid, vpn, write)?;
@@ -349,7 +350,19 @@ impl Engine<'_> {
                 addr: vpn * self.page_size,
             });
         }
-        match p.ptes.get(vpn) {
+        let pte = p.ptes.get(vpn);
+        // A demand fault, or a write that may copy: a page more.
+        let allocates = match pte {
+            None => true,
+            Some(Pte::Present { write: w, .. }) => write && !w,
+            _ => false,
+        };
+        if allocates && self.pages.live_count() >= self.page_limit {
+            return Err(EngineError::TooManyPages {
+                limit: self.page_limit,
+            });
+        }
+        match pte {
             None => {
                 let page = self.alloc_system_page();
                 self.clock.spend(self.clock.model.cpu_fault_ns);
@@ -420,6 +433,7 @@ impl Engine<'_> {
     /// GUP pin (`pin_user_pages`): faults the pages in and holds an extra reference, which makes
     /// `migrate_vma` skip them.
     pub fn pin(&mut self, tgid: Tgid, addr: u64, npages: u64) -> Result<()> {
+        self.within_limit(npages)?;
         let start = self.vpn(addr);
         for vpn in start..start + npages {
             self.cpu_fault(tgid, vpn, false)?;

@@ -189,6 +189,10 @@ pub enum EngineError {
     },
     /// `hmm_range_fault` kept returning -EBUSY past the driver's timeout.
     Busy,
+    /// A CPU access would make more pages live than the engine models ([`MAX_LIVE_PAGES`]).
+    TooManyPages {
+        limit: u64,
+    },
 }
 
 impl std::fmt::Display for EngineError {
@@ -208,6 +212,11 @@ impl std::fmt::Display for EngineError {
                 write!(f, "process {tgid}: {npages} pages at {addr:#x} are not inside one mapping (-EINVAL)")
             }
             EngineError::Busy => write!(f, "hmm_range_fault kept returning -EBUSY (timeout)"),
+            EngineError::TooManyPages { limit } => write!(
+                f,
+                "the scenario touches more than {limit} pages at once, the most the engine models (about {} GiB of its memory at ~48 bytes a page): touch fewer pages, or unmap some first",
+                limit * 48 >> 30
+            ),
         }
     }
 }
@@ -218,6 +227,13 @@ pub type Result<T> = std::result::Result<T, EngineError>;
 
 /// The engine's page size: 4 KiB, as on x86-64 and 4K-page arm64.
 pub const PAGE_SIZE: u64 = 4096;
+
+/// The most pages (system and device) live at once: 2^26, 256 GiB of modelled memory, about
+/// 3 GiB of the engine's own. Memory grows with the pages a scenario touches, not those it
+/// declares, so a scenario may declare far more (devices of 2^32 pages, mappings of 2^36);
+/// touching past this is refused ([`EngineError::TooManyPages`]) rather than left to abort
+/// the process when memory runs out.
+pub const MAX_LIVE_PAGES: u64 = 1 << 26;
 
 /// Where the engine's events go: a queue the caller drains, or a sink called as each event
 /// happens (so a step that frees millions of pages never holds millions of events).
@@ -244,6 +260,8 @@ pub struct Engine<'s> {
     pub(crate) next_stamp: u32,
     /// The task whose context an operation runs in (for event headers).
     pub(crate) current: Tgid,
+    /// See [`MAX_LIVE_PAGES`].
+    pub(crate) page_limit: u64,
     out: Out<'s>,
     emitted: u64,
 }
@@ -284,6 +302,7 @@ impl<'s> Engine<'s> {
             pages: Pages::default(),
             next_stamp: 1,
             current: 0,
+            page_limit: MAX_LIVE_PAGES,
             out,
             emitted: 0,
         }
@@ -372,6 +391,22 @@ impl<'s> Engine<'s> {
             bugs: DriverBugs::default(),
         });
         id
+    }
+
+    /// Refuses at once an operation on more pages than may ever be live (it would fail
+    /// part-way, after seconds of work).
+    pub(crate) fn within_limit(&self, npages: u64) -> Result<()> {
+        if npages > self.page_limit {
+            return Err(EngineError::TooManyPages {
+                limit: self.page_limit,
+            });
+        }
+        Ok(())
+    }
+
+    /// Lowers the live-page limit (tests: reaching [`MAX_LIVE_PAGES`] takes seconds).
+    pub fn set_page_limit(&mut self, limit: u64) {
+        self.page_limit = limit.min(MAX_LIVE_PAGES);
     }
 
     /// See [`DriverBugs`].

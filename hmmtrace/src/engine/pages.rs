@@ -66,6 +66,8 @@ impl Page {
 #[derive(Default)]
 pub(crate) struct Pages {
     pages: Vec<Page>,
+    /// Pages live now.
+    live: u64,
     free: Vec<PageId>,
     more: Vec<Vec<(Tgid, u64)>>,
     more_free: Vec<u32>,
@@ -103,6 +105,7 @@ impl Pages {
             cache: false,
             live: true,
         };
+        self.live += 1;
         match self.free.pop() {
             Some(id) => {
                 self.pages[id as usize] = page;
@@ -117,8 +120,14 @@ impl Pages {
 
     /// Marks a page free (it has no mapping) and its id reusable.
     pub fn release(&mut self, id: PageId) {
+        self.live -= 1;
         self.pages[id as usize].live = false;
         self.free.push(id);
+    }
+
+    /// How many pages are live.
+    pub fn live_count(&self) -> u64 {
+        self.live
     }
 
     pub fn live(&self) -> impl Iterator<Item = &Page> {

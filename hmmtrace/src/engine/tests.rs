@@ -696,3 +696,43 @@ fn exit_evicts_a_releasing_drivers_memory_after_the_unmap() {
         "the files close after the address space is gone"
     );
 }
+
+/// Touching more pages than may be live is refused (a scenario error), never an abort: at
+/// once when one operation asks for more, part-way when the total grows past the limit. What
+/// was touched before stays consistent (and is freed at exit).
+#[test]
+fn touching_past_the_page_limit_is_refused() {
+    let mut e = engine();
+    e.set_page_limit(100);
+    let t = e.spawn("big");
+    let addr = e.mmap(t, 1 << 36, Prot::RW, false).unwrap();
+    assert_eq!(
+        e.cpu_access(t, addr, 101, true),
+        Err(EngineError::TooManyPages { limit: 100 })
+    );
+    assert_eq!(e.live_pages().system_pages, 0, "refused before any work");
+    e.cpu_access(t, addr, 60, true).unwrap();
+    assert_eq!(
+        e.cpu_access(t, addr + 60 * PS, 60, true),
+        Err(EngineError::TooManyPages { limit: 100 })
+    );
+    assert_eq!(e.live_pages().system_pages, 100);
+    e.exit(t).unwrap();
+    assert_eq!(e.live_pages(), Totals::default());
+}
+
+/// A device of 2^32 pages costs nothing until used, and its pfns do not overlap the next
+/// device's.
+#[test]
+fn a_device_of_2_to_the_32_pages_is_cheap_and_apart() {
+    let mut e = engine();
+    let big = e.add_device("big", DeviceKind::Private, 1 << 32, 64);
+    let next = e.add_device("next", DeviceKind::Private, 16, 16);
+    assert_eq!(e.device_free_pages(big), 1 << 32);
+    assert!(e.devices[next].base_pfn >= e.devices[big].base_pfn + (1 << 32));
+    let t = e.spawn("p");
+    let addr = e.mmap(t, 64, Prot::RW, false).unwrap();
+    e.cpu_access(t, addr, 64, true).unwrap();
+    e.migrate_to_device(big, t, addr, 64, &[]).unwrap();
+    assert_eq!(e.device_free_pages(big), (1 << 32) - 64);
+}
