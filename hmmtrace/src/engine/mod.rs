@@ -215,7 +215,7 @@ impl std::fmt::Display for EngineError {
             EngineError::TooManyPages { limit } => write!(
                 f,
                 "the scenario touches more than {limit} pages at once, the most the engine models (about {} GiB of its memory at ~48 bytes a page): touch fewer pages, or unmap some first",
-                limit * 48 >> 30
+                (limit * 48) >> 30
             ),
         }
     }
