@@ -11,6 +11,7 @@
 //! The format is versioned by [`WIRE_VERSION`]; a change to any struct below bumps it.
 #![no_std]
 
+pub mod agg;
 pub mod offsets;
 
 /// Version of the record layouts in this crate. Capture files store it; readers refuse others.
@@ -503,4 +504,8 @@ mod pod {
     unsafe impl aya::Pod for super::offsets::ForkOffsets {}
     // SAFETY: as for ForkOffsets: two u32s, no padding.
     unsafe impl aya::Pod for super::offsets::RenameOffsets {}
+    // SAFETY: repr(C) integers with explicit padding fields (see agg.rs).
+    unsafe impl aya::Pod for super::agg::AggKey {}
+    unsafe impl aya::Pod for super::agg::AggCounts {}
+    unsafe impl aya::Pod for super::agg::HistKey {}
 }

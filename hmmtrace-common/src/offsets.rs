@@ -55,7 +55,9 @@ pub struct Settings {
     /// zero and [`crate::TASK_RECORD`]s name tasks when they fork or are renamed (userspace
     /// names the rest from /proc): a helper call less per event.
     pub comm_in_records: u32,
-    pub _pad: u32,
+    /// 1: `--aggregate`: the HMM probes update per-CPU counts and histograms
+    /// (`hmmtrace_common::agg`) instead of sending a record per event.
+    pub aggregate: u32,
 }
 
 impl Settings {
@@ -65,7 +67,7 @@ impl Settings {
         filter_comm: 0,
         comm: [0; 16],
         comm_in_records: 1,
-        _pad: 0,
+        aggregate: 0,
     };
 }
 

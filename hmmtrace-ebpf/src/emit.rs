@@ -106,12 +106,34 @@ pub(crate) fn submit_task_name(pid: u32, comm: [u8; 16]) {
     let mut header = header(EventKind::Migration, crate::kread::now(), None, 0);
     header.kind = TASK_RECORD;
     let payload = TaskName { pid, _pad: 0, comm };
-    submit(ProbeId::Task, Record { header, payload });
+    to_ring(ProbeId::Task, Record { header, payload });
+}
+
+/// Delivers one event: into the ring, or with `--aggregate` into the per-CPU aggregates.
+#[inline(always)]
+pub(crate) fn submit<P: crate::aggregate::Aggregated + 'static>(probe: ProbeId, record: Record<P>) {
+    if settings().aggregate != 0 {
+        let f = record.payload.facts();
+        let probe = crate::aggregate::probe_of(f.class);
+        if !crate::aggregate::add(&record.header, f) {
+            dropped(probe);
+        }
+        return;
+    }
+    to_ring(probe, record);
+}
+
+fn dropped(probe: ProbeId) {
+    if let Some(count) = DROPS.get_ptr_mut(probe as u32) {
+        // SAFETY: the pointer is this CPU's slot of a per-CPU array, valid for the
+        // program's run, and no other program runs on this CPU meanwhile.
+        unsafe { *count += 1 };
+    }
 }
 
 /// Writes one record, or counts it as dropped for `probe` when the ring is full.
 #[inline(always)]
-pub(crate) fn submit<P: 'static>(probe: ProbeId, record: Record<P>) {
+fn to_ring<P: 'static>(probe: ProbeId, record: Record<P>) {
     match EVENTS.reserve::<Record<P>>(0) {
         Some(mut entry) => {
             entry.write(record);
@@ -125,12 +147,6 @@ pub(crate) fn submit<P: 'static>(probe: ProbeId, record: Record<P>) {
             };
             entry.submit(flags as u64);
         }
-        None => {
-            if let Some(count) = DROPS.get_ptr_mut(probe as u32) {
-                // SAFETY: the pointer is this CPU's slot of a per-CPU array, valid for the
-                // program's run, and no other program runs on this CPU meanwhile.
-                unsafe { *count += 1 };
-            }
-        }
+        None => dropped(probe),
     }
 }

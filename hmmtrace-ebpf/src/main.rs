@@ -9,6 +9,7 @@
 // instruction per offset, which only assembly guarantees.
 #![feature(asm_experimental_arch)]
 
+mod aggregate;
 mod device_fault;
 mod emit;
 mod fork;

@@ -101,7 +101,10 @@ impl Body {
 /// apart from the invalidation that ran it. One `__mmu_notifier_invalidate_range_start` runs
 /// the `invalidate` callback of each mirror of the range, so counting both as invalidations
 /// counted each invalidation twice (or more).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
 pub enum Class {
     Migration,
     DeviceFault,

@@ -148,6 +148,7 @@ mod tests {
             probe_plan: vec![],
             devices,
             pagemap_ops: vec![],
+            aggregate: false,
         }
     }
 

@@ -10,6 +10,7 @@
 //! which kernel captures carry; [`error`] the errors that decide exit codes; [`cli`] the
 //! command line that `main.rs` runs.
 
+pub mod aggregate;
 pub mod capture;
 pub mod cli;
 pub mod engine;

@@ -27,6 +27,9 @@ pub struct Durations {
     origin: u64,
     dsum: i128,
     dsq: i128,
+    /// False for figures read from in-kernel aggregates: no per-value differences were kept,
+    /// so there is no standard deviation to give.
+    spread: bool,
 }
 
 impl Default for Durations {
@@ -62,7 +65,31 @@ impl Durations {
             origin: 0,
             dsum: 0,
             dsq: 0,
+            spread: true,
         }
+    }
+
+    /// From in-kernel aggregates: the exact count, sum, minimum and maximum, and a histogram of
+    /// `(low, high, count)` buckets, each recorded at its midpoint (percentiles are then within
+    /// half a bucket; see `hmmtrace_common::agg`). No standard deviation.
+    pub fn from_aggregate(
+        count: u64,
+        sum: u128,
+        min: u64,
+        max: u64,
+        buckets: impl Iterator<Item = (u64, u64, u64)>,
+    ) -> Durations {
+        let mut d = Durations::growing();
+        for (low, high, n) in buckets {
+            let mid = (low / 2 + high.min(MAX_TRACKABLE_NS) / 2).clamp(1, MAX_TRACKABLE_NS);
+            let _ = d.histogram.record_n(mid, n);
+        }
+        d.count = count;
+        d.sum = sum;
+        d.min = if count > 0 { min } else { u64::MAX };
+        d.max = max;
+        d.spread = false;
+        d
     }
 
     pub fn record(&mut self, ns: u64) {
@@ -136,7 +163,7 @@ impl Durations {
 
     /// The population standard deviation.
     pub fn stddev(&self) -> Option<f64> {
-        (self.count > 0).then(|| {
+        (self.count > 0 && self.spread).then(|| {
             // n·Σd² − (Σd)², over n²: the population variance of the values.
             let n = self.count as f64;
             let var = (self.dsq as f64 - (self.dsum as f64) * (self.dsum as f64) / n) / n;
@@ -145,9 +172,13 @@ impl Durations {
     }
 
     /// The value at quantile `q`: the exact min and max at 0 and 1, the histogram's value in
-    /// between (within its precision, and never outside the exact extremes).
+    /// between (within its precision, and never outside the exact extremes). `None` between
+    /// the extremes when the histogram holds nothing (aggregates kept no histogram for them).
     pub fn quantile(&self, q: f64) -> Option<u64> {
         if self.count == 0 {
+            return None;
+        }
+        if q > 0.0 && q < 1.0 && self.histogram.is_empty() {
             return None;
         }
         Some(if q >= 1.0 {
@@ -182,6 +213,7 @@ impl Durations {
         self.sum += other.sum;
         self.min = self.min.min(other.min);
         self.max = self.max.max(other.max);
+        self.spread &= other.spread;
         let _ = self.histogram.add(&other.histogram);
     }
 }

@@ -17,7 +17,13 @@
 //!               event count         u32
 //!               CRC                 u32, CRC-32 of payload length, sequence, count and payload
 //!               payload             P bytes: events, see `codec`
+//! aggregates    "HMAG"              4 bytes magic; then as a block, event count 0
+//!               payload             P bytes of JSON: an `aggregate::Snapshot`
 //! ```
+//!
+//! Aggregate blocks (`record --aggregate`) hold the in-kernel aggregates as read once a
+//! second, cumulative; they share the blocks' sequence numbers, so order and loss are checked
+//! the same way. A reader from before them stops at the first one with "bad block magic".
 //!
 //! A block is written with one `write` call once complete, so a writer killed at any moment
 //! leaves every earlier block intact and at most one partial block at the end. [`Reader`]
@@ -38,6 +44,7 @@ pub use writer::Writer;
 
 pub const MAGIC: &[u8; 8] = b"HMMTRACE";
 pub const BLOCK_MAGIC: &[u8; 4] = b"HMBK";
+pub const AGGREGATE_MAGIC: &[u8; 4] = b"HMAG";
 pub const FORMAT_VERSION: u16 = 1;
 /// Size of a block's fixed part before its payload.
 pub const BLOCK_HEADER_LEN: usize = 24;
@@ -128,6 +135,10 @@ pub struct CaptureHeader {
     /// kernel pointers.
     #[serde(default)]
     pub pagemap_ops: Vec<PagemapOpsInfo>,
+    /// `record --aggregate`: the kernel counted and timed the HMM events itself; the capture
+    /// holds its snapshots (aggregate blocks) instead of them.
+    #[serde(default)]
+    pub aggregate: bool,
 }
 
 /// A `dev_pagemap_ops` symbol of the traced kernel.

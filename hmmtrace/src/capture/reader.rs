@@ -17,6 +17,8 @@ pub struct Reader<R: Read> {
     pub header: CaptureHeader,
     offset: u64,
     seq: u64,
+    /// The snapshot of the aggregate block just read (which has no events).
+    snapshot: Option<crate::aggregate::Snapshot>,
 }
 
 /// What reading a whole capture found.
@@ -103,7 +105,13 @@ impl<R: Read> Reader<R> {
             header,
             offset: (20 + len) as u64,
             seq: 0,
+            snapshot: None,
         })
+    }
+
+    /// After [`Reader::next_block`] read an aggregate block: its snapshot (once).
+    pub fn take_snapshot(&mut self) -> Option<crate::aggregate::Snapshot> {
+        self.snapshot.take()
     }
 
     /// The next complete block's events; `Ok(None)` at the end, with `dropped` set to the size of
@@ -121,7 +129,8 @@ impl<R: Read> Reader<R> {
         if n == 0 {
             return Ok(false);
         }
-        if n >= 4 && &head[..4] != BLOCK_MAGIC {
+        let aggregate = n >= 4 && &head[..4] == super::AGGREGATE_MAGIC;
+        if n >= 4 && &head[..4] != BLOCK_MAGIC && !aggregate {
             bail!("{name}: no block starts at byte {at} (bad block magic): the file is corrupted");
         }
         if n < BLOCK_HEADER_LEN {
@@ -151,6 +160,15 @@ impl<R: Read> Reader<R> {
         if seq != self.seq {
             bail!("{name}: block at byte {at} has sequence number {seq}, expected {}: blocks are missing or reordered", self.seq);
         }
+        if aggregate {
+            let snap = serde_json::from_slice(&payload).map_err(|e| {
+                anyhow::anyhow!("{name}: aggregate block {seq} at byte {at} is not a snapshot: {e}")
+            })?;
+            self.snapshot = Some(snap);
+            self.offset += (BLOCK_HEADER_LEN + len) as u64;
+            self.seq += 1;
+            return Ok(true);
+        }
         let mut st = State::new();
         let mut c = Cursor::new(&payload);
         for _ in 0..count {
@@ -171,7 +189,7 @@ impl<R: Read> Reader<R> {
         Ok(true)
     }
 
-    /// Streams every event to `f`.
+    /// Streams every event to `f` (aggregate blocks hold none: they are skipped).
     pub fn for_each(
         mut self,
         mut f: impl FnMut(&Event) -> anyhow::Result<()>,

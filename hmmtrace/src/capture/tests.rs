@@ -36,6 +36,7 @@ fn header() -> CaptureHeader {
             symbol: "dmirror_devmem_ops".into(),
             module: "test_hmm".into(),
         }],
+        aggregate: false,
     }
 }
 

@@ -122,28 +122,44 @@ impl<W: Write> Writer<W> {
         if self.block_events == 0 {
             return Ok(());
         }
-        let mut block = Vec::with_capacity(self.payload.len() + super::BLOCK_HEADER_LEN);
-        block.extend_from_slice(BLOCK_MAGIC);
-        block.extend_from_slice(&(self.payload.len() as u32).to_le_bytes());
-        block.extend_from_slice(&self.seq.to_le_bytes());
-        block.extend_from_slice(&self.block_events.to_le_bytes());
-        let mut h = crc32fast::Hasher::new();
-        h.update(&block[4..20]);
-        h.update(&self.payload);
-        block.extend_from_slice(&h.finalize().to_le_bytes());
-        block.extend_from_slice(&self.payload);
-        self.out
-            .write_all(&block)
-            .and_then(|()| self.out.flush())
-            .with_context(|| format!("cannot write a block to {}", self.name))?;
+        let payload = std::mem::take(&mut self.payload);
+        let written = self.write_block(BLOCK_MAGIC, self.block_events, &payload);
+        self.payload = payload;
+        written?;
         self.last_flush = Instant::now();
-        self.bytes += block.len() as u64;
         self.flushed += u64::from(self.block_events);
-        self.seq += 1;
         self.payload.clear();
         self.block_events = 0;
         self.state = State::new();
         Ok(())
+    }
+
+    /// One block, written with one call (see the module doc).
+    fn write_block(&mut self, magic: &[u8; 4], count: u32, payload: &[u8]) -> anyhow::Result<()> {
+        let mut block = Vec::with_capacity(payload.len() + super::BLOCK_HEADER_LEN);
+        block.extend_from_slice(magic);
+        block.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        block.extend_from_slice(&self.seq.to_le_bytes());
+        block.extend_from_slice(&count.to_le_bytes());
+        let mut h = crc32fast::Hasher::new();
+        h.update(&block[4..20]);
+        h.update(payload);
+        block.extend_from_slice(&h.finalize().to_le_bytes());
+        block.extend_from_slice(payload);
+        self.out
+            .write_all(&block)
+            .and_then(|()| self.out.flush())
+            .with_context(|| format!("cannot write a block to {}", self.name))?;
+        self.bytes += block.len() as u64;
+        self.seq += 1;
+        Ok(())
+    }
+
+    /// Writes an aggregate block, after the events before it.
+    pub fn write_aggregate(&mut self, snap: &crate::aggregate::Snapshot) -> anyhow::Result<()> {
+        self.flush_block()?;
+        let json = serde_json::to_vec(snap)?;
+        self.write_block(super::AGGREGATE_MAGIC, 0, &json)
     }
 
     /// Flushes the last block; returns (events, bytes written).
@@ -170,6 +186,13 @@ impl<W: Write> Sink for Writer<W> {
 
     fn event(&mut self, event: &Event) -> anyhow::Result<()> {
         self.write_event(event)
+    }
+
+    fn status(&mut self, status: &crate::pipeline::Status) -> anyhow::Result<()> {
+        if let crate::pipeline::Status::Aggregate(snap) = status {
+            self.write_aggregate(snap)?;
+        }
+        Ok(())
     }
 
     fn tick(&mut self, _now_ns: u64) -> anyhow::Result<()> {

@@ -54,6 +54,12 @@ pub struct TraceArgs {
     /// per probe. Off by default, and then compiled out of the loaded programs.
     #[arg(long)]
     ebpf_log: bool,
+    /// Count and time the events in the kernel (per-CPU maps read once a second) instead of
+    /// sending each one: a fraction of the cost per event and nothing lost at any rate, but no
+    /// single event is kept (no log, findings, heat map or page lifetimes; percentiles within
+    /// 0.8 %). The default of `serve` (`serve --events` for every event).
+    #[arg(long)]
+    pub aggregate: bool,
 }
 
 impl TraceArgs {
@@ -80,6 +86,7 @@ impl TraceArgs {
             mechanism: self.mechanism.into(),
             extra,
             ebpf_log: self.ebpf_log,
+            aggregate: self.aggregate,
             ..Default::default()
         })
     }

@@ -37,6 +37,10 @@ pub struct Args {
     refresh: Duration,
     #[command(flatten)]
     trace: TraceArgs,
+    /// With `--source kernel`: send every event from the kernel (the metrics then include
+    /// findings) instead of the default in-kernel aggregation (`--aggregate`).
+    #[arg(long, conflicts_with = "aggregate")]
+    events: bool,
     #[command(flatten)]
     findings: super::FindingArgs,
 }
@@ -49,10 +53,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // The source first: what can fail (a bad file, no privileges) fails before the port is
     // bound.
     let (source, name): (Box<dyn Source>, String) = match a.source.split_once(':') {
-        None if a.source == "kernel" => (
-            Box::new(KernelSource::start(a.trace.options()?, &[])?.with_program_costs()),
-            "kernel".into(),
-        ),
+        None if a.source == "kernel" => {
+            let mut opts = a.trace.options()?;
+            opts.aggregate = !a.events;
+            (
+                Box::new(KernelSource::start(opts, &[])?.with_program_costs()),
+                "kernel".into(),
+            )
+        }
         Some(("sim", scenario)) if !scenario.is_empty() => {
             let s = crate::scenario::Scenario::load(scenario).map_err(bad_input)?;
             let name = format!("engine:{}", s.name);

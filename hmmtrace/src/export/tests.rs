@@ -125,6 +125,7 @@ fn kernel_header() -> CaptureHeader {
             symbol: "dmirror_devmem_ops".into(),
             module: "test_hmm".into(),
         }],
+        aggregate: false,
     }
 }
 

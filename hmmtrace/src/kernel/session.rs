@@ -11,6 +11,7 @@ use anyhow::{bail, Context as _};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
+use hmmtrace_common::agg::{AggCounts, AggKey, HistKey, Histogram};
 use hmmtrace_common::offsets::{
     ForkOffsets, KernelOffsets, MigrateVmaOffsets, RenameOffsets, Settings, UNKNOWN,
 };
@@ -42,6 +43,9 @@ pub struct SessionOptions {
     /// Benchmarks only: attach nothing but the ring-buffer stress program on
     /// `syscalls:sys_enter_getppid` (see hmmtrace-ebpf's `stress` module).
     pub stress: bool,
+    /// `--aggregate`: per-CPU counts and histograms in the kernel instead of a record per
+    /// event (see `hmmtrace_common::agg`); read with [`Session::aggregates`].
+    pub aggregate: bool,
 }
 
 impl Default for SessionOptions {
@@ -55,6 +59,7 @@ impl Default for SessionOptions {
             extra: Vec::new(),
             ebpf_log: false,
             stress: false,
+            aggregate: false,
         }
     }
 }
@@ -78,6 +83,13 @@ pub struct Session {
     logs: Option<diagnostics::Reader>,
     /// Task names, when records carry none (see [`super::names`]).
     names: Option<super::names::Names>,
+    /// With `--aggregate`: the programs' aggregate maps.
+    aggregates: Option<Aggregates>,
+}
+
+struct Aggregates {
+    counts: aya::maps::PerCpuHashMap<MapData, AggKey, AggCounts>,
+    hists: aya::maps::PerCpuHashMap<MapData, HistKey, Histogram>,
 }
 
 impl Session {
@@ -158,6 +170,17 @@ impl Session {
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("no DROPS map")?)?;
         let notify = notify_map(facts.btf.as_deref());
+        let aggregates = match opts.aggregate {
+            true => Some(Aggregates {
+                counts: aya::maps::PerCpuHashMap::try_from(
+                    ebpf.take_map("AGG_COUNTS").context("no AGG_COUNTS map")?,
+                )?,
+                hists: aya::maps::PerCpuHashMap::try_from(
+                    ebpf.take_map("AGG_HIST").context("no AGG_HIST map")?,
+                )?,
+            }),
+            false => None,
+        };
         Ok(Session {
             ebpf,
             ring,
@@ -168,6 +191,7 @@ impl Session {
             facts,
             notify,
             logs,
+            aggregates,
             names: named_by_records.then(|| {
                 let mut names = super::names::Names::default();
                 // After the announcing programs are attached: nothing falls between.
@@ -226,6 +250,83 @@ impl Session {
         Ok(n)
     }
 
+    /// Whether the programs aggregate (`--aggregate`) rather than send each event.
+    pub fn aggregating(&self) -> bool {
+        self.aggregates.is_some()
+    }
+
+    /// With `--aggregate`: the aggregates as of now (summed over CPUs, cumulative since the
+    /// start), on the events' clock; `None` without.
+    pub fn aggregates(&mut self) -> anyhow::Result<Option<crate::aggregate::Snapshot>> {
+        use crate::aggregate::{Group, Hist, Snapshot};
+        let Some(a) = &self.aggregates else {
+            return Ok(None);
+        };
+        let mut snap = Snapshot {
+            at_ns: super::monotonic_ns(),
+            ..Snapshot::default()
+        };
+        for item in a.counts.iter() {
+            let (k, per_cpu) = item.context("cannot read the aggregate counts")?;
+            let Some(class) = agg_class(k.class) else {
+                continue;
+            };
+            let comm = match &mut self.names {
+                Some(n) => n.name(k.tgid, k.tgid).to_string(),
+                None => String::new(),
+            };
+            let mut g = Group {
+                class,
+                owner: k.owner,
+                tgid: k.tgid,
+                comm,
+                direction: k.direction,
+                api: k.api,
+                count: 0,
+                pages: 0,
+                retries: 0,
+                timed: 0,
+                sum_ns: 0,
+                min_ns: 0,
+                max_ns: 0,
+                first_ns: 0,
+                last_ns: 0,
+            };
+            for c in per_cpu.iter() {
+                g.add(c);
+            }
+            snap.groups.push(g);
+        }
+        for item in a.hists.iter() {
+            let (k, per_cpu) = item.context("cannot read the aggregate histograms")?;
+            let Some(class) = agg_class(k.class) else {
+                continue;
+            };
+            let mut sum = vec![0u64; hmmtrace_common::agg::BUCKETS];
+            for h in per_cpu.iter() {
+                for (s, n) in sum.iter_mut().zip(h.iter()) {
+                    *s += u64::from(*n);
+                }
+            }
+            let buckets = sum
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| **n > 0)
+                .map(|(i, n)| (i as u32, *n))
+                .collect();
+            snap.histograms.push(Hist {
+                class,
+                owner: k.owner,
+                buckets,
+            });
+        }
+        // A stable order, whatever the map's.
+        snap.groups
+            .sort_by_key(|g| (g.class, g.owner, g.tgid, g.direction, g.api));
+        snap.histograms.sort_by_key(|h| (h.class, h.owner));
+        Ok(Some(snap))
+    }
+
     /// The programs' diagnostics since the last call (empty without `--ebpf-log`).
     pub fn diagnostics(&mut self) -> Vec<diagnostics::Diagnostic> {
         self.logs
@@ -258,6 +359,22 @@ impl Session {
         out.sort_by(|a, b| b.run_time_ns.cmp(&a.run_time_ns).then(a.name.cmp(&b.name)));
         out
     }
+}
+
+/// `hmmtrace_common::agg::CLASS_*` → the class.
+fn agg_class(code: u8) -> Option<crate::event::Class> {
+    use crate::event::Class;
+    use hmmtrace_common::agg::*;
+    Some(match code {
+        CLASS_MIGRATION => Class::Migration,
+        CLASS_DEVICE_FAULT => Class::DeviceFault,
+        CLASS_PAGE_FREE => Class::PageFree,
+        CLASS_INVALIDATION => Class::Invalidation,
+        CLASS_INTERVAL_INVALIDATE => Class::IntervalInvalidate,
+        CLASS_RANGE_FAULT => Class::RangeFault,
+        CLASS_SYSTEM_MIGRATION => Class::SystemMigration,
+        _ => return None,
+    })
 }
 
 /// A task-name record's payload; `None` for any other record.
@@ -444,7 +561,7 @@ fn load(
         filter_comm: opts.comm.is_some() as u32,
         comm: [0; 16],
         comm_in_records: 1,
-        _pad: 0,
+        aggregate: u32::from(opts.aggregate),
     };
     if let Some(comm) = &opts.comm {
         if comm.is_empty() || comm.len() > 15 {

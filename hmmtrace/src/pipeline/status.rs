@@ -91,4 +91,8 @@ pub enum Status {
     /// Not the source's: the pipeline runs the detectors on this stream
     /// ([`super::detect`]), so a sink that shows findings can say "none" when none come.
     Detecting,
+    /// `--aggregate`: the in-kernel aggregates as of now, cumulative since the start (about
+    /// once a second, and once at the end). They stand for the events the kernel did not
+    /// send.
+    Aggregate(std::sync::Arc<crate::aggregate::Snapshot>),
 }

@@ -73,6 +73,10 @@ impl RateSeries {
     }
 
     fn add(&mut self, ts: u64) {
+        self.add_n(ts, 1);
+    }
+
+    fn add_n(&mut self, ts: u64, n: u64) {
         let mut i = (ts.saturating_sub(self.start_ns) / self.bin_ns) as usize;
         while i >= MAX_BINS {
             // Halve the resolution: pairs of bins become one.
@@ -83,7 +87,7 @@ impl RateSeries {
         if self.counts.len() <= i {
             self.counts.resize(i + 1, 0);
         }
-        self.counts[i] += 1;
+        self.counts[i] += n;
     }
 }
 
@@ -157,6 +161,9 @@ pub struct Summary {
     pub heat: heat::Heat,
     origin: Option<u64>,
     namer: Option<Namer>,
+    /// `--aggregate`: the last in-kernel snapshot, which stands for the events the kernel did
+    /// not send (see [`Summary::aggregate`]).
+    pub aggregate: Option<std::sync::Arc<crate::aggregate::Snapshot>>,
 }
 
 impl Default for Summary {
@@ -178,6 +185,7 @@ impl Default for Summary {
             heat: heat::Heat::default(),
             origin: None,
             namer: None,
+            aggregate: None,
         }
     }
 }
@@ -261,6 +269,127 @@ impl Summary {
         })
     }
 
+    /// Takes an in-kernel snapshot (cumulative): the classes it has are its figures (exact
+    /// counts, pages, retries, min, max, mean; percentiles from its buckets), as are the
+    /// groups of a grouped report (percentiles only by kind and by device, which the kernel
+    /// keeps histograms for). What it added since the previous one goes in the rate series at
+    /// its time.
+    pub fn aggregate(&mut self, snap: &std::sync::Arc<crate::aggregate::Snapshot>) {
+        use crate::aggregate::Group;
+        let prev = self.aggregate.replace(snap.clone());
+        let before = prev.as_ref().map_or(0, |p| p.events());
+        self.events = self.events - before + snap.events();
+        let origin = *self.origin.get_or_insert(
+            snap.groups
+                .iter()
+                .filter(|g| g.count > 0)
+                .map(|g| g.first_ns)
+                .min()
+                .unwrap_or(snap.at_ns),
+        );
+        for class in Class::ALL.into_iter().filter(|c| *c != Class::Lost) {
+            let (count, pages, retries) = snap.totals(class);
+            if count == 0 {
+                continue;
+            }
+            let mine = |g: &Group| g.class == class;
+            let first = snap
+                .groups
+                .iter()
+                .filter(|g| mine(g))
+                .map(|g| g.first_ns)
+                .min();
+            let last = snap
+                .groups
+                .iter()
+                .filter(|g| mine(g))
+                .map(|g| g.last_ns)
+                .max();
+            self.first_ts = self.first_ts.min(first.unwrap_or(u64::MAX));
+            self.last_ts = self.last_ts.max(last.unwrap_or(0));
+            let had = prev.as_ref().map_or(0, |p| p.totals(class).0);
+            self.series
+                .entry(class)
+                .or_insert_with(|| RateSeries::new(origin))
+                .add_n(snap.at_ns, count.saturating_sub(had));
+            self.kinds.insert(
+                class,
+                KindStats {
+                    count,
+                    pages,
+                    retries,
+                    first_ts: first,
+                    last_ts: last.unwrap_or(0),
+                    latency: snap.durations(mine, |h| h.class == class),
+                },
+            );
+        }
+        if self.by == GroupBy::Kind {
+            return;
+        }
+        let Some(namer) = self.namer.as_mut() else {
+            return;
+        };
+        let mut groups: BTreeMap<String, BTreeMap<Class, KindStats>> = BTreeMap::new();
+        for g in &snap.groups {
+            let key = match self.by {
+                GroupBy::Kind => unreachable!("returned above"),
+                GroupBy::Pid => format!("{} [{}]", g.comm, g.tgid),
+                GroupBy::Comm => g.comm.clone(),
+                GroupBy::Device => (g.owner != 0)
+                    .then(|| namer.devices.name(g.owner))
+                    .flatten()
+                    .unwrap_or("(none)")
+                    .to_string(),
+                GroupBy::Symbol => "(aggregated: no symbols)".into(),
+                GroupBy::Direction | GroupBy::Api if g.class != Class::Migration => "(none)".into(),
+                GroupBy::Direction if g.direction == hmmtrace_common::DIRECTION_TO_DEVICE => {
+                    "to_device".into()
+                }
+                GroupBy::Direction => "to_ram".into(),
+                GroupBy::Api if g.api == hmmtrace_common::API_MIGRATE_DEVICE => {
+                    "migrate_device".into()
+                }
+                GroupBy::Api => "migrate_vma".into(),
+            };
+            let by_device = self.by == GroupBy::Device;
+            let k = groups.entry(key.clone()).or_default();
+            if k.contains_key(&g.class) {
+                continue;
+            }
+            let (class, owner) = (g.class, g.owner);
+            let same_key = |x: &Group| x.class == class && group_key_eq(self.by, x, g);
+            let members = snap.groups.iter().filter(|x| same_key(x));
+            let (count, pages, retries) = members.clone().fold((0, 0, 0), |(c, p, r), x| {
+                (c + x.count, p + x.pages, r + x.retries)
+            });
+            k.insert(
+                class,
+                KindStats {
+                    count,
+                    pages,
+                    retries,
+                    first_ts: members.clone().map(|x| x.first_ns).min(),
+                    last_ts: members.map(|x| x.last_ns).max().unwrap_or(0),
+                    // Histograms are per class and device: percentiles only by device.
+                    latency: snap.durations(same_key, |h| {
+                        by_device && h.class == class && h.owner == owner
+                    }),
+                },
+            );
+        }
+        // Lost records are events, not aggregates: their groups stay.
+        for (key, classes) in &self.groups {
+            if let Some(lost) = classes.get(&Class::Lost) {
+                groups
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(Class::Lost, lost.clone());
+            }
+        }
+        self.groups = groups;
+    }
+
     /// Time the events span, in ns (0 for fewer than two instants).
     pub fn span_ns(&self) -> u64 {
         self.last_ts.saturating_sub(self.first_ts)
@@ -315,9 +444,22 @@ impl Sink for Summary {
         match status {
             Status::Truncated { dropped_bytes, .. } => self.dropped_bytes += dropped_bytes,
             Status::Detecting => self.findings.checked = true,
+            Status::Aggregate(s) => self.aggregate(s),
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// Whether two aggregate groups fall in the same row of a report grouped `by`.
+fn group_key_eq(by: GroupBy, a: &crate::aggregate::Group, b: &crate::aggregate::Group) -> bool {
+    match by {
+        GroupBy::Kind | GroupBy::Symbol => true,
+        GroupBy::Pid => (a.tgid, &a.comm) == (b.tgid, &b.comm),
+        GroupBy::Comm => a.comm == b.comm,
+        GroupBy::Device => a.owner == b.owner,
+        GroupBy::Direction => a.direction == b.direction,
+        GroupBy::Api => a.api == b.api,
     }
 }
 

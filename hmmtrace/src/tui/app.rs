@@ -336,6 +336,8 @@ pub struct App {
     /// Bumped by every change to what the panels show: the draw loop redraws only when it
     /// moved (or the viewer pressed a key), so an idle TUI costs next to nothing.
     pub generation: u64,
+    /// `--aggregate`: the last in-kernel snapshot (the next one's rates are the difference).
+    pub aggregate: Option<std::sync::Arc<crate::aggregate::Snapshot>>,
 }
 
 impl App {
@@ -393,6 +395,7 @@ impl App {
             Status::Restart => self.clear(),
             Status::Finished(f) => self.finished = Some(f.to_string()),
             Status::Detecting => self.findings.checked = true,
+            Status::Aggregate(s) => self.aggregate(s),
         }
     }
 
@@ -437,6 +440,119 @@ impl App {
             device_labels: HashMap::new(),
             key: String::new(),
             generation: 0,
+            aggregate: None,
+        }
+    }
+
+    /// An in-kernel snapshot (`--aggregate`, cumulative): totals, pages, the process and
+    /// device tables and the latencies since start are the snapshot's; what it added since
+    /// the previous one counts in the current rate bin and latency window. No event log, no
+    /// per-symbol table: aggregates keep no single event.
+    fn aggregate(&mut self, snap: &std::sync::Arc<crate::aggregate::Snapshot>) {
+        use crate::aggregate::Group;
+        self.advance(snap.at_ns);
+        let prev = self.aggregate.replace(snap.clone());
+        let same = |a: &Group, b: &Group| {
+            (a.class, a.owner, a.tgid, a.direction, a.api)
+                == (b.class, b.owner, b.tgid, b.direction, b.api)
+        };
+        let before = |g: &Group| -> (u64, u64) {
+            prev.as_ref()
+                .and_then(|p| p.groups.iter().find(|x| same(x, g)))
+                .map_or((0, 0), |x| (x.count, x.retries))
+        };
+        let lost = self.totals[Class::Lost.index()];
+        let lost_pages = self.pages[Class::Lost.index()];
+        self.totals = [0; Class::COUNT];
+        self.pages = [0; Class::COUNT];
+        self.totals[Class::Lost.index()] = lost;
+        self.pages[Class::Lost.index()] = lost_pages;
+        self.by_process = Top::default();
+        self.by_device = Top::default();
+        for g in &snap.groups {
+            let i = g.class.index();
+            self.totals[i] += g.count;
+            self.pages[i] += g.pages;
+            let (count, retries) = before(g);
+            let series = match g.class {
+                Class::Migration if g.direction == DIRECTION_TO_DEVICE => Series::ToDevice,
+                Class::Migration => Series::ToRam,
+                Class::DeviceFault => Series::DeviceFault,
+                Class::PageFree => Series::PageFree,
+                Class::Invalidation => Series::Invalidation,
+                Class::IntervalInvalidate => Series::IntervalInvalidate,
+                Class::RangeFault => Series::RangeFault,
+                Class::SystemMigration => Series::SystemMigration,
+                Class::Lost => Series::Lost,
+            };
+            for (series, n) in [
+                (series, g.count - count),
+                (Series::Retries, g.retries - retries),
+            ] {
+                let rate = self.rates.get_mut(&series).expect("every series");
+                rate.total += n;
+                if let Some(last) = rate.bins.back_mut() {
+                    *last += n;
+                }
+            }
+            let row = TopRow {
+                events: g.count,
+                by_class: {
+                    let mut c = [0; Class::COUNT];
+                    c[i] = g.count;
+                    c
+                },
+                pages: g.pages,
+                time_ns: g.sum_ns,
+                max_ns: g.max_ns,
+            };
+            let merge = |top: &mut Top, key: String| {
+                let r = if top.rows.contains_key(&key) || top.rows.len() < TOP_CAPACITY {
+                    top.rows.entry(key).or_default()
+                } else {
+                    &mut top.other
+                };
+                r.events += row.events;
+                r.by_class[i] += row.events;
+                r.pages += row.pages;
+                r.time_ns = r.time_ns.saturating_add(row.time_ns);
+                r.max_ns = r.max_ns.max(row.max_ns);
+            };
+            merge(&mut self.by_process, format!("{} [{}]", g.comm, g.tgid));
+            if g.owner != 0 {
+                let name = self.devices.name(g.owner).unwrap_or("?").to_string();
+                merge(&mut self.by_device, name);
+            }
+            if g.count > 0 {
+                self.first_ts = Some(self.first_ts.map_or(g.first_ns, |t| t.min(g.first_ns)));
+                self.last_ts = self.last_ts.max(g.last_ns);
+            }
+        }
+        self.events = self.totals.iter().sum();
+        for (class, l) in &mut self.latency {
+            l.since_start = snap.durations(|g| g.class == *class, |h| h.class == *class);
+            // What the histograms gained since the last snapshot goes in the window.
+            for h in snap.histograms.iter().filter(|h| h.class == *class) {
+                for &(b, n) in &h.buckets {
+                    let had = prev
+                        .as_ref()
+                        .and_then(|p| {
+                            p.histograms
+                                .iter()
+                                .find(|x| x.class == h.class && x.owner == h.owner)
+                        })
+                        .and_then(|x| x.buckets.iter().find(|(i, _)| *i == b))
+                        .map_or(0, |(_, n)| *n);
+                    let (low, high) = hmmtrace_common::agg::bucket_bounds(b as usize);
+                    let mid = (low / 2 + high.min(MAX_TRACKABLE_NS) / 2).clamp(1, MAX_TRACKABLE_NS);
+                    if n > had {
+                        if let Some(bin) = l.bins.back_mut() {
+                            bin.record_n(mid, n - had);
+                        }
+                        let _ = l.window.record_n(mid, n - had);
+                    }
+                }
+            }
         }
     }
 

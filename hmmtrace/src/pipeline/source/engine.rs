@@ -171,5 +171,6 @@ pub fn header(scenario: &Scenario, seed: u64) -> CaptureHeader {
             })
             .collect(),
         pagemap_ops: Vec::new(),
+        aggregate: false,
     }
 }

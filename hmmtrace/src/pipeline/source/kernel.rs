@@ -27,6 +27,8 @@ use crate::pipeline::{Control, Finished, Sink, Source, Status};
 const WAIT: Duration = Duration::from_millis(100);
 /// How often program costs are sent.
 const COSTS_EVERY: Duration = Duration::from_secs(1);
+/// How often the in-kernel aggregates are read (`--aggregate`).
+const AGGREGATE_EVERY: Duration = Duration::from_secs(1);
 
 pub struct KernelSource {
     session: Session,
@@ -100,6 +102,13 @@ impl KernelSource {
         Ok(())
     }
 
+    fn send_aggregates(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        if let Some(snap) = self.session.aggregates()? {
+            sink.status(&Status::Aggregate(std::sync::Arc::new(snap)))?;
+        }
+        Ok(())
+    }
+
     fn wait(&self) -> anyhow::Result<()> {
         let mut ready = [libc::epoll_event { events: 0, u64: 0 }];
         // SAFETY: epoll_wait writes at most `ready.len()` entries into `ready`, which lives
@@ -136,9 +145,14 @@ impl Source for KernelSource {
             c.release()?;
         }
         let mut costs_sent = Instant::now();
+        let mut aggregated = Instant::now();
         let finished = loop {
             self.wait()?;
             self.drain(sink)?;
+            if aggregated.elapsed() >= AGGREGATE_EVERY {
+                aggregated = Instant::now();
+                self.send_aggregates(sink)?;
+            }
             if matches!(self.stats, Some(Ok(_))) && costs_sent.elapsed() >= COSTS_EVERY {
                 costs_sent = Instant::now();
                 let costs = self.session.program_costs();
@@ -159,8 +173,9 @@ impl Source for KernelSource {
                 break Finished::CommandExited(status.to_string());
             }
         };
-        // Whatever the kernel wrote before we stopped is still in the ring.
+        // Whatever the kernel wrote before we stopped is still in the ring (and the maps).
         self.drain(sink)?;
+        self.send_aggregates(sink)?;
         sink.tick(monotonic_ns())?;
         Ok(finished)
     }
@@ -290,6 +305,7 @@ fn header(session: &Session) -> CaptureHeader {
                 module: o.module.clone(),
             })
             .collect(),
+        aggregate: session.aggregating(),
     }
 }
 

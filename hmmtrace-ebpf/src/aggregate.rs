@@ -1,0 +1,216 @@
+//! `--aggregate`: instead of a ring-buffer record per event, per-CPU counts per (class,
+//! device, process) and per-CPU duration histograms per (class, device), which userspace reads
+//! once per interval (layouts and buckets: `hmmtrace_common::agg`). No ring traffic per event,
+//! so nothing is lost at any rate; a group that does not fit the maps is counted as dropped
+//! for its probe, like a record that did not fit the ring.
+
+use aya_ebpf::{
+    bindings::BPF_NOEXIST,
+    macros::map,
+    maps::{PerCpuArray, PerCpuHashMap},
+};
+use hmmtrace_common::{
+    agg::{
+        bucket, AggCounts, AggKey, HistKey, Histogram, BUCKETS, CLASS_DEVICE_FAULT,
+        CLASS_INTERVAL_INVALIDATE, CLASS_INVALIDATION, CLASS_MIGRATION, CLASS_PAGE_FREE,
+        CLASS_RANGE_FAULT, CLASS_SYSTEM_MIGRATION, MAX_HISTOGRAMS, MAX_KEYS,
+    },
+    DeviceFault, EventHeader, Invalidation, Migration, PageFree, ProbeId, RangeFault,
+    SystemMigration, FLAG_HAS_DURATION, INVALIDATE_CALLBACK,
+};
+
+/// `BPF_F_NO_PREALLOC`: entries are allocated when a group first appears, so the maps cost
+/// nothing without `--aggregate` and only what is used with it.
+const NO_PREALLOC: u32 = 1;
+
+#[map]
+static AGG_COUNTS: PerCpuHashMap<AggKey, AggCounts> =
+    PerCpuHashMap::with_max_entries(MAX_KEYS, NO_PREALLOC);
+
+#[map]
+static AGG_HIST: PerCpuHashMap<HistKey, Histogram> =
+    PerCpuHashMap::with_max_entries(MAX_HISTOGRAMS, NO_PREALLOC);
+
+/// A zeroed histogram to create entries from: 9.5 KiB do not fit the 512-byte stack.
+#[map]
+static ZERO_HIST: PerCpuArray<Histogram> = PerCpuArray::with_max_entries(1, 0);
+
+/// What aggregation needs of an event, as `Event::class`, `::device` and `::pages` say it.
+pub(crate) struct Facts {
+    pub class: u8,
+    pub owner: u64,
+    pub pages: u64,
+    pub retries: u64,
+    pub direction: u8,
+    pub api: u8,
+}
+
+pub(crate) trait Aggregated {
+    fn facts(&self) -> Facts;
+}
+
+const fn facts(class: u8, owner: u64, pages: u64) -> Facts {
+    Facts {
+        class,
+        owner,
+        pages,
+        retries: 0,
+        direction: 0,
+        api: 0,
+    }
+}
+
+impl Aggregated for Migration {
+    fn facts(&self) -> Facts {
+        Facts {
+            direction: self.direction,
+            api: self.api,
+            ..facts(CLASS_MIGRATION, self.pgmap_owner, self.migrated)
+        }
+    }
+}
+
+impl Aggregated for DeviceFault {
+    fn facts(&self) -> Facts {
+        facts(CLASS_DEVICE_FAULT, self.pgmap_owner, 1)
+    }
+}
+
+impl Aggregated for PageFree {
+    fn facts(&self) -> Facts {
+        let order = if self.order > 20 { 20 } else { self.order };
+        facts(CLASS_PAGE_FREE, self.pgmap_owner, 1 << order)
+    }
+}
+
+impl Aggregated for Invalidation {
+    fn facts(&self) -> Facts {
+        let class = if self.path == INVALIDATE_CALLBACK {
+            CLASS_INTERVAL_INVALIDATE
+        } else {
+            CLASS_INVALIDATION
+        };
+        facts(class, self.owner, 0)
+    }
+}
+
+impl Aggregated for RangeFault {
+    fn facts(&self) -> Facts {
+        Facts {
+            retries: self.retries as u64,
+            ..facts(CLASS_RANGE_FAULT, self.dev_private_owner, self.npages)
+        }
+    }
+}
+
+impl Aggregated for SystemMigration {
+    fn facts(&self) -> Facts {
+        facts(CLASS_SYSTEM_MIGRATION, 0, self.succeeded)
+    }
+}
+
+/// Adds one event; false when its group did not fit (the caller counts a drop).
+#[inline(always)]
+pub(crate) fn add(header: &EventHeader, f: Facts) -> bool {
+    let key = AggKey {
+        owner: f.owner,
+        tgid: header.tgid,
+        class: f.class,
+        direction: f.direction,
+        api: f.api,
+        _pad: 0,
+    };
+    let timed = header.flags & FLAG_HAS_DURATION != 0;
+    let d = header.duration_ns;
+    let ts = header.ts_ns;
+    let first = AggCounts {
+        count: 1,
+        pages: f.pages,
+        retries: f.retries,
+        timed: timed as u64,
+        sum_ns: if timed { d } else { 0 },
+        min_ns: if timed { d } else { 0 },
+        max_ns: if timed { d } else { 0 },
+        last_ns: ts,
+        first_ns: ts,
+    };
+    let update = |c: *mut AggCounts| {
+        // SAFETY: `c` is this CPU's value of a per-CPU map entry, valid for the program's run;
+        // no other program updates this CPU's value meanwhile (programs do not nest on a CPU
+        // for these probes' contexts).
+        unsafe {
+            // An entry another CPU created starts zeroed on this one.
+            if (*c).count == 0 {
+                *c = first;
+                return;
+            }
+            (*c).count += 1;
+            (*c).pages += f.pages;
+            (*c).retries += f.retries;
+            (*c).last_ns = if ts > (*c).last_ns { ts } else { (*c).last_ns };
+            if timed {
+                let had = (*c).timed != 0;
+                (*c).timed += 1;
+                (*c).sum_ns += d;
+                (*c).min_ns = if !had || d < (*c).min_ns {
+                    d
+                } else {
+                    (*c).min_ns
+                };
+                (*c).max_ns = if d > (*c).max_ns { d } else { (*c).max_ns };
+            }
+        }
+    };
+    match AGG_COUNTS.get_ptr_mut(&key) {
+        Some(c) => update(c),
+        None => {
+            if AGG_COUNTS.insert(&key, &first, BPF_NOEXIST as u64).is_err() {
+                // Created meanwhile, or the map is full.
+                match AGG_COUNTS.get_ptr_mut(&key) {
+                    Some(c) => update(c),
+                    None => return false,
+                }
+            }
+        }
+    }
+    if timed {
+        let hk = HistKey {
+            owner: f.owner,
+            class: f.class,
+            _pad: [0; 7],
+        };
+        let h = match AGG_HIST.get_ptr_mut(&hk) {
+            Some(h) => Some(h),
+            None => {
+                if let Some(zero) = ZERO_HIST.get_ptr(0) {
+                    // SAFETY: a pointer to this CPU's value of a one-entry per-CPU array,
+                    // which nothing writes: a zeroed histogram to copy from.
+                    let _ = AGG_HIST.insert(&hk, unsafe { &*zero }, BPF_NOEXIST as u64);
+                }
+                AGG_HIST.get_ptr_mut(&hk)
+            }
+        };
+        // Without a histogram (the map is full) the duration is still in the exact counts;
+        // userspace sees the histogram hold fewer than `timed` and says so.
+        if let Some(h) = h {
+            let b = bucket(d);
+            if b < BUCKETS {
+                // SAFETY: this CPU's value of a per-CPU map entry, index checked above.
+                unsafe { (*h)[b] += 1 };
+            }
+        }
+    }
+    true
+}
+
+/// For the drop counter of a group that did not fit.
+pub(crate) fn probe_of(class: u8) -> ProbeId {
+    match class {
+        CLASS_MIGRATION => ProbeId::Migration,
+        CLASS_DEVICE_FAULT => ProbeId::DeviceFault,
+        CLASS_PAGE_FREE => ProbeId::PageFree,
+        CLASS_RANGE_FAULT => ProbeId::RangeFault,
+        CLASS_SYSTEM_MIGRATION => ProbeId::SystemMigration,
+        _ => ProbeId::Invalidation,
+    }
+}
