@@ -38,7 +38,7 @@ pub const CLASS_SYSTEM_MIGRATION: u8 = 6;
 
 /// Most distinct [`AggKey`]s (then events are counted as dropped, per probe, as a full ring's
 /// are) and [`HistKey`]s.
-pub const MAX_KEYS: u32 = 8192;
+pub const MAX_KEYS: u32 = 4096;
 pub const MAX_HISTOGRAMS: u32 = 512;
 
 /// What a group of events has in common.
