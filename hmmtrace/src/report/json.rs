@@ -46,6 +46,10 @@ pub struct Report {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clock: Option<crate::capture::ClockKind>,
     pub events: u64,
+    /// True when the figures are in-kernel aggregates (`--aggregate`): percentiles within
+    /// 0.8 % and only by kind and by device, no findings.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub aggregated: bool,
     pub span_ns: u64,
     /// Histogram precision: significant decimal digits.
     pub significant_digits: u8,
@@ -136,6 +140,7 @@ pub fn build(s: &Summary, source: &str) -> Report {
         source: source.to_string(),
         clock: s.clock,
         events: s.events,
+        aggregated: s.aggregate.is_some(),
         span_ns: s.span_ns(),
         significant_digits: super::SIGNIFICANT_DIGITS,
         kinds,

@@ -277,6 +277,8 @@ impl Summary {
     pub fn aggregate(&mut self, snap: &std::sync::Arc<crate::aggregate::Snapshot>) {
         use crate::aggregate::Group;
         let prev = self.aggregate.replace(snap.clone());
+        // Detectors need single events: none were checked, whatever the pipeline ran.
+        self.findings.checked = false;
         let before = prev.as_ref().map_or(0, |p| p.events());
         self.events = self.events - before + snap.events();
         let origin = *self.origin.get_or_insert(

@@ -92,6 +92,13 @@ pub fn render(s: &Summary, title: &str) -> String {
         s.clock
             .map_or(String::new(), |c| format!(" of {}", c.describe()))
     );
+    if s.aggregate.is_some() {
+        let _ = writeln!(
+            out,
+            "counted in the kernel (--aggregate): no single events, so no findings, page lifetimes \
+             or heat map; percentiles within 0.8 %, only by kind and by device"
+        );
+    }
     header(&mut out, "kind", 19);
     for (class, k) in &s.kinds {
         row(&mut out, class.name(), 19, *class, k, s.rate(*class));
