@@ -452,6 +452,8 @@ impl App {
         use crate::aggregate::Group;
         self.advance(snap.at_ns);
         let prev = self.aggregate.replace(snap.clone());
+        // Detectors need single events: the findings panel must not say "none".
+        self.findings.checked = false;
         let same = |a: &Group, b: &Group| {
             (a.class, a.owner, a.tgid, a.direction, a.api)
                 == (b.class, b.owner, b.tgid, b.direction, b.api)
