@@ -447,6 +447,41 @@ fn idle_cpu(over: Duration) -> anyhow::Result<f64> {
     Ok((t1 - t0) as f64 / hz / over.as_secs_f64() * 100.0)
 }
 
+/// Each HMM probe's program cost per run in the VM, recorded and aggregated, over one
+/// hmm-tests run each (the VM checks' table). `--quick` leaves it out: `cargo xtask test` runs
+/// the same VM checks, which print it.
+fn vm_probe_costs(quick: bool) -> anyhow::Result<Figure> {
+    const NAME: &str = "kernel cost per HMM probe (VM)";
+    const TARGET: &str = "a table per probe, recorded and aggregated";
+    if quick {
+        return Ok(Figure::missing(
+            NAME,
+            TARGET,
+            "left to the VM checks under --quick".into(),
+        ));
+    }
+    let capture = crate::vm::test("6.12", Duration::from_secs(900))?;
+    let out = std::fs::read_to_string(capture.with_file_name("serial.log"))?.replace('\r', "");
+    let table = crate::vm::checks::cost_table(&out);
+    anyhow::ensure!(!table.is_empty(), "the guest printed no program costs");
+    let rows: Vec<String> = table
+        .iter()
+        .map(|(name, (runs, ns), agg)| match agg {
+            Some((_, a)) => format!("{name} {ns:.0} → {a:.0} ns ({runs} runs)"),
+            None => format!("{name} {ns:.0} ns ({runs} runs; aggregated: did not run)"),
+        })
+        .collect();
+    Ok(Figure {
+        name: NAME,
+        how: "`hmmtrace record --program-costs -- /hmm-tests` and the same with `--aggregate` in the 6.12 guest (TCG: the guest's clock is emulated, so the two modes compare and the nanoseconds are not the host's); run_time_ns / run_cnt per program".into(),
+        measured: format!("recorded → aggregated, ns per run: {}", rows.join("; ")),
+        target: TARGET,
+        ratio: None,
+        met: None,
+        notes: String::new(),
+    })
+}
+
 /// Program ids a process holds (its fdinfo).
 fn programs_of(pid: u32) -> Vec<u64> {
     let mut ids = Vec::new();
@@ -734,6 +769,10 @@ pub fn run(quick: bool, only: Option<&str>) -> anyhow::Result<()> {
                     Ok(aggregate)
                 }
             }),
+        ),
+        (
+            "kernel cost per HMM probe (VM)",
+            Box::new(|| vm_probe_costs(quick)),
         ),
         ("userspace pipeline", Box::new(|| pipeline(quick))),
         ("detectors", Box::new(|| detectors(quick))),

@@ -27,6 +27,10 @@ pub struct Args {
     /// Fail if any probe the kernel has could not be attached.
     #[arg(long)]
     strict: bool,
+    /// Measure each eBPF program's own cost (the kernel's BPF run-time statistics, on while
+    /// recording; they cost a little per run) and print it at the end.
+    #[arg(long)]
+    program_costs: bool,
     /// A command to run and trace, with its children; recording stops when it exits and
     /// hmmtrace exits with its status.
     #[arg(last = true, value_name = "CMD")]
@@ -110,7 +114,10 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // Before attaching: a signal that arrives while the probes attach still stops the
     // recording cleanly.
     let ctl = Control::new(a.duration)?;
-    let source = KernelSource::start(opts, &a.command)?;
+    let mut source = KernelSource::start(opts, &a.command)?;
+    if a.program_costs {
+        source = source.with_program_costs();
+    }
     let refused: Vec<String> = source
         .plan()
         .iter()
@@ -132,11 +139,13 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
     // Created only once the probes are attached: a failed start leaves no file behind.
     let mut writer = Writer::create(&a.output)?;
     let mut summary = Summary::default();
+    let mut costs = Costs::default();
     let outcome = pipeline::run(
         source,
         Tee::new()
             .with(&mut writer)
             .with(&mut summary)
+            .with(&mut costs)
             .with(crate::notices::Notices),
         None,
         &ctl,
@@ -154,7 +163,54 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         a.output.display()
     );
     eprint!("{}", report::text::render(&summary, "recorded"));
+    if a.program_costs {
+        eprint!("{}", costs.render());
+    }
     Ok(outcome.command.map_or(ExitCode::SUCCESS, exit_code))
+}
+
+/// The programs' last run statistics (`--program-costs`), or why there are none.
+#[derive(Default)]
+struct Costs {
+    last: Vec<crate::pipeline::ProgramCost>,
+    none: Option<String>,
+}
+
+impl crate::pipeline::Sink for Costs {
+    fn event(&mut self, _: &crate::event::Event) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn status(&mut self, s: &crate::pipeline::Status) -> anyhow::Result<()> {
+        match s {
+            crate::pipeline::Status::ProgramCosts(c) => self.last = c.clone(),
+            crate::pipeline::Status::NoProgramCosts(why) => self.none = Some(why.clone()),
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+impl Costs {
+    fn render(&self) -> String {
+        use std::fmt::Write as _;
+        let mut out = String::from("\nprogram costs (the kernel's BPF run-time statistics):\n");
+        if let Some(why) = &self.none {
+            let _ = writeln!(out, "  not measured: {why}");
+            return out;
+        }
+        let _ = writeln!(out, "  {:<24} {:>12} {:>10}", "program", "runs", "ns/run");
+        for c in &self.last {
+            let _ = writeln!(
+                out,
+                "  {:<24} {:>12} {:>10.0}",
+                c.name,
+                c.run_cnt,
+                c.run_time_ns as f64 / c.run_cnt.max(1) as f64
+            );
+        }
+        out
+    }
 }
 
 /// A command's exit status as ours: its code, or 128 + the signal that ended it.

@@ -241,6 +241,40 @@ fn tally(rows: &[Row]) -> BTreeMap<String, u64> {
     t
 }
 
+/// Rows of `record --program-costs`' table: (program, runs, ns per run).
+pub fn program_costs(text: &str) -> Vec<(String, u64, f64)> {
+    let Some(at) = text.find("program costs (") else {
+        return Vec::new();
+    };
+    text[at..]
+        .lines()
+        .skip(2)
+        .map_while(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            match f.as_slice() {
+                [name, runs, ns] => Some((name.to_string(), runs.parse().ok()?, ns.parse().ok()?)),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// Per program, the cost per run with every event recorded and with `--aggregate`, over the
+/// whole hmm-tests suite in the guest: the table BENCHMARKS.md shows.
+pub fn cost_table(out: &str) -> Vec<(String, (u64, f64), Option<(u64, f64)>)> {
+    let full = program_costs(section(out, "traced"));
+    let aggregated = program_costs(section(out, "traced-aggregate"));
+    full.into_iter()
+        .map(|(name, runs, ns)| {
+            let agg = aggregated
+                .iter()
+                .find(|(n, _, _)| *n == name)
+                .map(|(_, r, ns)| (*r, *ns));
+            (name, (runs, ns), agg)
+        })
+        .collect()
+}
+
 /// The deterministic workload's report against the numbers worked out in workload.c; the
 /// list of what differs.
 fn workload_differences(w: &Report) -> Vec<String> {
@@ -312,6 +346,27 @@ pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
         } else {
             diff.join("; ")
         },
+    );
+    // What each probe's program cost over the suite, recorded and aggregated (under TCG the
+    // guest's clock is emulated: the two modes compare, the nanoseconds are not the host's).
+    let table = cost_table(out);
+    let hmm: Vec<_> = table
+        .iter()
+        .filter(|(n, _, _)| !n.starts_with("sched_process") && !n.starts_with("task_rename"))
+        .collect();
+    verdict(
+        "every HMM probe's program ran recorded and aggregated, with its cost",
+        !hmm.is_empty() && hmm.iter().all(|(_, _, a)| a.is_some_and(|(r, _)| r > 0)),
+        table
+            .iter()
+            .map(|(n, (r, ns), a)| match a {
+                Some((ar, ans)) => {
+                    format!("{n}: {r} runs {ns:.0} ns, aggregated {ar} runs {ans:.0} ns")
+                }
+                None => format!("{n}: {r} runs {ns:.0} ns, aggregated: did not run"),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
     );
     let all = report(section(out, "report"))?;
     let kinds = [
@@ -566,6 +621,22 @@ pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn program_costs_are_read_from_records_table() {
+        let log = "=== traced\nok 1 hmm.a\nrecorded: 3 events\n\nprogram costs (the kernel's BPF run-time statistics):\n  program                          runs     ns/run\n  fentry_migrate_vma_setup          12       1500\n  kprobe_migrate_to_ram              3        900\n=== traced-aggregate\n\nprogram costs (the kernel's BPF run-time statistics):\n  program                          runs     ns/run\n  fentry_migrate_vma_setup          12        700\n=== end\n";
+        assert_eq!(
+            cost_table(log),
+            vec![
+                (
+                    "fentry_migrate_vma_setup".to_string(),
+                    (12, 1500.0),
+                    Some((12, 700.0))
+                ),
+                ("kprobe_migrate_to_ram".to_string(), (3, 900.0), None),
+            ]
+        );
+    }
 
     #[test]
     fn sections_and_outcomes_of_a_guest_log() {

@@ -3,7 +3,7 @@
 //! `vm-kernel` builds (or finds) the kernel; `vm-test` builds the image, boots it under TCG and
 //! checks the output.
 
-mod checks;
+pub mod checks;
 mod image;
 mod kernel;
 mod packages;

@@ -102,6 +102,17 @@ impl KernelSource {
         Ok(())
     }
 
+    /// With program costs on: each program's run count and time so far.
+    fn send_costs(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        if matches!(self.stats, Some(Ok(_))) {
+            let costs = self.session.program_costs();
+            sink.status(&Status::ProgramCosts(
+                costs.into_iter().filter(|c| c.run_cnt > 0).collect(),
+            ))?;
+        }
+        Ok(())
+    }
+
     fn send_aggregates(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
         if let Some(snap) = self.session.aggregates()? {
             sink.status(&Status::Aggregate(std::sync::Arc::new(snap)))?;
@@ -153,12 +164,9 @@ impl Source for KernelSource {
                 aggregated = Instant::now();
                 self.send_aggregates(sink)?;
             }
-            if matches!(self.stats, Some(Ok(_))) && costs_sent.elapsed() >= COSTS_EVERY {
+            if costs_sent.elapsed() >= COSTS_EVERY {
                 costs_sent = Instant::now();
-                let costs = self.session.program_costs();
-                sink.status(&Status::ProgramCosts(
-                    costs.into_iter().filter(|c| c.run_cnt > 0).collect(),
-                ))?;
+                self.send_costs(sink)?;
             }
             sink.tick(monotonic_ns())?;
             if let Some(why) = ctl.should_stop() {
@@ -176,6 +184,7 @@ impl Source for KernelSource {
         // Whatever the kernel wrote before we stopped is still in the ring (and the maps).
         self.drain(sink)?;
         self.send_aggregates(sink)?;
+        self.send_costs(sink)?;
         sink.tick(monotonic_ns())?;
         Ok(finished)
     }
