@@ -259,9 +259,12 @@ pub fn program_costs(text: &str) -> Vec<(String, u64, f64)> {
         .collect()
 }
 
-/// Per program, the cost per run with every event recorded and with `--aggregate`, over the
-/// whole hmm-tests suite in the guest: the table BENCHMARKS.md shows.
-pub fn cost_table(out: &str) -> Vec<(String, (u64, f64), Option<(u64, f64)>)> {
+/// A program's runs and ns per run.
+pub type Cost = (u64, f64);
+
+/// Per program, the cost per run with every event recorded and with `--aggregate` (if it
+/// ran), over the whole hmm-tests suite in the guest: the table BENCHMARKS.md shows.
+pub fn cost_table(out: &str) -> Vec<(String, Cost, Option<Cost>)> {
     let full = program_costs(section(out, "traced"));
     let aggregated = program_costs(section(out, "traced-aggregate"));
     full.into_iter()
