@@ -128,7 +128,11 @@ pub fn draw<'a>(
     )];
     body.extend(if lines.is_empty() {
         vec![Line::styled(
-            "no events match",
+            if app.aggregate.is_some() {
+                "counted in the kernel (--aggregate): no single events to show"
+            } else {
+                "no events match"
+            },
             Style::default()
                 .fg(Color::DarkGray)
                 .add_modifier(Modifier::ITALIC),
