@@ -162,12 +162,12 @@ pub(crate) fn add(header: &EventHeader, f: Facts) -> bool {
             }
         }
     };
-    match AGG_COUNTS.get_ptr_mut(&key) {
+    match AGG_COUNTS.get_ptr_mut(key) {
         Some(c) => update(c),
         None => {
-            if AGG_COUNTS.insert(&key, &first, BPF_NOEXIST as u64).is_err() {
+            if AGG_COUNTS.insert(key, first, BPF_NOEXIST as u64).is_err() {
                 // Created meanwhile, or the map is full.
-                match AGG_COUNTS.get_ptr_mut(&key) {
+                match AGG_COUNTS.get_ptr_mut(key) {
                     Some(c) => update(c),
                     None => return false,
                 }
@@ -180,15 +180,17 @@ pub(crate) fn add(header: &EventHeader, f: Facts) -> bool {
             class: f.class,
             _pad: [0; 7],
         };
-        let h = match AGG_HIST.get_ptr_mut(&hk) {
+        let h = match AGG_HIST.get_ptr_mut(hk) {
             Some(h) => Some(h),
             None => {
                 if let Some(zero) = ZERO_HIST.get_ptr(0) {
                     // SAFETY: a pointer to this CPU's value of a one-entry per-CPU array,
                     // which nothing writes: a zeroed histogram to copy from.
-                    let _ = AGG_HIST.insert(&hk, unsafe { &*zero }, BPF_NOEXIST as u64);
+                    // A reference: by value, 9.5 KiB would be copied onto the 512-byte stack.
+                    let zero: &Histogram = unsafe { &*zero };
+                    let _ = AGG_HIST.insert(hk, zero, BPF_NOEXIST as u64);
                 }
-                AGG_HIST.get_ptr_mut(&hk)
+                AGG_HIST.get_ptr_mut(hk)
             }
         };
         // Without a histogram (the map is full) the duration is still in the exact counts;
