@@ -259,6 +259,21 @@ pub fn program_costs(text: &str) -> Vec<(String, u64, f64)> {
         .collect()
 }
 
+/// The guest's `=== timing` lines: seconds per run of hmm-tests, by mode (`untraced`,
+/// `record`, `aggregate`).
+pub fn timings(out: &str) -> BTreeMap<String, Vec<f64>> {
+    let mut t: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for l in section(out, "timing").lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if let ["time", mode, t0, t1] = f.as_slice() {
+            if let (Ok(a), Ok(b)) = (t0.parse::<f64>(), t1.parse::<f64>()) {
+                t.entry(mode.to_string()).or_default().push(b - a);
+            }
+        }
+    }
+    t
+}
+
 /// A program's runs and ns per run.
 pub type Cost = (u64, f64);
 
@@ -639,6 +654,15 @@ mod tests {
                 ("kprobe_migrate_to_ram".to_string(), (3, 900.0), None),
             ]
         );
+    }
+
+    #[test]
+    fn timings_are_grouped_by_mode() {
+        let log = "=== timing\ntime untraced 10.50 14.00\ntime record 14.00 18.25\nnoise\ntime untraced 20.00 23.00\n=== dmesg\n";
+        let t = timings(log);
+        assert_eq!(t["untraced"], vec![3.5, 3.0]);
+        assert_eq!(t["record"], vec![4.25]);
+        assert!(!t.contains_key("aggregate"));
     }
 
     #[test]

@@ -25,6 +25,16 @@ fn say(msg: &str) {
 /// checks what it printed. Returns where it saved the guest's capture of the deterministic
 /// workload, which `tests/consistency.rs` checks on the host (`HMMTRACE_VM_CAPTURE`).
 pub fn test(version: &str, limit: Duration) -> anyhow::Result<PathBuf> {
+    run(version, limit, false)
+}
+
+/// As [`test`], and the guest also times hmm-tests untraced, recorded and aggregated (three
+/// runs each, `=== timing` in the serial log): for `cargo xtask bench`.
+pub fn test_and_time(version: &str, limit: Duration) -> anyhow::Result<PathBuf> {
+    run(version, limit, true)
+}
+
+fn run(version: &str, limit: Duration, timing: bool) -> anyhow::Result<PathBuf> {
     let k = kernel(version)?;
     let image = image::build(&k)?;
     say(&format!(
@@ -56,7 +66,10 @@ pub fn test(version: &str, limit: Duration) -> anyhow::Result<PathBuf> {
     // (the kernel log is checked separately).
     qemu.args([
         "-append",
-        "console=ttyS0 quiet panic=-1 memmap=512M$0x40000000 test_hmm.spm_addr_dev0=0x40000000 test_hmm.spm_addr_dev1=0x50000000",
+        &format!(
+            "console=ttyS0 quiet panic=-1 memmap=512M$0x40000000 test_hmm.spm_addr_dev0=0x40000000 test_hmm.spm_addr_dev1=0x50000000{}",
+            if timing { " hmmtrace_timing=1" } else { "" }
+        ),
     ]);
     qemu.stdin(Stdio::null());
     let started = Instant::now();
