@@ -61,66 +61,52 @@ pub(crate) struct Entry {
     pub arg: u64,
 }
 
-/// Reads a `u64` (`u32` with [`tp_u32`]) of a tracepoint's record at `offset`, which userspace
-/// found in tracefs and patched into a read-only global: a direct load from the context, not a
-/// `bpf_probe_read` helper call (the field reads were half of the program's cost on
-/// `mm_migrate_pages`).
-///
-/// The verifier allows context loads only at offsets fixed in the instruction, so each offset
-/// the kernels have is its own arm with its own load instruction, written in assembly so that
-/// LLVM cannot fold the arms back into one load at `ctx + offset` (which the verifier rejects:
-/// "dereference of modified ctx ptr"). The verifier knows the patched value (a frozen
-/// read-only map), so it walks only the matching arm, and the context size it checks at
-/// attach is that arm's. An offset outside the arms reads as unknown, never as a guess.
-#[inline(always)]
-pub(crate) fn tp_u64(ctx: &aya_ebpf::programs::TracePointContext, offset: u32) -> Option<u64> {
-    let base = aya_ebpf::EbpfContext::as_ptr(ctx);
-    macro_rules! arms {
-        ($($o:literal)*) => {
+// `tp_u64` and `tp_u32` read a field of a tracepoint's record at `offset`, which userspace
+// found in tracefs and patched into a read-only global: a direct load from the context, not a
+// `bpf_probe_read` helper call (the field reads were half of the program's cost on
+// `mm_migrate_pages`).
+//
+// The verifier allows context loads only at offsets fixed in the instruction, so each offset
+// the kernels have is its own arm with its own load instruction, written in assembly so that
+// LLVM cannot fold the arms back into one load at `ctx + offset` (which the verifier rejects:
+// "dereference of modified ctx ptr"). The verifier knows the patched value (a frozen read-only
+// map), so it walks only the matching arm, and the context size it checks at attach is that
+// arm's. An offset outside the arms reads as unknown, never as a guess.
+
+/// One function per field size: a `match` of the offsets, each arm one load instruction.
+macro_rules! tp_loads {
+    ($name:ident, $ty:ty, $size:literal, [$($o:literal)*]) => {
+        #[inline(always)]
+        pub(crate) fn $name(
+            ctx: &aya_ebpf::programs::TracePointContext,
+            offset: u32,
+        ) -> Option<$ty> {
+            let base = aya_ebpf::EbpfContext::as_ptr(ctx);
             match offset {
                 $($o => {
                     let v: u64;
                     // SAFETY: one load from the tracepoint's record at an offset tracefs gave
-                    // for a field of this size; the verifier checks it against the context's
-                    // bounds.
+                    // for a field of this size (zero-extended); the verifier checks it against
+                    // the context's bounds.
                     unsafe {
                         core::arch::asm!(
-                            concat!("{v} = *(u64 *)({b} + ", stringify!($o), ")"),
+                            concat!("{v} = *(", $size, " *)({b} + ", stringify!($o), ")"),
                             v = out(reg) v, b = in(reg) base,
                             options(readonly, nostack, preserves_flags),
                         )
                     };
-                    Some(v)
+                    Some(v as $ty)
                 })*
                 _ => None,
             }
-        };
-    }
-    arms!(8 16 24 32 40 48 56 64 72 80 88 96)
+        }
+    };
 }
 
-/// See [`tp_u64`].
-#[inline(always)]
-pub(crate) fn tp_u32(ctx: &aya_ebpf::programs::TracePointContext, offset: u32) -> Option<u32> {
-    let base = aya_ebpf::EbpfContext::as_ptr(ctx);
-    macro_rules! arms {
-        ($($o:literal)*) => {
-            match offset {
-                $($o => {
-                    let v: u64;
-                    // SAFETY: as in tp_u64 (a 4-byte load, zero-extended).
-                    unsafe {
-                        core::arch::asm!(
-                            concat!("{v} = *(u32 *)({b} + ", stringify!($o), ")"),
-                            v = out(reg) v, b = in(reg) base,
-                            options(readonly, nostack, preserves_flags),
-                        )
-                    };
-                    Some(v as u32)
-                })*
-                _ => None,
-            }
-        };
-    }
-    arms!(8 12 16 20 24 28 32 36 40 44 48 52 56 60 64 68 72 76 80 84 88 92 96 100)
-}
+tp_loads!(tp_u64, u64, "u64", [8 16 24 32 40 48 56 64 72 80 88 96]);
+tp_loads!(
+    tp_u32,
+    u32,
+    "u32",
+    [8 12 16 20 24 28 32 36 40 44 48 52 56 60 64 68 72 76 80 84 88 92 96 100]
+);

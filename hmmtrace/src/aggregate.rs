@@ -58,6 +58,27 @@ pub struct Hist {
 }
 
 impl Group {
+    /// A group with nothing counted yet.
+    pub fn new(class: Class, owner: u64, tgid: u32, comm: String, direction: u8, api: u8) -> Group {
+        Group {
+            class,
+            owner,
+            tgid,
+            comm,
+            direction,
+            api,
+            count: 0,
+            pages: 0,
+            retries: 0,
+            timed: 0,
+            sum_ns: 0,
+            min_ns: 0,
+            max_ns: 0,
+            first_ns: 0,
+            last_ns: 0,
+        }
+    }
+
     /// Adds one CPU's counts.
     pub fn add(&mut self, c: &AggCounts) {
         if c.count == 0 {
@@ -154,23 +175,14 @@ impl Aggregator {
         let g = match at {
             Some(i) => &mut s.groups[i],
             None => {
-                s.groups.push(Group {
+                s.groups.push(Group::new(
                     class,
                     owner,
-                    tgid: e.tgid,
-                    comm: e.comm.to_string(),
+                    e.tgid,
+                    e.comm.to_string(),
                     direction,
                     api,
-                    count: 0,
-                    pages: 0,
-                    retries: 0,
-                    timed: 0,
-                    sum_ns: 0,
-                    min_ns: 0,
-                    max_ns: 0,
-                    first_ns: 0,
-                    last_ns: 0,
-                });
+                ));
                 s.groups.last_mut().expect("pushed")
             }
         };

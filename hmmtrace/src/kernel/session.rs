@@ -275,23 +275,7 @@ impl Session {
                 Some(n) => n.name(k.tgid, k.tgid).to_string(),
                 None => String::new(),
             };
-            let mut g = Group {
-                class,
-                owner: k.owner,
-                tgid: k.tgid,
-                comm,
-                direction: k.direction,
-                api: k.api,
-                count: 0,
-                pages: 0,
-                retries: 0,
-                timed: 0,
-                sum_ns: 0,
-                min_ns: 0,
-                max_ns: 0,
-                first_ns: 0,
-                last_ns: 0,
-            };
+            let mut g = Group::new(class, k.owner, k.tgid, comm, k.direction, k.api);
             for c in per_cpu.iter() {
                 g.add(c);
             }

@@ -94,18 +94,25 @@ impl Series {
     /// The series an event counts in (besides [`Series::Retries`] for a range fault's
     /// retries).
     pub fn of(e: &Event) -> Series {
-        match &e.body {
-            Body::Migration(m) if m.direction == DIRECTION_TO_DEVICE => Series::ToDevice,
-            Body::Migration(_) => Series::ToRam,
-            _ => match e.class() {
-                Class::DeviceFault => Series::DeviceFault,
-                Class::PageFree => Series::PageFree,
-                Class::Invalidation => Series::Invalidation,
-                Class::IntervalInvalidate => Series::IntervalInvalidate,
-                Class::RangeFault => Series::RangeFault,
-                Class::SystemMigration => Series::SystemMigration,
-                Class::Migration | Class::Lost => Series::Lost,
-            },
+        let direction = match &e.body {
+            Body::Migration(m) => m.direction,
+            _ => 0,
+        };
+        Series::of_class(e.class(), direction)
+    }
+
+    /// The series of a class of events (for migrations, of their direction).
+    pub fn of_class(class: Class, direction: u8) -> Series {
+        match class {
+            Class::Migration if direction == DIRECTION_TO_DEVICE => Series::ToDevice,
+            Class::Migration => Series::ToRam,
+            Class::DeviceFault => Series::DeviceFault,
+            Class::PageFree => Series::PageFree,
+            Class::Invalidation => Series::Invalidation,
+            Class::IntervalInvalidate => Series::IntervalInvalidate,
+            Class::RangeFault => Series::RangeFault,
+            Class::SystemMigration => Series::SystemMigration,
+            Class::Lost => Series::Lost,
         }
     }
 }
@@ -476,17 +483,7 @@ impl App {
             self.totals[i] += g.count;
             self.pages[i] += g.pages;
             let (count, retries) = before(g);
-            let series = match g.class {
-                Class::Migration if g.direction == DIRECTION_TO_DEVICE => Series::ToDevice,
-                Class::Migration => Series::ToRam,
-                Class::DeviceFault => Series::DeviceFault,
-                Class::PageFree => Series::PageFree,
-                Class::Invalidation => Series::Invalidation,
-                Class::IntervalInvalidate => Series::IntervalInvalidate,
-                Class::RangeFault => Series::RangeFault,
-                Class::SystemMigration => Series::SystemMigration,
-                Class::Lost => Series::Lost,
-            };
+            let series = Series::of_class(g.class, g.direction);
             for (series, n) in [
                 (series, g.count - count),
                 (Series::Retries, g.retries - retries),
