@@ -22,8 +22,9 @@ pub struct Image {
     pub engine_rows: String,
 }
 
-/// Builds the image for kernel `k` in its build directory.
-pub fn build(k: &Kernel) -> anyhow::Result<Image> {
+/// Builds the image for kernel `k` in its build directory; `with_bpftrace` adds the host's
+/// bpftrace and its libraries (about 200 MB: for `cargo xtask bench`'s timing only).
+pub fn build(k: &Kernel, with_bpftrace: bool) -> anyhow::Result<Image> {
     let work = k.build.join("vm-test");
     let _ = std::fs::remove_dir_all(&work);
     let root = work.join("initramfs");
@@ -88,6 +89,13 @@ pub fn build(k: &Kernel) -> anyhow::Result<Image> {
     let bin = crate::build_release_hmmtrace()?;
     std::fs::copy(&bin, root.join("hmmtrace"))?;
     copy_libraries(&bin, &root)?;
+    if with_bpftrace {
+        if !Path::new("/usr/bin/bpftrace").exists() {
+            super::ensure_packages(&["bpftrace"])?;
+        }
+        std::fs::copy("/usr/bin/bpftrace", root.join("bpftrace"))?;
+        copy_libraries(Path::new("/usr/bin/bpftrace"), &root)?;
+    }
     std::fs::copy("/bin/busybox", root.join("bin/busybox"))?;
     let init = root.join("init");
     std::fs::write(&init, include_str!("../../vm/init"))?;

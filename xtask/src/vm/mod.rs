@@ -36,7 +36,7 @@ pub fn test_and_time(version: &str, limit: Duration) -> anyhow::Result<PathBuf> 
 
 fn run(version: &str, limit: Duration, timing: bool) -> anyhow::Result<PathBuf> {
     let k = kernel(version)?;
-    let image = image::build(&k)?;
+    let image = image::build(&k, timing)?;
     say(&format!(
         "booting under TCG (limit {}s); serial console: {}",
         limit.as_secs(),
