@@ -15,8 +15,8 @@ use hmmtrace_common::{
         CLASS_INTERVAL_INVALIDATE, CLASS_INVALIDATION, CLASS_MIGRATION, CLASS_PAGE_FREE,
         CLASS_RANGE_FAULT, CLASS_SYSTEM_MIGRATION, MAX_HISTOGRAMS, MAX_KEYS,
     },
-    DeviceFault, EventHeader, Invalidation, Migration, PageFree, ProbeId, RangeFault,
-    SystemMigration, FLAG_HAS_DURATION, INVALIDATE_CALLBACK,
+    DeviceFault, EventHeader, Invalidation, Migration, PageFree, RangeFault, SystemMigration,
+    FLAG_HAS_DURATION, INVALIDATE_CALLBACK,
 };
 
 /// `BPF_F_NO_PREALLOC`: the histograms (9.5 KiB per CPU each) are allocated when a group
@@ -204,16 +204,4 @@ pub(crate) fn add(header: &EventHeader, f: Facts) -> bool {
         }
     }
     true
-}
-
-/// For the drop counter of a group that did not fit.
-pub(crate) fn probe_of(class: u8) -> ProbeId {
-    match class {
-        CLASS_MIGRATION => ProbeId::Migration,
-        CLASS_DEVICE_FAULT => ProbeId::DeviceFault,
-        CLASS_PAGE_FREE => ProbeId::PageFree,
-        CLASS_RANGE_FAULT => ProbeId::RangeFault,
-        CLASS_SYSTEM_MIGRATION => ProbeId::SystemMigration,
-        _ => ProbeId::Invalidation,
-    }
 }

@@ -113,9 +113,7 @@ pub(crate) fn submit_task_name(pid: u32, comm: [u8; 16]) {
 #[inline(always)]
 pub(crate) fn submit<P: crate::aggregate::Aggregated + 'static>(probe: ProbeId, record: Record<P>) {
     if settings().aggregate != 0 {
-        let f = record.payload.facts();
-        let probe = crate::aggregate::probe_of(f.class);
-        if !crate::aggregate::add(&record.header, f) {
+        if !crate::aggregate::add(&record.header, record.payload.facts()) {
             dropped(probe);
         }
         return;
