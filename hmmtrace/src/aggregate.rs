@@ -106,7 +106,75 @@ impl Group {
     }
 }
 
+/// A duration of bucket `i` as the aggregates' readers record it: the bucket's midpoint,
+/// within the histograms' trackable range (so a percentile is within half a bucket).
+pub fn bucket_mid(i: u32) -> u64 {
+    let (low, high) = bucket_bounds(i as usize);
+    let top = crate::stats::MAX_TRACKABLE_NS;
+    (low / 2 + high.min(top) / 2).clamp(1, top)
+}
+
+/// What identifies a group across snapshots.
+type GroupKey = (Class, u64, u32, u8, u8);
+
+impl Group {
+    fn key(&self) -> GroupKey {
+        (self.class, self.owner, self.tgid, self.direction, self.api)
+    }
+}
+
+/// What a group gained since the previous snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Gained {
+    pub count: u64,
+    pub pages: u64,
+    pub retries: u64,
+}
+
 impl Snapshot {
+    /// What each group gained since `prev` (snapshots are cumulative; none: since the start).
+    pub fn gained<'a>(&'a self, prev: Option<&Snapshot>) -> Vec<(&'a Group, Gained)> {
+        let before: std::collections::HashMap<GroupKey, &Group> = prev
+            .map(|p| p.groups.iter().map(|g| (g.key(), g)).collect())
+            .unwrap_or_default();
+        self.groups
+            .iter()
+            .map(|g| {
+                let b = before.get(&g.key());
+                let had = |f: fn(&Group) -> u64| b.map_or(0, |x| f(x));
+                let gained = Gained {
+                    count: g.count.saturating_sub(had(|x| x.count)),
+                    pages: g.pages.saturating_sub(had(|x| x.pages)),
+                    retries: g.retries.saturating_sub(had(|x| x.retries)),
+                };
+                (g, gained)
+            })
+            .collect()
+    }
+
+    /// The durations each histogram gained since `prev`: (class, bucket midpoint in ns, how
+    /// many), buckets that gained nothing left out.
+    pub fn durations_gained(&self, prev: Option<&Snapshot>) -> Vec<(Class, u64, u64)> {
+        let before: std::collections::HashMap<(Class, u64, u32), u64> = prev
+            .map(|p| {
+                p.histograms
+                    .iter()
+                    .flat_map(|h| h.buckets.iter().map(|&(b, n)| ((h.class, h.owner, b), n)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.histograms
+            .iter()
+            .flat_map(|h| {
+                let before = &before;
+                h.buckets.iter().filter_map(move |&(b, n)| {
+                    let had = before.get(&(h.class, h.owner, b)).copied().unwrap_or(0);
+                    (n > had).then(|| (h.class, bucket_mid(b), n - had))
+                })
+            })
+            .collect()
+    }
+
     /// The durations of the events `keep` selects: exact figures from the groups, the
     /// histogram from the buckets of the histograms `hist` selects (per class and device: a
     /// selection of processes gets no percentiles, only exact figures).
@@ -122,12 +190,11 @@ impl Snapshot {
             min = min.min(g.min_ns);
             max = max.max(g.max_ns);
         }
-        let buckets = self.histograms.iter().filter(|h| hist(h)).flat_map(|h| {
-            h.buckets.iter().map(|&(i, n)| {
-                let (low, high) = bucket_bounds(i as usize);
-                (low, high, n)
-            })
-        });
+        let buckets = self
+            .histograms
+            .iter()
+            .filter(|h| hist(h))
+            .flat_map(|h| h.buckets.iter().map(|&(i, n)| (bucket_mid(i), n)));
         Durations::from_aggregate(count, sum, min, max, buckets)
     }
 

@@ -70,19 +70,18 @@ impl Durations {
     }
 
     /// From in-kernel aggregates: the exact count, sum, minimum and maximum, and a histogram of
-    /// `(low, high, count)` buckets, each recorded at its midpoint (percentiles are then within
-    /// half a bucket; see `hmmtrace_common::agg`). No standard deviation.
+    /// `(value, count)`, each value a bucket's midpoint (`aggregate::bucket_mid`: percentiles
+    /// are then within half a bucket). No standard deviation.
     pub fn from_aggregate(
         count: u64,
         sum: u128,
         min: u64,
         max: u64,
-        buckets: impl Iterator<Item = (u64, u64, u64)>,
+        buckets: impl Iterator<Item = (u64, u64)>,
     ) -> Durations {
         let mut d = Durations::growing();
-        for (low, high, n) in buckets {
-            let mid = (low / 2 + high.min(MAX_TRACKABLE_NS) / 2).clamp(1, MAX_TRACKABLE_NS);
-            let _ = d.histogram.record_n(mid, n);
+        for (value, n) in buckets {
+            let _ = d.histogram.record_n(value, n);
         }
         d.count = count;
         d.sum = sum;

@@ -255,24 +255,13 @@ impl Metrics {
     /// same series events feed; a duration is observed at its bucket's midpoint (within 0.8 %,
     /// far inside the exposition's factor-of-two buckets).
     pub fn aggregate(&mut self, snap: &std::sync::Arc<crate::aggregate::Snapshot>) {
-        use crate::aggregate::Group;
         let prev = self.last_snapshot.replace(snap.clone());
-        let same = |a: &Group, b: &Group| {
-            (a.class, a.owner, a.tgid, a.direction, a.api)
-                == (b.class, b.owner, b.tgid, b.direction, b.api)
-        };
-        for g in &snap.groups {
-            let (count, pages, retries) = prev
-                .as_ref()
-                .and_then(|p| p.groups.iter().find(|x| same(x, g)))
-                .map_or((0, 0, 0), |x| (x.count, x.pages, x.retries));
+        for (g, gained) in snap.gained(prev.as_deref()) {
             let kind = g.class.name();
-            let n = g.count.saturating_sub(count);
+            let n = gained.count;
             self.events.with_label_values(&[kind]).inc_by(n);
-            self.pages
-                .with_label_values(&[kind])
-                .inc_by(g.pages.saturating_sub(pages));
-            self.retries.inc_by(g.retries.saturating_sub(retries));
+            self.pages.with_label_values(&[kind]).inc_by(gained.pages);
+            self.retries.inc_by(gained.retries);
             if g.owner != 0 {
                 let names = &mut self.names;
                 let device = self
@@ -284,22 +273,10 @@ impl Metrics {
             let process = self.process_bound.label(comm, || g.comm.clone());
             self.processes.with_label_values(&[process, kind]).inc_by(n);
         }
-        for h in &snap.histograms {
-            let had = prev.as_ref().and_then(|p| {
-                p.histograms
-                    .iter()
-                    .find(|x| x.class == h.class && x.owner == h.owner)
-            });
-            let latency = self.latency.with_label_values(&[h.class.name()]);
-            for &(b, n) in &h.buckets {
-                let before = had
-                    .and_then(|x| x.buckets.iter().find(|(i, _)| *i == b))
-                    .map_or(0, |(_, n)| *n);
-                let (low, high) = hmmtrace_common::agg::bucket_bounds(b as usize);
-                let mid = (low / 2 + high.min(crate::stats::MAX_TRACKABLE_NS) / 2) as f64 / 1e9;
-                for _ in before..n {
-                    latency.observe(mid);
-                }
+        for (class, mid_ns, n) in snap.durations_gained(prev.as_deref()) {
+            let latency = self.latency.with_label_values(&[class.name()]);
+            for _ in 0..n {
+                latency.observe(mid_ns as f64 / 1e9);
             }
         }
     }

@@ -456,20 +456,10 @@ impl App {
     /// the previous one counts in the current rate bin and latency window. No event log, no
     /// per-symbol table: aggregates keep no single event.
     fn aggregate(&mut self, snap: &std::sync::Arc<crate::aggregate::Snapshot>) {
-        use crate::aggregate::Group;
         self.advance(snap.at_ns);
         let prev = self.aggregate.replace(snap.clone());
         // Detectors need single events: the findings panel must not say "none".
         self.findings.checked = false;
-        let same = |a: &Group, b: &Group| {
-            (a.class, a.owner, a.tgid, a.direction, a.api)
-                == (b.class, b.owner, b.tgid, b.direction, b.api)
-        };
-        let before = |g: &Group| -> (u64, u64) {
-            prev.as_ref()
-                .and_then(|p| p.groups.iter().find(|x| same(x, g)))
-                .map_or((0, 0), |x| (x.count, x.retries))
-        };
         let lost = self.totals[Class::Lost.index()];
         let lost_pages = self.pages[Class::Lost.index()];
         self.totals = [0; Class::COUNT];
@@ -478,16 +468,12 @@ impl App {
         self.pages[Class::Lost.index()] = lost_pages;
         self.by_process = Top::default();
         self.by_device = Top::default();
-        for g in &snap.groups {
+        for (g, gained) in snap.gained(prev.as_deref()) {
             let i = g.class.index();
             self.totals[i] += g.count;
             self.pages[i] += g.pages;
-            let (count, retries) = before(g);
             let series = Series::of_class(g.class, g.direction);
-            for (series, n) in [
-                (series, g.count - count),
-                (Series::Retries, g.retries - retries),
-            ] {
+            for (series, n) in [(series, gained.count), (Series::Retries, gained.retries)] {
                 let rate = self.rates.get_mut(&series).expect("every series");
                 rate.total += n;
                 if let Some(last) = rate.bins.back_mut() {
@@ -530,27 +516,14 @@ impl App {
         self.events = self.totals.iter().sum();
         for (class, l) in &mut self.latency {
             l.since_start = snap.durations(|g| g.class == *class, |h| h.class == *class);
-            // What the histograms gained since the last snapshot goes in the window.
-            for h in snap.histograms.iter().filter(|h| h.class == *class) {
-                for &(b, n) in &h.buckets {
-                    let had = prev
-                        .as_ref()
-                        .and_then(|p| {
-                            p.histograms
-                                .iter()
-                                .find(|x| x.class == h.class && x.owner == h.owner)
-                        })
-                        .and_then(|x| x.buckets.iter().find(|(i, _)| *i == b))
-                        .map_or(0, |(_, n)| *n);
-                    let (low, high) = hmmtrace_common::agg::bucket_bounds(b as usize);
-                    let mid = (low / 2 + high.min(MAX_TRACKABLE_NS) / 2).clamp(1, MAX_TRACKABLE_NS);
-                    if n > had {
-                        if let Some(bin) = l.bins.back_mut() {
-                            bin.record_n(mid, n - had);
-                        }
-                        let _ = l.window.record_n(mid, n - had);
-                    }
+        }
+        // What the histograms gained since the last snapshot goes in the window.
+        for (class, mid, n) in snap.durations_gained(prev.as_deref()) {
+            if let Some(l) = self.latency.get_mut(&class) {
+                if let Some(bin) = l.bins.back_mut() {
+                    bin.record_n(mid, n);
                 }
+                let _ = l.window.record_n(mid, n);
             }
         }
     }
