@@ -21,6 +21,22 @@ pub fn event(ts_ns: u64, duration_ns: Option<u64>, tgid: u32, body: Body) -> Eve
     }
 }
 
+/// A migration of `pages` pages at `start` on device 1, every page moved, in `direction`
+/// through `api` (`hmmtrace_common::DIRECTION_*`, `API_*`).
+pub fn migration(start: u64, pages: u64, direction: u8, api: u8) -> Body {
+    Body::Migration(hmmtrace_common::Migration {
+        start,
+        end: start + pages * 4096,
+        pgmap_owner: 1,
+        npages: pages,
+        cpages: pages,
+        migrated: pages,
+        direction,
+        api,
+        ..hmmtrace_common::Migration::default()
+    })
+}
+
 /// The header and events of one run of built-in `scenario` with `seed`.
 pub fn scenario(name: &str, seed: u64) -> (CaptureHeader, Vec<Event>) {
     let s = crate::scenario::Scenario::load(name).expect("a built-in scenario");

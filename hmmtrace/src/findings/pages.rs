@@ -250,27 +250,14 @@ impl Pages {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hmmtrace_common::{Invalidation, Migration, PageFree, API_MIGRATE_VMA, DIRECTION_TO_RAM};
+    use hmmtrace_common::{Invalidation, PageFree, API_MIGRATE_VMA, DIRECTION_TO_RAM};
 
     fn ev(ts: u64, body: Body) -> Event {
         crate::fixtures::event(ts, Some(1), 7, body)
     }
 
     fn migrate(ts: u64, start: u64, pages: u64, dir: u8, api: u8) -> Event {
-        ev(
-            ts,
-            Body::Migration(Migration {
-                start,
-                end: start + pages * 4096,
-                pgmap_owner: 1,
-                npages: pages,
-                cpages: pages,
-                migrated: pages,
-                direction: dir,
-                api,
-                ..Migration::default()
-            }),
-        )
+        ev(ts, crate::fixtures::migration(start, pages, dir, api))
     }
 
     #[test]

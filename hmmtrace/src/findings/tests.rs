@@ -4,8 +4,8 @@
 use super::*;
 use crate::event::Body;
 use hmmtrace_common::{
-    DeviceFault, Invalidation, Migration, RangeFault, API_MIGRATE_VMA, DIRECTION_TO_DEVICE,
-    DIRECTION_TO_RAM, INVALIDATE_RANGE_START, MMU_NOTIFY_CLEAR, MMU_NOTIFY_UNMAP,
+    DeviceFault, Invalidation, RangeFault, API_MIGRATE_VMA, DIRECTION_TO_DEVICE, DIRECTION_TO_RAM,
+    INVALIDATE_RANGE_START, MMU_NOTIFY_CLEAR, MMU_NOTIFY_UNMAP,
 };
 
 pub(crate) fn fault(ts: u64, result: u32, tgid: u32) -> Event {
@@ -24,21 +24,16 @@ fn migration(ts: u64, start: u64, pages: u64, to_device: bool) -> Event {
         ts,
         Some(5_000),
         1,
-        Body::Migration(Migration {
+        crate::fixtures::migration(
             start,
-            end: start + pages * 4096,
-            pgmap_owner: 1,
-            npages: pages,
-            cpages: pages,
-            migrated: pages,
-            direction: if to_device {
+            pages,
+            if to_device {
                 DIRECTION_TO_DEVICE
             } else {
                 DIRECTION_TO_RAM
             },
-            api: API_MIGRATE_VMA,
-            ..Migration::default()
-        }),
+            API_MIGRATE_VMA,
+        ),
     )
 }
 
