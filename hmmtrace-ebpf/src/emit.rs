@@ -103,6 +103,7 @@ pub(crate) fn header(
 /// Names task `pid` from now on (see `hmmtrace_common::TASK_RECORD`).
 #[inline(always)]
 pub(crate) fn submit_task_name(pid: u32, comm: [u8; 16]) {
+    // A task-name record is not an EventKind: the header is built as any, then re-kinded.
     let mut header = header(EventKind::Migration, crate::kread::now(), None, 0);
     header.kind = TASK_RECORD;
     let payload = TaskName { pid, _pad: 0, comm };
