@@ -2,8 +2,7 @@
 //! callback (which function is the plan's business: test_hmm's, nouveau's, amdkfd's, ...).
 
 use aya_ebpf::{
-    macros::{fentry, fexit, kprobe, kretprobe, map},
-    maps::HashMap,
+    macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
     EbpfContext,
 };
@@ -11,39 +10,27 @@ use aya_log_ebpf::{debug, warn};
 use hmmtrace_common::{DeviceFault, EventKind, ProbeId, Record};
 
 use crate::emit;
-use crate::kread::{field, now, offsets, pgmap_of, tid, Entry};
+use crate::kread::{field, now, offsets, pgmap_of};
+use crate::pairing::{self, slots};
 
-#[map]
-static FAULT_INFLIGHT: HashMap<u32, Entry> = HashMap::with_max_entries(16384, 0);
+slots!(FAULT_SLOTS);
 
 #[inline(always)]
-fn entry<C: EbpfContext>(ctx: &C, vmf: u64) {
+fn entry(vmf: u64) {
     if emit::wanted() {
-        let e = Entry {
-            ts: now(),
-            arg: vmf,
-        };
-        if FAULT_INFLIGHT.insert(tid(), e, 0).is_err() {
-            warn!(
-                ctx,
-                "in-flight map full: a device fault on this task is not traced"
-            );
-        }
+        pairing::begin(&FAULT_SLOTS, ProbeId::DeviceFault, vmf);
     }
 }
 
 #[inline(always)]
 fn exit<C: EbpfContext>(ctx: &C, result: u32) {
-    let key = tid();
-    // SAFETY: copied out at once; only this task's programs touch its entry.
-    let Some(e) = (unsafe { FAULT_INFLIGHT.get(key) }).copied() else {
+    let Some(e) = pairing::end(&FAULT_SLOTS, ProbeId::DeviceFault) else {
         debug!(
             ctx,
             "migrate_to_ram returned without its entry on this task"
         );
         return;
     };
-    let _ = FAULT_INFLIGHT.remove(key);
     let end = now();
     let off = offsets();
     let mut unknown = 0;
@@ -80,7 +67,7 @@ fn exit<C: EbpfContext>(ctx: &C, result: u32) {
 
 #[fentry(function = "dmirror_devmem_fault")]
 pub fn fentry_migrate_to_ram(ctx: FEntryContext) -> u32 {
-    entry(&ctx, ctx.arg::<u64>(0));
+    entry(ctx.arg::<u64>(0));
     0
 }
 
@@ -93,7 +80,7 @@ pub fn fexit_migrate_to_ram(ctx: FExitContext) -> u32 {
 
 #[kprobe]
 pub fn kprobe_migrate_to_ram(ctx: ProbeContext) -> u32 {
-    entry(&ctx, ctx.arg::<u64>(0).unwrap_or(0));
+    entry(ctx.arg::<u64>(0).unwrap_or(0));
     0
 }
 

@@ -122,7 +122,8 @@ pub(crate) fn submit<P: crate::aggregate::Aggregated + 'static>(probe: ProbeId, 
     to_ring(probe, record);
 }
 
-fn dropped(probe: ProbeId) {
+/// Counts one event of `probe` that could not be delivered.
+pub(crate) fn dropped(probe: ProbeId) {
     if let Some(count) = DROPS.get_ptr_mut(probe as u32) {
         // SAFETY: the pointer is this CPU's slot of a per-CPU array, valid for the
         // program's run, and no other program runs on this CPU meanwhile.

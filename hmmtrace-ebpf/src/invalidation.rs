@@ -4,49 +4,32 @@
 //! own pairing map.
 
 use aya_ebpf::{
-    macros::{fentry, fexit, kprobe, kretprobe, map},
-    maps::HashMap,
+    macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
-    EbpfContext,
 };
-use aya_log_ebpf::warn;
 use hmmtrace_common::{
     EventKind, Invalidation, ProbeId, Record, INVALIDATE_CALLBACK, INVALIDATE_RANGE_START,
 };
 
 use crate::emit;
-use crate::kread::{field, now, offsets, tid, Entry};
+use crate::kread::{field, now, offsets};
+use crate::pairing::{self, slots, Slots};
 
-#[map]
-static RANGE_START_INFLIGHT: HashMap<u32, Entry> = HashMap::with_max_entries(16384, 0);
-
-#[map]
-static CALLBACK_INFLIGHT: HashMap<u32, Entry> = HashMap::with_max_entries(16384, 0);
+slots!(RANGE_START_SLOTS);
+slots!(CALLBACK_SLOTS);
 
 #[inline(always)]
-fn entry<C: EbpfContext>(ctx: &C, map: &HashMap<u32, Entry>, range: u64) {
+fn entry(slots: &Slots, range: u64) {
     if emit::wanted() {
-        let e = Entry {
-            ts: now(),
-            arg: range,
-        };
-        if map.insert(tid(), e, 0).is_err() {
-            warn!(
-                ctx,
-                "in-flight map full: an invalidation on this task is not traced"
-            );
-        }
+        pairing::begin(slots, ProbeId::Invalidation, range);
     }
 }
 
 #[inline(always)]
-fn exit(map: &HashMap<u32, Entry>, path: u8) {
-    let key = tid();
-    // SAFETY: copied out at once; only this task's programs touch its entry.
-    let Some(e) = (unsafe { map.get(key) }).copied() else {
+fn exit(slots: &Slots, path: u8) {
+    let Some(e) = pairing::end(slots, ProbeId::Invalidation) else {
         return;
     };
-    let _ = map.remove(key);
     let end = now();
     let off = offsets();
     let mut unknown = 0;
@@ -84,25 +67,25 @@ fn exit(map: &HashMap<u32, Entry>, path: u8) {
 
 #[fentry(function = "__mmu_notifier_invalidate_range_start")]
 pub fn fentry_invalidate_range_start(ctx: FEntryContext) -> u32 {
-    entry(&ctx, &RANGE_START_INFLIGHT, ctx.arg::<u64>(0));
+    entry(&RANGE_START_SLOTS, ctx.arg::<u64>(0));
     0
 }
 
 #[fexit(function = "__mmu_notifier_invalidate_range_start")]
 pub fn fexit_invalidate_range_start(_ctx: FExitContext) -> u32 {
-    exit(&RANGE_START_INFLIGHT, INVALIDATE_RANGE_START);
+    exit(&RANGE_START_SLOTS, INVALIDATE_RANGE_START);
     0
 }
 
 #[kprobe]
 pub fn kprobe_invalidate_range_start(ctx: ProbeContext) -> u32 {
-    entry(&ctx, &RANGE_START_INFLIGHT, ctx.arg::<u64>(0).unwrap_or(0));
+    entry(&RANGE_START_SLOTS, ctx.arg::<u64>(0).unwrap_or(0));
     0
 }
 
 #[kretprobe]
 pub fn kretprobe_invalidate_range_start(_ctx: RetProbeContext) -> u32 {
-    exit(&RANGE_START_INFLIGHT, INVALIDATE_RANGE_START);
+    exit(&RANGE_START_SLOTS, INVALIDATE_RANGE_START);
     0
 }
 
@@ -111,24 +94,24 @@ pub fn kretprobe_invalidate_range_start(_ctx: RetProbeContext) -> u32 {
 
 #[fentry(function = "dmirror_interval_invalidate")]
 pub fn fentry_interval_invalidate(ctx: FEntryContext) -> u32 {
-    entry(&ctx, &CALLBACK_INFLIGHT, ctx.arg::<u64>(1));
+    entry(&CALLBACK_SLOTS, ctx.arg::<u64>(1));
     0
 }
 
 #[fexit(function = "dmirror_interval_invalidate")]
 pub fn fexit_interval_invalidate(_ctx: FExitContext) -> u32 {
-    exit(&CALLBACK_INFLIGHT, INVALIDATE_CALLBACK);
+    exit(&CALLBACK_SLOTS, INVALIDATE_CALLBACK);
     0
 }
 
 #[kprobe]
 pub fn kprobe_interval_invalidate(ctx: ProbeContext) -> u32 {
-    entry(&ctx, &CALLBACK_INFLIGHT, ctx.arg::<u64>(1).unwrap_or(0));
+    entry(&CALLBACK_SLOTS, ctx.arg::<u64>(1).unwrap_or(0));
     0
 }
 
 #[kretprobe]
 pub fn kretprobe_interval_invalidate(_ctx: RetProbeContext) -> u32 {
-    exit(&CALLBACK_INFLIGHT, INVALIDATE_CALLBACK);
+    exit(&CALLBACK_SLOTS, INVALIDATE_CALLBACK);
     0
 }

@@ -1,7 +1,11 @@
 //! Reading kernel memory at offsets userspace found in BTF, the clock, and the per-task
 //! pairing helpers every entry/exit pair uses.
 
-use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel};
+use aya_ebpf::{
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::map,
+    maps::Array,
+};
 use hmmtrace_common::offsets::{KernelOffsets, UNKNOWN};
 
 #[unsafe(no_mangle)]
@@ -53,12 +57,24 @@ pub(crate) fn pgmap_of(page: u64) -> (Option<u64>, Option<u64>, Option<u32>) {
     }
 }
 
-/// An entry time and the argument the exit needs.
-#[repr(C)]
-#[derive(Clone, Copy)]
-pub(crate) struct Entry {
-    pub ts: u64,
-    pub arg: u64,
+/// The kernel's `vmemmap_base` (where `struct page`s start), read once and kept: set at boot
+/// (KASLR) and never changed, and read for every freed page otherwise.
+#[map]
+static VMEMMAP_BASE: Array<u64> = Array::with_max_entries(1, 0);
+
+#[inline(always)]
+pub(crate) fn vmemmap_base() -> Option<u64> {
+    let cache = VMEMMAP_BASE.get_ptr_mut(0)?;
+    // SAFETY: the one value of an array map, valid for the program's run; CPUs racing here
+    // all write the same value.
+    unsafe {
+        if *cache != 0 {
+            return Some(*cache);
+        }
+        let base = field::<u64>(offsets().vmemmap_base_addr, 0)?;
+        *cache = base;
+        Some(base)
+    }
 }
 
 // `tp_u64` and `tp_u32` read a field of a tracepoint's record at `offset`, which userspace

@@ -17,6 +17,7 @@ mod invalidation;
 mod kread;
 mod migration;
 mod page_free;
+mod pairing;
 mod range_fault;
 mod rename;
 mod stress;

@@ -4,69 +4,46 @@
 //! driver's callback, when hooked, is timed inside the core path's record (same task, nested).
 
 use aya_ebpf::{
-    macros::{fentry, fexit, kprobe, kretprobe, map},
-    maps::HashMap,
+    macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
-    EbpfContext,
 };
-use aya_log_ebpf::warn;
 use hmmtrace_common::{offsets::UNKNOWN, EventKind, PageFree, ProbeId, Record};
 
 use crate::emit;
-use crate::kread::{field, now, offsets, pgmap_of, tid};
+use crate::kread::{field, now, offsets, pgmap_of, vmemmap_base};
+use crate::pairing::{self, slots};
 
-/// A free in progress on one task.
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct Freeing {
-    ts: u64,
-    /// The `struct folio *` (or `struct page *`) being freed.
-    arg: u64,
-    callback_entry: u64,
-    callback_ns: u64,
-    callback_seen: u32,
-    _pad: u32,
-}
+// A free in progress on a task: the `struct folio *` (or `struct page *`) in `arg`, and the
+// driver's callback timed in the slot's callback fields.
+slots!(FREE_SLOTS);
 
-#[map]
-static FREE_INFLIGHT: HashMap<u32, Freeing> = HashMap::with_max_entries(16384, 0);
+/// `callback_entry` once the callback has returned and `callback_ns` holds its time.
+const CALLBACK_DONE: u64 = u64::MAX;
 
 #[inline(always)]
-fn entry<C: EbpfContext>(ctx: &C, page: u64) {
+fn entry(page: u64) {
     if emit::wanted() {
-        let f = Freeing {
-            ts: now(),
-            arg: page,
-            callback_entry: 0,
-            callback_ns: 0,
-            callback_seen: 0,
-            _pad: 0,
-        };
-        if FREE_INFLIGHT.insert(tid(), f, 0).is_err() {
-            warn!(
-                ctx,
-                "in-flight map full: a page free on this task is not traced"
-            );
-        }
+        pairing::begin(&FREE_SLOTS, ProbeId::PageFree, page);
     }
 }
 
 #[inline(always)]
 fn callback_entry() {
-    if let Some(f) = FREE_INFLIGHT.get_ptr_mut(tid()) {
-        // SAFETY: this task's entry of a per-task map; only this task's programs touch it.
+    if let Some(f) = pairing::mine(&FREE_SLOTS) {
+        // SAFETY: this task's slot (checked by `mine`); only this task writes it meanwhile.
         unsafe { (*f).callback_entry = now() };
     }
 }
 
 #[inline(always)]
 fn callback_exit() {
-    if let Some(f) = FREE_INFLIGHT.get_ptr_mut(tid()) {
-        // SAFETY: this task's entry of a per-task map; only this task's programs touch it.
+    if let Some(f) = pairing::mine(&FREE_SLOTS) {
+        // SAFETY: this task's slot (checked by `mine`); only this task writes it meanwhile.
         unsafe {
-            if (*f).callback_entry != 0 {
-                (*f).callback_ns = now() - (*f).callback_entry;
-                (*f).callback_seen = 1;
+            let at = (*f).callback_entry;
+            if at != 0 && at != CALLBACK_DONE {
+                (*f).callback_ns = now() - at;
+                (*f).callback_entry = CALLBACK_DONE;
             }
         }
     }
@@ -74,12 +51,9 @@ fn callback_exit() {
 
 #[inline(always)]
 fn exit() {
-    let key = tid();
-    // SAFETY: copied out at once; only this task's programs touch its entry.
-    let Some(e) = (unsafe { FREE_INFLIGHT.get(key) }).copied() else {
+    let Some(e) = pairing::end(&FREE_SLOTS, ProbeId::PageFree) else {
         return;
     };
-    let _ = FREE_INFLIGHT.remove(key);
     let end = now();
     let off = offsets();
     let (owner, ops, kind) = pgmap_of(e.arg);
@@ -95,7 +69,7 @@ fn exit() {
     if ops.is_none() {
         unknown |= PageFree::FIELD_PGMAP_OPS;
     }
-    let pfn = match (field::<u64>(off.vmemmap_base_addr, 0), off.page_struct_size) {
+    let pfn = match (vmemmap_base(), off.page_struct_size) {
         (Some(base), size) if size != UNKNOWN && size != 0 && e.arg >= base => {
             (e.arg - base) / size as u64
         }
@@ -112,7 +86,7 @@ fn exit() {
             0
         }
     };
-    if e.callback_seen == 0 {
+    if e.callback_entry != CALLBACK_DONE {
         unknown |= PageFree::FIELD_CALLBACK;
     }
     let payload = PageFree {
@@ -129,7 +103,7 @@ fn exit() {
 
 #[fentry(function = "free_zone_device_folio")]
 pub fn fentry_free_zone_device(ctx: FEntryContext) -> u32 {
-    entry(&ctx, ctx.arg::<u64>(0));
+    entry(ctx.arg::<u64>(0));
     0
 }
 
@@ -141,7 +115,7 @@ pub fn fexit_free_zone_device(_ctx: FExitContext) -> u32 {
 
 #[kprobe]
 pub fn kprobe_free_zone_device(ctx: ProbeContext) -> u32 {
-    entry(&ctx, ctx.arg::<u64>(0).unwrap_or(0));
+    entry(ctx.arg::<u64>(0).unwrap_or(0));
     0
 }
 
