@@ -128,6 +128,24 @@ pub struct TaskName {
     pub comm: [u8; COMM_LEN],
 }
 
+/// `EventHeader::kind` of a pagemap-ops record (payload [`PagemapOpsSeen`]): not an
+/// [`EventKind`]. Sent once per `struct dev_pagemap_ops` the page-free path first meets; the
+/// kernel session names its callbacks through kallsyms and attaches to them (callback
+/// discovery). Never an event.
+pub const OPS_RECORD: u16 = 0x101;
+
+/// A driver's `struct dev_pagemap_ops` seen on a freed device page, and its callbacks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PagemapOpsSeen {
+    /// The ops' address (`page->pgmap->ops`).
+    pub ops: u64,
+    /// `ops->page_free` (or `folio_free`), 0 when unset or unreadable.
+    pub page_free: u64,
+    /// `ops->migrate_to_ram`, 0 when unset or unreadable.
+    pub migrate_to_ram: u64,
+}
+
 /// A whole ring-buffer record: header, then the payload `P` of the header's kind.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]

@@ -174,6 +174,10 @@ pub struct KernelOffsets {
     pub hmm_start: u32,
     pub hmm_end: u32,
     pub hmm_owner: u32,
+    /// `struct dev_pagemap_ops.{page_free (folio_free where renamed), migrate_to_ram}`: what
+    /// callback discovery reads.
+    pub ops_page_free: u32,
+    pub ops_migrate_to_ram: u32,
     pub _pad: u32,
     /// Address of the kernel variable `vmemmap_base` (x86-64), whose value is the
     /// `struct page` array's base; 0 when kallsyms does not show it.
@@ -201,6 +205,8 @@ impl KernelOffsets {
         hmm_start: UNKNOWN,
         hmm_end: UNKNOWN,
         hmm_owner: UNKNOWN,
+        ops_page_free: UNKNOWN,
+        ops_migrate_to_ram: UNKNOWN,
         _pad: 0,
         vmemmap_base_addr: 0,
     };

@@ -12,7 +12,8 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray, RingBuf},
 };
 use hmmtrace_common::{
-    offsets::Settings, EventHeader, EventKind, ProbeId, Record, TaskName, PROBE_COUNT, TASK_RECORD,
+    offsets::Settings, EventHeader, EventKind, PagemapOpsSeen, ProbeId, Record, TaskName,
+    OPS_RECORD, PROBE_COUNT, TASK_RECORD,
 };
 
 /// Default ring size; userspace resizes it (`--ring-size`) before load.
@@ -108,6 +109,25 @@ pub(crate) fn submit_task_name(pid: u32, comm: [u8; 16]) {
     header.kind = TASK_RECORD;
     let payload = TaskName { pid, _pad: 0, comm };
     to_ring(ProbeId::Task, Record { header, payload });
+}
+
+/// Sends a pagemap-ops record (see `crate::discover`); false when the ring was full.
+#[inline(always)]
+pub(crate) fn submit_ops(seen: PagemapOpsSeen) -> bool {
+    let mut header = header(EventKind::PageFree, crate::kread::now(), None, 0);
+    header.kind = OPS_RECORD;
+    match EVENTS.reserve::<Record<PagemapOpsSeen>>(0) {
+        Some(mut entry) => {
+            entry.write(Record {
+                header,
+                payload: seen,
+            });
+            // Rare: wake the reader now, so the callbacks are attached soon.
+            entry.submit(BPF_RB_FORCE_WAKEUP as u64);
+            true
+        }
+        None => false,
+    }
 }
 
 /// Delivers one event: into the ring, or with `--aggregate` into the per-CPU aggregates.

@@ -11,6 +11,7 @@
 
 mod aggregate;
 mod device_fault;
+mod discover;
 mod emit;
 mod fork;
 mod invalidation;

@@ -62,6 +62,9 @@ fn exit() {
     if kind != off.memory_device_private && kind != off.memory_device_coherent {
         return;
     }
+    if let Some(ops) = ops {
+        crate::discover::ops_seen(ops);
+    }
     let mut unknown = 0;
     if owner.is_none() {
         unknown |= PageFree::FIELD_PGMAP_OWNER;

@@ -166,6 +166,8 @@ pub enum Status {
         mechanism: Option<Mechanism>,
         fields: Vec<String>,
     },
+    /// Was attached; its module was unloaded during the session, and its programs detached.
+    Unloaded,
 }
 
 impl Status {
@@ -210,6 +212,42 @@ impl fmt::Display for Status {
             Status::OffsetsUnknown { fields, .. } => {
                 write!(f, "field offsets unknown: {}", fields.join(", "))
             }
+            Status::Unloaded => f.write_str("module unloaded: detached"),
+        }
+    }
+}
+
+/// How a plan row's function was found.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "how")]
+pub enum Found {
+    /// hmmtrace's tables: the core functions, the known drivers' callbacks, the tracepoints.
+    #[default]
+    Table,
+    /// `--attach FUNC=ROLE`.
+    Attach,
+    /// Read at run time from a device page's `struct dev_pagemap_ops`: the ops' address and
+    /// its symbol, where kallsyms names it.
+    Discovered { ops: u64, ops_symbol: String },
+}
+
+impl Found {
+    pub fn is_table(&self) -> bool {
+        *self == Found::Table
+    }
+}
+
+impl fmt::Display for Found {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Found::Table => f.write_str("table"),
+            Found::Attach => f.write_str("--attach"),
+            Found::Discovered { ops, ops_symbol } if ops_symbol.is_empty() => {
+                write!(f, "discovered in dev_pagemap_ops at {ops:#x}")
+            }
+            Found::Discovered { ops_symbol, .. } => {
+                write!(f, "discovered in {ops_symbol}")
+            }
         }
     }
 }
@@ -228,6 +266,9 @@ pub struct PlanEntry {
     #[serde(default)]
     pub mechanisms: Vec<Mechanism>,
     pub status: Status,
+    /// How the function was found (absent: from the tables).
+    #[serde(default, skip_serializing_if = "Found::is_table")]
+    pub found: Found,
 }
 
 impl PlanEntry {
@@ -248,6 +289,8 @@ impl<'de> Deserialize<'de> for PlanEntry {
             #[serde(default)]
             mechanisms: Vec<Mechanism>,
             status: Status,
+            #[serde(default)]
+            found: Found,
         }
         #[derive(Deserialize)]
         #[serde(untagged)]
@@ -262,6 +305,7 @@ impl<'de> Deserialize<'de> for PlanEntry {
                 module: c.module,
                 mechanisms: c.mechanisms,
                 status: c.status,
+                found: c.found,
             },
             Any::Legacy(row) => row.into_entry(),
         })
@@ -298,6 +342,7 @@ pub mod legacy {
                 module: String::new(),
                 mechanisms,
                 status,
+                found: Found::Table,
             }
         }
     }

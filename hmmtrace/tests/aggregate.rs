@@ -172,13 +172,13 @@ fn a_capture_keeps_its_snapshots_in_order_with_its_events() {
     let (mut seen, mut got) = (Vec::new(), Vec::new());
     while r.next_block(&mut buf, &mut dropped).unwrap() {
         seen.extend_from_slice(&buf);
-        if let Some(s) = r.take_snapshot() {
+        if let Some(Status::Aggregate(s)) = r.take_status() {
             got.push((seen.len(), s));
         }
     }
     assert_eq!(seen, ev);
     assert_eq!(got.len(), 2);
-    assert_eq!((got[0].0, &got[0].1), (half, &*snaps[0]));
-    assert_eq!((got[1].0, &got[1].1), (ev.len(), &*snaps[1]));
+    assert_eq!((got[0].0, &got[0].1), (half, &snaps[0]));
+    assert_eq!((got[1].0, &got[1].1), (ev.len(), &snaps[1]));
     assert_eq!(dropped, 0);
 }

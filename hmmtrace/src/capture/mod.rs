@@ -19,11 +19,15 @@
 //!               payload             P bytes: events, see `codec`
 //! aggregates    "HMAG"              4 bytes magic; then as a block, event count 0
 //!               payload             P bytes of JSON: an `aggregate::Snapshot`
+//! plan change   "HMPL"              4 bytes magic; then as a block, event count 0
+//!               payload             P bytes of JSON: a `pipeline::PlanChange`
 //! ```
 //!
 //! Aggregate blocks (`record --aggregate`) hold the in-kernel aggregates as read once a
 //! second, cumulative; they share the blocks' sequence numbers, so order and loss are checked
 //! the same way. A reader from before them stops at the first one with "bad block magic".
+//! Plan-change blocks record what the session attached or detached after the header was
+//! written (a driver module loaded or unloaded, a callback discovered), with the whole plan.
 //!
 //! A block is written with one `write` call once complete, so a writer killed at any moment
 //! leaves every earlier block intact and at most one partial block at the end. [`Reader`]
@@ -45,6 +49,7 @@ pub use writer::Writer;
 pub const MAGIC: &[u8; 8] = b"HMMTRACE";
 pub const BLOCK_MAGIC: &[u8; 4] = b"HMBK";
 pub const AGGREGATE_MAGIC: &[u8; 4] = b"HMAG";
+pub const PLAN_MAGIC: &[u8; 4] = b"HMPL";
 pub const FORMAT_VERSION: u16 = 1;
 /// Size of a block's fixed part before its payload.
 pub const BLOCK_HEADER_LEN: usize = 24;

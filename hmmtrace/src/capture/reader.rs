@@ -17,8 +17,8 @@ pub struct Reader<R: Read> {
     pub header: CaptureHeader,
     offset: u64,
     seq: u64,
-    /// The snapshot of the aggregate block just read (which has no events).
-    snapshot: Option<crate::aggregate::Snapshot>,
+    /// What the aggregate or plan-change block just read holds (it has no events).
+    status: Option<crate::pipeline::Status>,
 }
 
 /// What reading a whole capture found.
@@ -105,13 +105,14 @@ impl<R: Read> Reader<R> {
             header,
             offset: (20 + len) as u64,
             seq: 0,
-            snapshot: None,
+            status: None,
         })
     }
 
-    /// After [`Reader::next_block`] read an aggregate block: its snapshot (once).
-    pub fn take_snapshot(&mut self) -> Option<crate::aggregate::Snapshot> {
-        self.snapshot.take()
+    /// After [`Reader::next_block`] read an aggregate or plan-change block: what it holds, as
+    /// the status a source passes on (once).
+    pub fn take_status(&mut self) -> Option<crate::pipeline::Status> {
+        self.status.take()
     }
 
     /// The next complete block's events; `Ok(None)` at the end, with `dropped` set to the size of
@@ -130,7 +131,8 @@ impl<R: Read> Reader<R> {
             return Ok(false);
         }
         let aggregate = n >= 4 && &head[..4] == super::AGGREGATE_MAGIC;
-        if n >= 4 && &head[..4] != BLOCK_MAGIC && !aggregate {
+        let plan = n >= 4 && &head[..4] == super::PLAN_MAGIC;
+        if n >= 4 && &head[..4] != BLOCK_MAGIC && !aggregate && !plan {
             bail!("{name}: no block starts at byte {at} (bad block magic): the file is corrupted");
         }
         if n < BLOCK_HEADER_LEN {
@@ -160,11 +162,23 @@ impl<R: Read> Reader<R> {
         if seq != self.seq {
             bail!("{name}: block at byte {at} has sequence number {seq}, expected {}: blocks are missing or reordered", self.seq);
         }
-        if aggregate {
-            let snap = serde_json::from_slice(&payload).map_err(|e| {
-                anyhow::anyhow!("{name}: aggregate block {seq} at byte {at} is not a snapshot: {e}")
-            })?;
-            self.snapshot = Some(snap);
+        if aggregate || plan {
+            use crate::pipeline::Status;
+            use std::sync::Arc;
+            let status = if aggregate {
+                Status::Aggregate(Arc::new(serde_json::from_slice(&payload).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{name}: aggregate block {seq} at byte {at} is not a snapshot: {e}"
+                    )
+                })?))
+            } else {
+                Status::Plan(Arc::new(serde_json::from_slice(&payload).map_err(|e| {
+                    anyhow::anyhow!(
+                        "{name}: plan block {seq} at byte {at} is not a plan change: {e}"
+                    )
+                })?))
+            };
+            self.status = Some(status);
             self.offset += (BLOCK_HEADER_LEN + len) as u64;
             self.seq += 1;
             return Ok(true);
@@ -189,7 +203,7 @@ impl<R: Read> Reader<R> {
         Ok(true)
     }
 
-    /// Streams every event to `f` (aggregate blocks hold none: they are skipped).
+    /// Streams every event to `f` (aggregate and plan blocks hold none: they are skipped).
     pub fn for_each(
         mut self,
         mut f: impl FnMut(&Event) -> anyhow::Result<()>,

@@ -24,6 +24,7 @@ fn header() -> CaptureHeader {
             module: String::new(),
             mechanisms: vec![crate::probe::Mechanism::Fentry],
             status: crate::probe::Status::Attached(crate::probe::Mechanism::Fentry),
+            found: crate::probe::Found::Table,
         }],
         devices: vec![DeviceInfo {
             owner: 0xffff_8880_1234_0000,
@@ -290,4 +291,54 @@ fn gpu_stream_is_compact() {
     let bytes = write_all(&events);
     let per_event = bytes.len() as f64 / events.len() as f64;
     assert!(per_event <= 24.0, "{per_event:.1} bytes/event");
+}
+
+#[test]
+fn a_plan_change_comes_back_where_it_was_written_among_the_events() {
+    use crate::pipeline::{PlanChange, Sink as _, Status};
+    use crate::probe::{Found, Mechanism, PlanEntry, Role};
+    let events = engine_events("migrate_fault");
+    let mut plan = header().probe_plan;
+    plan.push(PlanEntry {
+        role: Role::MigrateToRam,
+        symbol: "dmirror_devmem_fault".into(),
+        module: "test_hmm".into(),
+        mechanisms: vec![Mechanism::Kprobe],
+        status: crate::probe::Status::Attached(Mechanism::Kprobe),
+        found: Found::Discovered {
+            ops: 0xffffffffc0a01000,
+            ops_symbol: "dmirror_devmem_ops".into(),
+        },
+    });
+    let change = std::sync::Arc::new(PlanChange {
+        at_ns: 42,
+        changes: vec![
+            "test_hmm loaded: dmirror_devmem_fault (migrate_to_ram) attached (kprobe)".into(),
+        ],
+        plan,
+    });
+    let mut w = Writer::new(Vec::new(), &header()).unwrap();
+    let half = events.len() / 2;
+    events[..half]
+        .iter()
+        .for_each(|e| w.write_event(e).unwrap());
+    w.status(&Status::Plan(std::sync::Arc::clone(&change)))
+        .unwrap();
+    events[half..]
+        .iter()
+        .for_each(|e| w.write_event(e).unwrap());
+    let bytes = w.into_inner().unwrap();
+    let mut r = Reader::new(&bytes[..], "mem").unwrap();
+    let (mut buf, mut dropped, mut seen, mut got) = (Vec::new(), 0, Vec::new(), Vec::new());
+    while r.next_block(&mut buf, &mut dropped).unwrap() {
+        seen.extend_from_slice(&buf);
+        if let Some(s) = r.take_status() {
+            got.push((seen.len(), s));
+        }
+    }
+    assert_eq!(seen, events);
+    assert_eq!(got, vec![(half, Status::Plan(change))]);
+    // A reader that only streams events skips it.
+    let (again, _) = read_all(&bytes).unwrap();
+    assert_eq!(again, events);
 }

@@ -162,6 +162,13 @@ impl<W: Write> Writer<W> {
         self.write_block(super::AGGREGATE_MAGIC, 0, &json)
     }
 
+    /// Writes a plan-change block, after the events before it.
+    pub fn write_plan(&mut self, change: &crate::pipeline::PlanChange) -> anyhow::Result<()> {
+        self.flush_block()?;
+        let json = serde_json::to_vec(change)?;
+        self.write_block(super::PLAN_MAGIC, 0, &json)
+    }
+
     /// Flushes the last block; returns (events, bytes written).
     pub fn close(mut self) -> anyhow::Result<(u64, u64)> {
         Sink::finish(&mut self)?;
@@ -189,10 +196,11 @@ impl<W: Write> Sink for Writer<W> {
     }
 
     fn status(&mut self, status: &crate::pipeline::Status) -> anyhow::Result<()> {
-        if let crate::pipeline::Status::Aggregate(snap) = status {
-            self.write_aggregate(snap)?;
+        match status {
+            crate::pipeline::Status::Aggregate(snap) => self.write_aggregate(snap),
+            crate::pipeline::Status::Plan(change) => self.write_plan(change),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn tick(&mut self, _now_ns: u64) -> anyhow::Result<()> {

@@ -63,6 +63,14 @@ pub fn run(a: Args) -> anyhow::Result<ExitCode> {
         attached += row.status.is_attached() as usize;
     }
     eprintln!("{attached} attached; detached again on exit");
+    if session.plan.iter().any(|r| !r.module.is_empty()) {
+        // The plan's kprobe rows in modules are not a fallback taken by accident.
+        eprintln!(
+            "functions in modules are attached with kprobes: aya cannot attach fentry to module \
+             functions yet (no module BTF: aya-rs/aya#300); record, live and serve also attach to \
+             driver modules loaded while they run, and detach from those unloaded"
+        );
+    }
     Ok(if attached > 0 {
         ExitCode::SUCCESS
     } else {

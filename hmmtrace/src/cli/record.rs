@@ -54,6 +54,11 @@ pub struct TraceArgs {
     /// Also hook a driver callback: FUNC=ROLE (see `hmmtrace probes --help`). Repeatable.
     #[arg(long = "attach", value_name = "FUNC=ROLE")]
     extra: Vec<String>,
+    /// Time drivers' callbacks only once discovered (read from the `dev_pagemap_ops` of the
+    /// first device page freed) or named by --attach, not from hmmtrace's table of known
+    /// drivers: shows what discovery finds on its own.
+    #[arg(long)]
+    no_driver_table: bool,
     /// Show the eBPF programs' own diagnostics (unpaired calls, full maps, unreadable fields),
     /// per probe. Off by default, and then compiled out of the loaded programs.
     #[arg(long)]
@@ -92,6 +97,7 @@ impl TraceArgs {
             extra,
             ebpf_log: self.ebpf_log,
             aggregate: self.aggregate,
+            driver_table: !self.no_driver_table,
             ..Default::default()
         })
     }

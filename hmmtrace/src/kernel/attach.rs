@@ -2,6 +2,7 @@
 //! per tracepoint row), trying the row's mechanisms in order and recording each refusal
 //! (mechanism, errno) when none works.
 
+use aya::programs::kprobe::KProbeLinkId;
 use aya::programs::{FEntry, FExit, KProbe, Program, ProgramError, TracePoint};
 use aya::{Btf, Ebpf};
 
@@ -46,6 +47,17 @@ pub fn errno(e: &ProgramError) -> i32 {
     libc::EINVAL
 }
 
+/// One kprobe attachment of a shared program: what detaches one row without touching the
+/// program's other functions (a module's callbacks when the module goes).
+#[derive(Debug)]
+pub struct Link {
+    program: String,
+    id: KProbeLinkId,
+}
+
+/// Attaches one program to `symbol`. Kprobe programs are shared by every function of their
+/// role (two drivers' callbacks), so they come back as a [`Link`]; an fentry or tracepoint
+/// program serves one function and is detached by unloading it.
 fn attach_one(
     ebpf: &mut Ebpf,
     btf: Option<&Btf>,
@@ -53,7 +65,7 @@ fn attach_one(
     mechanism: Mechanism,
     symbol: &str,
     exit: bool,
-) -> Result<(), i32> {
+) -> Result<Option<Link>, i32> {
     let prog = ebpf.program_mut(name).ok_or(libc::ENOENT)?;
     let result = match mechanism {
         // The plan only offers fentry for functions in the kernel's BTF.
@@ -61,25 +73,40 @@ fn attach_one(
             let btf = btf.ok_or(libc::ENOENT)?;
             if exit {
                 let p: &mut FExit = prog.try_into().map_err(|e| errno(&e))?;
-                p.load(symbol, btf).and_then(|()| p.attach().map(drop))
+                p.load(symbol, btf).and_then(|()| p.attach().map(|_| None))
             } else {
                 let p: &mut FEntry = prog.try_into().map_err(|e| errno(&e))?;
-                p.load(symbol, btf).and_then(|()| p.attach().map(drop))
+                p.load(symbol, btf).and_then(|()| p.attach().map(|_| None))
             }
         }
         Mechanism::Kprobe => {
             let p: &mut KProbe = prog.try_into().map_err(|e| errno(&e))?;
-            // One kprobe program can serve several functions (two drivers' callbacks).
             let loaded = if p.fd().is_ok() { Ok(()) } else { p.load() };
-            loaded.and_then(|()| p.attach(symbol, 0).map(drop))
+            loaded.and_then(|()| {
+                p.attach(symbol, 0).map(|id| {
+                    Some(Link {
+                        program: name.to_string(),
+                        id,
+                    })
+                })
+            })
         }
         Mechanism::Tracepoint => {
             let (category, name) = symbol.split_once(':').ok_or(libc::EINVAL)?;
             let p: &mut TracePoint = prog.try_into().map_err(|e| errno(&e))?;
-            p.load().and_then(|()| p.attach(category, name).map(drop))
+            p.load()
+                .and_then(|()| p.attach(category, name).map(|_| None))
         }
     };
     result.map_err(|e| errno(&e))
+}
+
+/// Detaches what attaching one program left: its link (a kprobe) or the program itself.
+fn undo(ebpf: &mut Ebpf, name: &str, link: Option<Link>) {
+    match link {
+        Some(l) => detach(ebpf, vec![l]),
+        None => unload(ebpf, name),
+    }
 }
 
 /// Unloads (and so detaches) a program, if it was loaded.
@@ -93,28 +120,50 @@ fn unload(ebpf: &mut Ebpf, name: &str) {
     }
 }
 
-/// Attaches the row's entry and exit programs, updating its status.
-pub fn attach_row(ebpf: &mut Ebpf, btf: Option<&Btf>, row: &mut PlanEntry) {
+/// Detaches kprobe links, leaving their programs attached to their other functions.
+pub fn detach(ebpf: &mut Ebpf, links: Vec<Link>) {
+    for l in links {
+        if let Some(Program::KProbe(p)) = ebpf.program_mut(&l.program) {
+            // An error means it is detached already.
+            let _ = p.detach(l.id);
+        }
+    }
+}
+
+/// Attaches the row's entry and exit programs, updating its status; returns the kprobe links
+/// made (for [`detach`]).
+pub fn attach_row(ebpf: &mut Ebpf, btf: Option<&Btf>, row: &mut PlanEntry) -> Vec<Link> {
     if row.status != Status::Planned {
-        return;
+        return Vec::new();
     }
     let mut tries = Vec::new();
     for &mechanism in &row.mechanisms {
         let (entry, exit) = programs(row.role, mechanism);
-        let result = attach_one(ebpf, btf, &entry, mechanism, &row.symbol, false).and_then(|()| {
-            exit.as_deref().map_or(Ok(()), |x| {
-                attach_one(ebpf, btf, x, mechanism, &row.symbol, true)
-            })
-        });
-        match result {
-            Ok(()) => {
+        let entry_link = match attach_one(ebpf, btf, &entry, mechanism, &row.symbol, false) {
+            Ok(l) => l,
+            Err(errno) => {
+                // A kprobe program that failed here may serve other functions: only an
+                // fentry program (one function each) is unloaded.
+                if mechanism != Mechanism::Kprobe {
+                    unload(ebpf, &entry);
+                }
+                tries.push(Refusal { mechanism, errno });
+                continue;
+            }
+        };
+        let exit_link = match &exit {
+            None => Ok(None),
+            Some(x) => attach_one(ebpf, btf, x, mechanism, &row.symbol, true),
+        };
+        match exit_link {
+            Ok(exit_link) => {
                 row.status = Status::Attached(mechanism);
-                return;
+                return entry_link.into_iter().chain(exit_link).collect();
             }
             Err(errno) => {
-                // Detach a half-attached pair so the fallback starts clean.
-                unload(ebpf, &entry);
-                if let Some(x) = &exit {
+                // Detach the half-attached pair so the fallback starts clean.
+                undo(ebpf, &entry, entry_link);
+                if let (Some(x), true) = (&exit, mechanism != Mechanism::Kprobe) {
                     unload(ebpf, x);
                 }
                 tries.push(Refusal { mechanism, errno });
@@ -122,6 +171,7 @@ pub fn attach_row(ebpf: &mut Ebpf, btf: Option<&Btf>, row: &mut PlanEntry) {
         }
     }
     row.status = Status::Denied(tries);
+    Vec::new()
 }
 
 /// Loads every kprobe-type program without attaching it: the verifier's verdict on each (the

@@ -3,7 +3,8 @@
 //! (fentry/fexit first, kprobe/kretprobe as the fallback, the `migrate:mm_migrate_pages`
 //! tracepoint), loads hmmtrace's eBPF object with the offsets and settings the programs cannot
 //! know at compile time, attaches it, and turns ring-buffer records into `Event`s
-//! ([`Session`]). `pipeline::source::kernel` drives a session; nothing here knows of sinks.
+//! ([`Session`]), following drivers' modules as they load and unload ([`modules`]).
+//! `pipeline::source::kernel` drives a session; nothing here knows of sinks.
 //!
 //! Parsing the kernel's self-description ([`tracefs`], [`btf`], [`plan`]) is kept apart from
 //! the syscalls ([`session`], [`attach`]), so the former is unit-tested against recorded files
@@ -12,6 +13,7 @@
 pub mod attach;
 pub mod btf;
 pub mod diagnostics;
+pub mod modules;
 pub mod names;
 pub mod plan;
 pub mod privilege;

@@ -247,6 +247,25 @@ impl KernelFacts {
         out
     }
 
+    /// The symbol at exactly `addr` in kallsyms text, and its module (empty: vmlinux): a text
+    /// symbol when `function`, else a data one. How discovered callbacks and ops get names.
+    pub fn symbol_at(text: &str, addr: u64, function: bool) -> Option<(String, String)> {
+        let want = format!("{addr:016x}");
+        text.lines().find_map(|line| {
+            let mut it = line.split_whitespace();
+            let (a, kind, name) = (it.next()?, it.next()?, it.next()?);
+            let text_kind = matches!(kind, "t" | "T" | "w" | "W");
+            if a != want || text_kind != function {
+                return None;
+            }
+            let module = it
+                .next()
+                .map(|m| m.trim_start_matches('[').trim_end_matches(']').to_string())
+                .unwrap_or_default();
+            Some((name.to_string(), module))
+        })
+    }
+
     /// Parses `available_filter_functions` (`name` or `name [module]` per line).
     pub fn parse_filter_functions(text: &str) -> HashSet<String> {
         text.lines()
@@ -316,6 +335,7 @@ pub fn resolve(
                 module: String::new(),
                 mechanisms: Vec::new(),
                 status: Status::NotInKernel,
+                found: Default::default(),
             }),
         }
     }
@@ -332,6 +352,7 @@ pub fn resolve(
             continue;
         }
         let mut row = entry(facts, choice, e.role, &e.function);
+        row.found = crate::probe::Found::Attach;
         if !facts.functions.contains_key(&e.function) {
             row.status = Status::NotInKernel;
             row.mechanisms.clear();
@@ -348,6 +369,7 @@ pub fn resolve(
                 module: String::new(),
                 mechanisms: Vec::new(),
                 status: Status::NotInKernel,
+                found: Default::default(),
             });
         }
     }
@@ -362,6 +384,7 @@ pub fn resolve(
             } else {
                 Status::NotInKernel
             },
+            found: Default::default(),
         });
     }
     plan
@@ -390,7 +413,9 @@ fn entry(facts: &KernelFacts, choice: MechanismChoice, role: Role, symbol: &str)
     let status = if mechanisms.is_empty() {
         let mut why = Vec::new();
         if candidates.contains(&Mechanism::Fentry) {
-            why.push(if !in_btf {
+            why.push(if !in_btf && !module.is_empty() {
+                "fentry: in a module (aya cannot attach fentry to module functions yet: aya-rs/aya#300)"
+            } else if !in_btf {
                 "fentry: not in BTF"
             } else {
                 "fentry: ftrace cannot hook it (built without ftrace flags?)"
@@ -409,7 +434,49 @@ fn entry(facts: &KernelFacts, choice: MechanismChoice, role: Role, symbol: &str)
         module,
         mechanisms,
         status,
+        found: Default::default(),
     }
+}
+
+/// The rows for functions of one module, as [`resolve`] makes them: the known drivers'
+/// callbacks and the user's `--attach` functions that `module` defines (for a module loaded
+/// during a session; `facts.functions` must already list its symbols).
+pub fn resolve_module(
+    facts: &KernelFacts,
+    choice: MechanismChoice,
+    extra: &[ExtraAttach],
+    module: &str,
+) -> Vec<PlanEntry> {
+    let in_module = |f: &str| facts.functions.get(f).is_some_and(|m| m == module);
+    let mut rows: Vec<PlanEntry> = DRIVER_CALLBACKS
+        .iter()
+        .filter(|(_, f, _)| in_module(f))
+        .map(|(_, f, role)| entry(facts, choice, *role, f))
+        .collect();
+    for e in extra.iter().filter(|e| in_module(&e.function)) {
+        if !rows
+            .iter()
+            .any(|r| r.symbol == e.function && r.role == e.role)
+        {
+            let mut row = entry(facts, choice, e.role, &e.function);
+            row.found = crate::probe::Found::Attach;
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+/// A row for a callback read from a device page's `dev_pagemap_ops` at run time.
+pub fn discovered(
+    facts: &KernelFacts,
+    choice: MechanismChoice,
+    role: Role,
+    symbol: &str,
+    found: crate::probe::Found,
+) -> PlanEntry {
+    let mut row = entry(facts, choice, role, symbol);
+    row.found = found;
+    row
 }
 
 #[cfg(test)]

@@ -46,6 +46,9 @@ pub struct SessionOptions {
     /// `--aggregate`: per-CPU counts and histograms in the kernel instead of a record per
     /// event (see `hmmtrace_common::agg`); read with [`Session::aggregates`].
     pub aggregate: bool,
+    /// Plan the known drivers' callbacks from the table (`--no-driver-table` clears it: then
+    /// only discovery and `--attach` find them).
+    pub driver_table: bool,
 }
 
 impl Default for SessionOptions {
@@ -60,6 +63,7 @@ impl Default for SessionOptions {
             ebpf_log: false,
             stress: false,
             aggregate: false,
+            driver_table: true,
         }
     }
 }
@@ -85,6 +89,21 @@ pub struct Session {
     names: Option<super::names::Names>,
     /// With `--aggregate`: the programs' aggregate maps.
     aggregates: Option<Aggregates>,
+    /// The kprobe links of each plan row attached by kprobe, by (role, function): what
+    /// detaching one module's callbacks takes.
+    links: std::collections::HashMap<(plan::Role, String), Vec<attach::Link>>,
+    /// aya's copy of the kernel's BTF, for fentry; parsed when a row first needs it.
+    aya_btf: Option<aya::Btf>,
+    /// The modules loaded when last looked ([`Session::watch_modules`]).
+    modules: super::modules::Loaded,
+    /// `--mechanism` and `--attach`, for rows planned later.
+    choice: MechanismChoice,
+    extra: Vec<ExtraAttach>,
+    /// `--no-driver-table`: drivers' callbacks only as discovered.
+    driver_table: bool,
+    /// Pagemap ops the programs reported (`OPS_RECORD`) and [`Session::discover`] has yet to
+    /// look at.
+    pending_ops: Vec<hmmtrace_common::PagemapOpsSeen>,
 }
 
 struct Aggregates {
@@ -108,8 +127,13 @@ impl Session {
             );
         }
         let tracefs = tracefs::root().map_err(|e| privilege::classify("reading tracefs", e))?;
+        // Before kallsyms: a module loaded in between is then seen as new, never missed.
+        let modules = super::modules::Loaded::read();
         let facts = KernelFacts::from_system(&tracefs)?;
         let mut plan = plan::resolve(&facts, opts.mechanism, &opts.extra);
+        if !opts.driver_table {
+            plan.retain(|r| !(r.role.is_driver_callback() && r.found.is_table()));
+        }
         let (mut ebpf, missing, named_by_records) = load(opts, &tracefs, &facts)?;
         let logs = if opts.ebpf_log {
             Some(diagnostics::Reader::init(&mut ebpf)?)
@@ -125,8 +149,12 @@ impl Session {
             .any(|r| r.mechanisms.contains(&plan::Mechanism::Fentry))
             .then(|| aya::Btf::from_sys_fs().ok())
             .flatten();
+        let mut links = std::collections::HashMap::new();
         for row in &mut plan {
-            attach::attach_row(&mut ebpf, aya_btf.as_ref(), row);
+            let made = attach::attach_row(&mut ebpf, aya_btf.as_ref(), row);
+            if !made.is_empty() {
+                links.insert((row.role, row.symbol.clone()), made);
+            }
             if let Status::Denied(refusals) = &row.status {
                 // Refused for lack of a capability we could have: say so, exit 3. (Root can be
                 // refused too, e.g. fentry under lockdown: then the row just says denied.)
@@ -192,6 +220,13 @@ impl Session {
             notify,
             logs,
             aggregates,
+            links,
+            aya_btf,
+            modules,
+            choice: opts.mechanism,
+            extra: opts.extra.clone(),
+            driver_table: opts.driver_table,
+            pending_ops: Vec::new(),
             names: named_by_records.then(|| {
                 let mut names = super::names::Names::default();
                 // After the announcing programs are attached: nothing falls between.
@@ -209,6 +244,10 @@ impl Session {
     ) -> anyhow::Result<u64> {
         let mut n = 0;
         while let Some(item) = self.ring.next() {
+            if let Some(seen) = ops_seen(&item) {
+                self.pending_ops.push(seen);
+                continue;
+            }
             if let Some(names) = &mut self.names {
                 if let Some(task) = task_name(&item) {
                     names.set(task.pid, Comm(task.comm));
@@ -325,6 +364,138 @@ impl Session {
         self.ring.as_fd()
     }
 
+    /// Follows module loads and unloads since the last call: detaches the rows of modules that
+    /// went (their status becomes `Unloaded`), plans and attaches the callbacks of modules that
+    /// came (the known drivers' and `--attach` ones). Returns what changed, one line each;
+    /// empty when nothing did.
+    pub fn watch_modules(&mut self) -> anyhow::Result<Vec<String>> {
+        let now = super::modules::Loaded::read();
+        let (gone, came) = self.modules.diff(&now);
+        if gone.is_empty() && came.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.modules = now;
+        let mut changes = Vec::new();
+        for module in &gone {
+            for row in &mut self.plan {
+                if &row.module != module || !row.status.is_attached() {
+                    continue;
+                }
+                if let Some(links) = self.links.remove(&(row.role, row.symbol.clone())) {
+                    attach::detach(&mut self.ebpf, links);
+                }
+                row.status = Status::Unloaded;
+                changes.push(format!(
+                    "{module} unloaded: {} ({}) detached",
+                    row.symbol,
+                    row.role.name()
+                ));
+            }
+            self.facts.functions.retain(|_, m| m != module);
+        }
+        if came.is_empty() {
+            return Ok(changes);
+        }
+        let kallsyms =
+            std::fs::read_to_string("/proc/kallsyms").context("cannot read /proc/kallsyms")?;
+        for (name, module) in KernelFacts::parse_kallsyms(&kallsyms) {
+            if came.contains(&module) {
+                self.facts.functions.insert(name, module);
+            }
+        }
+        for module in &came {
+            for row in plan::resolve_module(&self.facts, self.choice, &self.extra, module) {
+                if self.driver_table || !row.found.is_table() {
+                    let line = self.add_row(row);
+                    changes.push(format!("{module} loaded: {line}"));
+                }
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Plans and attaches the callbacks of the pagemap ops the programs reported since the
+    /// last call (callback discovery, see hmmtrace-ebpf's `discover`), where no row of the same
+    /// role and function is attached yet. Returns what changed, one line each.
+    pub fn discover(&mut self) -> anyhow::Result<Vec<String>> {
+        if self.pending_ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pending = std::mem::take(&mut self.pending_ops);
+        let kallsyms =
+            std::fs::read_to_string("/proc/kallsyms").context("cannot read /proc/kallsyms")?;
+        let mut changes = Vec::new();
+        for seen in pending {
+            let ops_symbol = KernelFacts::symbol_at(&kallsyms, seen.ops, false)
+                .map(|(name, _)| name)
+                .unwrap_or_default();
+            let found = crate::probe::Found::Discovered {
+                ops: seen.ops,
+                ops_symbol,
+            };
+            for (role, addr) in [
+                (plan::Role::MigrateToRam, seen.migrate_to_ram),
+                (plan::Role::PageFree, seen.page_free),
+            ] {
+                if addr == 0 {
+                    continue;
+                }
+                let Some((name, module)) = KernelFacts::symbol_at(&kallsyms, addr, true) else {
+                    changes.push(format!(
+                        "{}: the {} callback at {addr:#x} is not in kallsyms: not attached",
+                        found,
+                        role.name()
+                    ));
+                    continue;
+                };
+                if self
+                    .plan
+                    .iter()
+                    .any(|p| p.role == role && p.symbol == name && p.status.is_attached())
+                {
+                    continue;
+                }
+                self.facts.functions.entry(name.clone()).or_insert(module);
+                let row = plan::discovered(&self.facts, self.choice, role, &name, found.clone());
+                let place = if row.module.is_empty() {
+                    "vmlinux".to_string()
+                } else {
+                    row.module.clone()
+                };
+                let line = self.add_row(row);
+                changes.push(format!("{found}: {line} [{place}]"));
+            }
+        }
+        Ok(changes)
+    }
+
+    /// Attaches a row planned during the session: in place of an earlier row of the same role
+    /// and function (a module loaded again), else added; says what happened (`FUNC (ROLE)
+    /// STATUS`).
+    fn add_row(&mut self, mut row: PlanEntry) -> String {
+        if self.aya_btf.is_none() && row.mechanisms.contains(&plan::Mechanism::Fentry) {
+            self.aya_btf = aya::Btf::from_sys_fs().ok();
+        }
+        let made = attach::attach_row(&mut self.ebpf, self.aya_btf.as_ref(), &mut row);
+        let line = format!("{} ({}) {}", row.symbol, row.role.name(), row.status);
+        // The placeholder that said no driver of this role was loaded goes.
+        self.plan.retain(|p| {
+            !(p.role == row.role && p.status == Status::NotInKernel && p.symbol.starts_with('('))
+        });
+        if !made.is_empty() {
+            self.links.insert((row.role, row.symbol.clone()), made);
+        }
+        match self
+            .plan
+            .iter_mut()
+            .find(|p| p.role == row.role && p.symbol == row.symbol)
+        {
+            Some(p) => *p = row,
+            None => self.plan.push(row),
+        }
+        line
+    }
+
     /// Each loaded program's run count and run time so far (counted only while statistics are
     /// enabled, see [`enable_run_time_stats`]).
     pub fn program_costs(&self) -> Vec<ProgramCost> {
@@ -358,6 +529,23 @@ fn agg_class(code: u8) -> Option<crate::event::Class> {
         CLASS_RANGE_FAULT => Class::RangeFault,
         CLASS_SYSTEM_MIGRATION => Class::SystemMigration,
         _ => return None,
+    })
+}
+
+/// A pagemap-ops record's payload; `None` for any other record.
+fn ops_seen(item: &[u8]) -> Option<hmmtrace_common::PagemapOpsSeen> {
+    use hmmtrace_common::{EventHeader, PagemapOpsSeen, Record, OPS_RECORD};
+    let at = std::mem::offset_of!(EventHeader, kind);
+    let kind = u16::from_ne_bytes(item.get(at..at + 2)?.try_into().ok()?);
+    if kind != OPS_RECORD || item.len() != std::mem::size_of::<Record<PagemapOpsSeen>>() {
+        return None;
+    }
+    let p = &item[std::mem::size_of::<EventHeader>()..];
+    let word = |i: usize| u64::from_ne_bytes(p[i * 8..i * 8 + 8].try_into().unwrap());
+    Some(PagemapOpsSeen {
+        ops: word(0),
+        page_free: word(1),
+        migrate_to_ram: word(2),
     })
 }
 
@@ -498,6 +686,16 @@ fn kernel_offsets(facts: &KernelFacts) -> (KernelOffsets, Vec<String>) {
         hmm_start: get("hmm_range", "start"),
         hmm_end: get("hmm_range", "end"),
         hmm_owner: get("hmm_range", "dev_private_owner"),
+        // Not counted missing: discovery is an extra, and the table still names callbacks.
+        ops_page_free: btf
+            .and_then(|b| {
+                b.member_offset("dev_pagemap_ops", "page_free")
+                    .or_else(|| b.member_offset("dev_pagemap_ops", "folio_free"))
+            })
+            .unwrap_or(UNKNOWN),
+        ops_migrate_to_ram: btf
+            .and_then(|b| b.member_offset("dev_pagemap_ops", "migrate_to_ram"))
+            .unwrap_or(UNKNOWN),
         _pad: 0,
         vmemmap_base_addr: facts.variable_address("vmemmap_base").unwrap_or(0),
     };

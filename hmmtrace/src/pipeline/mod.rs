@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 pub use sink::{from_fn, Sink, Tee};
 pub use source::Source;
-pub use status::{Diagnostic, Finished, ProgramCost, ReplayPosition, Status};
+pub use status::{Diagnostic, Finished, PlanChange, ProgramCost, ReplayPosition, Status};
 
 /// What stops a run: SIGINT/SIGTERM (registered by [`Control::new`]), the viewer quitting, or
 /// the duration passing. Sources poll it; views wait on it.

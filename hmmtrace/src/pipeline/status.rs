@@ -95,4 +95,18 @@ pub enum Status {
     /// once a second, and once at the end). They stand for the events the kernel did not
     /// send.
     Aggregate(std::sync::Arc<crate::aggregate::Snapshot>),
+    /// The attach plan changed during the session: a module loaded or unloaded, a callback
+    /// discovered.
+    Plan(std::sync::Arc<PlanChange>),
+}
+
+/// A change of the attach plan during a session, and the whole plan after it.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PlanChange {
+    /// When, on the events' clock.
+    pub at_ns: u64,
+    /// What changed, one line each (`test_hmm loaded: dmirror_devmem_fault (migrate_to_ram)
+    /// attached (kprobe)`).
+    pub changes: Vec<String>,
+    pub plan: Vec<crate::probe::PlanEntry>,
 }

@@ -436,6 +436,14 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
             s.dropped_bytes
         );
     }
+    let changes = s.plan_change_lines();
+    if !changes.is_empty() {
+        o.push_str(r#"<h2 id="plan">Attach plan changes</h2><ul>"#);
+        for c in changes {
+            let _ = write!(o, "<li>{}</li>", esc(&c));
+        }
+        o.push_str("</ul>");
+    }
     o.push_str("<h2>Summary</h2>");
     table_head(&mut o, &["kind"]);
     for (class, k) in &s.kinds {

@@ -67,6 +67,17 @@ pub struct Report {
     /// The findings (absent when the detectors did not run), with totals by severity.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub findings: Option<FindingsReport>,
+    /// How the attach plan changed during the recording (driver modules loaded or unloaded,
+    /// callbacks discovered).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub plan_changes: Vec<PlanChangeReport>,
+}
+
+#[derive(Serialize)]
+pub struct PlanChangeReport {
+    /// On the events' clock.
+    pub at_ns: u64,
+    pub changes: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -148,6 +159,14 @@ pub fn build(s: &Summary, source: &str) -> Report {
         groups,
         lost: s.lost.clone(),
         dropped_bytes: s.dropped_bytes,
+        plan_changes: s
+            .plan_changes
+            .iter()
+            .map(|(at_ns, changes)| PlanChangeReport {
+                at_ns: *at_ns,
+                changes: changes.clone(),
+            })
+            .collect(),
         devices: s
             .devices()
             .into_iter()

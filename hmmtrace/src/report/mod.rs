@@ -164,6 +164,9 @@ pub struct Summary {
     /// `--aggregate`: the last in-kernel snapshot, which stands for the events the kernel did
     /// not send (see [`Summary::aggregate`]).
     pub aggregate: Option<std::sync::Arc<crate::aggregate::Snapshot>>,
+    /// How the attach plan changed during the recording (driver modules loaded or unloaded,
+    /// callbacks discovered): when, on the events' clock, and what.
+    pub plan_changes: Vec<(u64, Vec<String>)>,
 }
 
 impl Default for Summary {
@@ -186,7 +189,27 @@ impl Default for Summary {
             origin: None,
             namer: None,
             aggregate: None,
+            plan_changes: Vec::new(),
         }
+    }
+}
+
+impl Summary {
+    /// The plan changes as every format prints them: seconds from the first event (or the
+    /// change's own clock reading before any), and what changed.
+    pub fn plan_change_lines(&self) -> Vec<String> {
+        let origin = if self.first_ts == u64::MAX {
+            0
+        } else {
+            self.first_ts
+        };
+        self.plan_changes
+            .iter()
+            .flat_map(|(at, changes)| {
+                let t = at.saturating_sub(origin) as f64 / 1e9;
+                changes.iter().map(move |c| format!("+{t:.3}s {c}"))
+            })
+            .collect()
     }
 }
 
@@ -447,6 +470,7 @@ impl Sink for Summary {
             Status::Truncated { dropped_bytes, .. } => self.dropped_bytes += dropped_bytes,
             Status::Detecting => self.findings.checked = true,
             Status::Aggregate(s) => self.aggregate(s),
+            Status::Plan(p) => self.plan_changes.push((p.at_ns, p.changes.clone())),
             _ => {}
         }
         Ok(())

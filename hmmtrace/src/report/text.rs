@@ -148,6 +148,13 @@ pub fn render(s: &Summary, title: &str) -> String {
     }
     devices(&mut out, s);
     findings(&mut out, s);
+    let changes = s.plan_change_lines();
+    if !changes.is_empty() {
+        let _ = writeln!(out, "\nattach plan changes during the recording:");
+        for c in changes {
+            let _ = writeln!(out, "  {c}");
+        }
+    }
     out
 }
 

@@ -403,6 +403,12 @@ impl App {
             Status::Finished(f) => self.finished = Some(f.to_string()),
             Status::Detecting => self.findings.checked = true,
             Status::Aggregate(s) => self.aggregate(s),
+            Status::Plan(p) => {
+                self.source.probes = p.plan.clone();
+                if let Some(last) = p.changes.last() {
+                    self.notice = Some(last.clone());
+                }
+            }
         }
     }
 

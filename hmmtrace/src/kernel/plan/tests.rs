@@ -249,7 +249,7 @@ fn extra_attach_adds_unknown_drivers_callbacks() {
         .find(|r| r.symbol == "uvm_devmem_fault")
         .unwrap();
     assert!(
-        matches!(&row.status, Status::Unreachable(w) if w.contains("not in BTF")),
+        matches!(&row.status, Status::Unreachable(w) if w.contains("in a module") && w.contains("aya-rs/aya#300")),
         "{row:?}"
     );
     // With module BTF describing it, fentry can be tried.
@@ -359,4 +359,91 @@ fn pagemap_ops_are_found_by_table_and_by_name() {
         ],
         "functions and hidden (zero) addresses are left out"
     );
+}
+
+/// The modules variant of the VM (issue 17): test_hmm loaded as a module while a session runs.
+/// Its functions are in kallsyms under `[test_hmm]` and not in vmlinux's BTF.
+fn vm_6_12_modules() -> KernelFacts {
+    let mut f = facts(
+        "6.12.117",
+        CORE_6_12,
+        &[
+            ("dmirror_devmem_fault", "test_hmm"),
+            ("dmirror_devmem_free", "test_hmm"),
+            ("dmirror_interval_invalidate", "test_hmm"),
+            ("dmirror_fops_open", "test_hmm"),
+        ],
+        None,
+        true,
+    );
+    f.btf_functions.retain(|name| f.functions[name].is_empty());
+    f
+}
+
+#[test]
+fn a_module_loaded_later_gets_its_known_callbacks_and_attach_ones_by_kprobe() {
+    let f = vm_6_12_modules();
+    let extra = vec![
+        "dmirror_fops_open=page_free"
+            .parse::<ExtraAttach>()
+            .unwrap(),
+        "nouveau_dmem_page_free=page_free".parse().unwrap(),
+    ];
+    let rows = resolve_module(&f, MechanismChoice::Auto, &extra, "test_hmm");
+    let got: Vec<(&str, Role, &[Mechanism], &str)> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.symbol.as_str(),
+                r.role,
+                &r.mechanisms[..],
+                r.module.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            (
+                "dmirror_devmem_fault",
+                Role::MigrateToRam,
+                &[Mechanism::Kprobe][..],
+                "test_hmm"
+            ),
+            (
+                "dmirror_devmem_free",
+                Role::PageFree,
+                &[Mechanism::Kprobe][..],
+                "test_hmm"
+            ),
+            (
+                "dmirror_interval_invalidate",
+                Role::IntervalInvalidate,
+                &[Mechanism::Kprobe][..],
+                "test_hmm"
+            ),
+            (
+                "dmirror_fops_open",
+                Role::PageFree,
+                &[Mechanism::Kprobe][..],
+                "test_hmm"
+            ),
+        ]
+    );
+    assert!(rows[..3].iter().all(|r| r.found.is_table()));
+    assert_eq!(rows[3].found, crate::probe::Found::Attach);
+    assert!(rows.iter().all(|r| r.status == Status::Planned));
+    // Another module's load plans nothing of test_hmm's, and nothing it does not define.
+    assert!(resolve_module(&f, MechanismChoice::Auto, &extra, "nouveau").is_empty());
+    // With fentry only, the row says why a module function cannot have it.
+    let only = resolve_module(
+        &f,
+        MechanismChoice::Only(Mechanism::Fentry),
+        &[],
+        "test_hmm",
+    );
+    match &only[0].status {
+        Status::Unreachable(why) => assert!(why.contains("in a module"), "{why}"),
+        other => panic!("{other:?}"),
+    }
 }

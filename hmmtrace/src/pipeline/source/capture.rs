@@ -87,7 +87,7 @@ impl CaptureSource {
         // Blocks are read and decoded on a second thread, a few ahead, while this one hands
         // the events to the sinks: decoding is about a quarter of a report's time, so the two
         // overlap on two cores. Event buffers go back to the reader to be reused.
-        type Block = (Vec<Event>, Option<crate::aggregate::Snapshot>, u64);
+        type Block = (Vec<Event>, Option<Status>, u64);
         let (tx, rx) = std::sync::mpsc::sync_channel::<anyhow::Result<Option<Block>>>(READ_AHEAD);
         let (back_tx, back_rx) = std::sync::mpsc::channel::<Vec<Event>>();
         let (blocks, dropped, stopped) = std::thread::scope(|scope| -> anyhow::Result<_> {
@@ -96,7 +96,7 @@ impl CaptureSource {
                 loop {
                     let mut events = back_rx.try_recv().unwrap_or_default();
                     let msg = match reader.next_block(&mut events, &mut dropped) {
-                        Ok(true) => Ok(Some((events, reader.take_snapshot(), reader.offset()))),
+                        Ok(true) => Ok(Some((events, reader.take_status(), reader.offset()))),
                         Ok(false) => Ok(None),
                         Err(e) => Err(e),
                     };
@@ -109,15 +109,17 @@ impl CaptureSource {
             });
             let mut stopped = false;
             for msg in &rx {
-                let Some((events, snapshot, offset)) = msg.map_err(bad_input)? else {
+                let Some((events, status, offset)) = msg.map_err(bad_input)? else {
                     break;
                 };
                 for e in &events {
                     sink.event(e)?;
                 }
-                if let Some(s) = snapshot {
-                    sink.tick(s.at_ns)?;
-                    sink.status(&Status::Aggregate(std::sync::Arc::new(s)))?;
+                if let Some(s) = status {
+                    if let Some(at) = status_time(&s) {
+                        sink.tick(at)?;
+                    }
+                    sink.status(&s)?;
                 }
                 if let Some(last) = events.last() {
                     sink.tick(last.ts_ns)?;
@@ -166,5 +168,14 @@ impl Source for CaptureSource {
             }
         }
         Ok(Finished::Exhausted)
+    }
+}
+
+/// The time on the events' clock an aggregate or plan block was written at.
+pub(crate) fn status_time(s: &Status) -> Option<u64> {
+    match s {
+        Status::Aggregate(a) => Some(a.at_ns),
+        Status::Plan(p) => Some(p.at_ns),
+        _ => None,
     }
 }

@@ -25,6 +25,9 @@ use crate::pipeline::{Control, Finished, Sink, Source, Status};
 
 /// Longest wait on the ring between ticks.
 const WAIT: Duration = Duration::from_millis(100);
+/// How often `/proc/modules` is compared with what the session saw: a driver loaded during a
+/// session is attached within this (plus the attach itself), well within a second.
+const MODULES_EVERY: Duration = Duration::from_millis(250);
 /// How often program costs are sent.
 const COSTS_EVERY: Duration = Duration::from_secs(1);
 /// How often the in-kernel aggregates are read (`--aggregate`).
@@ -92,6 +95,8 @@ impl KernelSource {
 
     fn drain(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
         self.session.drain(&mut |e| sink.event(e))?;
+        let found = self.session.discover()?;
+        self.plan_changed(sink, found)?;
         for d in self.session.diagnostics() {
             sink.status(&Status::Diagnostic(d))?;
         }
@@ -111,6 +116,30 @@ impl KernelSource {
             ))?;
         }
         Ok(())
+    }
+
+    /// Follows driver modules loaded or unloaded since the last look (see `kernel::modules`).
+    fn watch_modules(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
+        let changes = self.session.watch_modules()?;
+        if !changes.is_empty() {
+            // What the ring holds was recorded under the plan before the change.
+            self.drain(sink)?;
+        }
+        self.plan_changed(sink, changes)
+    }
+
+    /// Tells the sinks the plan changed, and how (nothing when `changes` is empty).
+    fn plan_changed(&mut self, sink: &mut dyn Sink, changes: Vec<String>) -> anyhow::Result<()> {
+        if changes.is_empty() {
+            return Ok(());
+        }
+        sink.status(&Status::Plan(std::sync::Arc::new(
+            crate::pipeline::PlanChange {
+                at_ns: monotonic_ns(),
+                changes,
+                plan: self.session.plan.clone(),
+            },
+        )))
     }
 
     fn send_aggregates(&mut self, sink: &mut dyn Sink) -> anyhow::Result<()> {
@@ -157,9 +186,14 @@ impl Source for KernelSource {
         }
         let mut costs_sent = Instant::now();
         let mut aggregated = Instant::now();
+        let mut modules_seen = Instant::now();
         let finished = loop {
             self.wait()?;
             self.drain(sink)?;
+            if modules_seen.elapsed() >= MODULES_EVERY {
+                modules_seen = Instant::now();
+                self.watch_modules(sink)?;
+            }
             if aggregated.elapsed() >= AGGREGATE_EVERY {
                 aggregated = Instant::now();
                 self.send_aggregates(sink)?;

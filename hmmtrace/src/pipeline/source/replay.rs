@@ -197,10 +197,10 @@ impl Source for ReplaySource {
                 if let Some(t0) = first {
                     sink.tick(t0 + position)?;
                 }
-                // Aggregate blocks (`record --aggregate`) are passed on as they come: their
-                // snapshots are not paced (a known limit; events are).
-                if let Some(s) = reader.take_snapshot() {
-                    sink.status(&Status::Aggregate(Arc::new(s)))?;
+                // Aggregate blocks (`record --aggregate`) and plan changes are passed on as they
+                // come: they are not paced (a known limit; events are).
+                if let Some(s) = reader.take_status() {
+                    sink.status(&s)?;
                 }
                 if published.elapsed() >= PUBLISH {
                     published = Instant::now();

@@ -93,6 +93,19 @@ pub fn draw(f: &mut Frame, area: Rect, block: Block, app: &App, ui: &Ui) {
                 Span::styled(text, Style::default().fg(color)),
             ]));
         }
+        // Drivers' callbacks live in modules that come and go: say which, and how they were
+        // found when not from the table.
+        for p in app.source.probes.iter().filter(|p| !p.module.is_empty()) {
+            let how = if p.found.is_table() {
+                String::new()
+            } else {
+                format!(", {}", p.found)
+            };
+            lines.push(Line::styled(
+                format!(" {} [{}] {}{how}", p.symbol, p.module, p.status),
+                dim,
+            ));
+        }
     }
     if !app.costs.is_empty() {
         lines.push(Line::styled(

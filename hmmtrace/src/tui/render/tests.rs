@@ -161,6 +161,45 @@ fn log_panel_shows_the_newest_matching_events_and_pauses() {
 }
 
 #[test]
+fn status_panel_names_each_module_callback_and_how_it_was_found() {
+    use crate::pipeline::PlanChange;
+    use crate::probe::Found;
+    let mut app = app_of("migrate");
+    let row = |symbol: &str, found: Found| PlanEntry {
+        role: Role::PageFree,
+        symbol: symbol.into(),
+        module: "mydrv".into(),
+        mechanisms: vec![Mechanism::Kprobe],
+        status: Status::Attached(Mechanism::Kprobe),
+        found,
+    };
+    app.status(&crate::pipeline::Status::Plan(std::sync::Arc::new(
+        PlanChange {
+            at_ns: 1,
+            changes: vec!["mydrv loaded: mydrv_free (page_free) attached (kprobe)".into()],
+            plan: vec![
+                row("mydrv_free", Found::Table),
+                row(
+                    "mydrv_free2",
+                    Found::Discovered {
+                        ops: 1,
+                        ops_symbol: "mydrv_pagemap_ops".into(),
+                    },
+                ),
+            ],
+        },
+    )));
+    let s = screen(&app, &single("type = \"status\""), 110, 14);
+    assert!(s.contains("page_free        2/2 via kprobe"), "{s}");
+    assert!(s.contains("mydrv_free [mydrv] attached (kprobe)"), "{s}");
+    assert!(
+        s.contains("mydrv_free2 [mydrv] attached (kprobe), discovered in mydrv_pagemap_ops"),
+        "{s}"
+    );
+    assert!(s.contains("mydrv loaded: mydrv_free (page_free)"), "{s}");
+}
+
+#[test]
 fn status_panel_shows_probes_losses_and_costs() {
     let mut app = app_of("migrate");
     let s = screen(&app, &single("type = \"status\""), 100, 12);
@@ -172,6 +211,7 @@ fn status_panel_shows_probes_losses_and_costs() {
             module: String::new(),
             mechanisms: vec![Mechanism::Kprobe],
             status: Status::Attached(Mechanism::Kprobe),
+            found: Default::default(),
         },
         PlanEntry {
             role: Role::HmmRangeFault,
@@ -179,6 +219,7 @@ fn status_panel_shows_probes_losses_and_costs() {
             module: String::new(),
             mechanisms: Vec::new(),
             status: Status::NotInKernel,
+            found: Default::default(),
         },
     ];
     app.costs = vec![ProgramCost {
