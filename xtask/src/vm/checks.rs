@@ -18,6 +18,15 @@ struct Report {
     /// What the detectors found.
     #[serde(default)]
     findings: Option<Findings>,
+    /// With `--by`: a report per group.
+    #[serde(default)]
+    groups: Vec<GroupReport>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct GroupReport {
+    group: String,
+    kinds: Vec<KindReport>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -387,6 +396,38 @@ pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
             .join("; "),
     );
     let all = report(section(out, "report"))?;
+    // Discovery: with the driver table off, both callbacks found through test_hmm's ops.
+    let discovery = section(out, "discovery");
+    let found = |f: &str| {
+        discovery.lines().any(|l| {
+            l.contains(f)
+                && l.contains("attached")
+                && l.contains("discovered in dmirror_devmem_ops")
+        })
+    };
+    let timed_frees = discovery
+        .lines()
+        .find_map(|l| l.strip_prefix("page frees with the driver's callback timed: "))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let d = report(section(out, "report-discovery"))?;
+    verdict(
+        "without the driver table, discovery finds and times dmirror_devmem_fault and dmirror_devmem_free",
+        found("dmirror_devmem_fault (migrate_to_ram)")
+            && found("dmirror_devmem_free (page_free)")
+            && d.count("device_fault") > 0
+            && timed_frees > 0,
+        format!(
+            "{}; {} device faults, {} page frees of which {timed_frees} with the callback timed",
+            discovery
+                .lines()
+                .filter(|l| l.contains("discovered"))
+                .collect::<Vec<_>>()
+                .join("; "),
+            d.count("device_fault"),
+            d.count("page_free")
+        ),
+    );
     let kinds = [
         "migration",
         "device_fault",
@@ -634,6 +675,139 @@ pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
     } else {
         bail!("{} VM check(s) failed: {}", failed.len(), failed.join("; "))
     }
+}
+
+/// The modules variant's checks (`vm/init-modules`): a system-wide recording that starts
+/// before test_hmm is loaded attaches to its callbacks when it is, times the deterministic
+/// workload exactly as the built-in case does, and detaches cleanly when it is unloaded.
+pub fn check_modules(out: &str) -> anyhow::Result<()> {
+    if !out.contains("=== end") {
+        let tail: Vec<&str> = out.lines().rev().take(20).collect();
+        bail!(
+            "the guest did not finish; last lines:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    let mut failed = Vec::new();
+    let mut verdict = |name: &str, ok: bool, detail: String| {
+        println!("{} {name}: {detail}", if ok { "PASS" } else { "FAIL" });
+        if !ok {
+            failed.push(name.to_string());
+        }
+    };
+    let before = section(out, "modules-before");
+    let insmod = section(out, "insmod");
+    verdict(
+        "test_hmm is a module, not loaded when the recording starts, then loaded",
+        !before.contains("test_hmm") && insmod.contains("rc=0"),
+        insmod.trim().replace('\n', "; "),
+    );
+    // "attached N driver kprobes after M ms"
+    let attached = insmod
+        .lines()
+        .find_map(|l| {
+            let rest = l.strip_prefix("attached ")?;
+            let (n, rest) = rest.split_once(' ')?;
+            let ms = rest
+                .strip_prefix("driver kprobes after ")?
+                .strip_suffix(" ms")?;
+            Some((n.parse::<u64>().ok()?, ms.parse::<u64>().ok()?))
+        })
+        .unwrap_or((0, u64::MAX));
+    verdict(
+        "the module's three callbacks are attached within a second of its load",
+        attached.0 >= 3 && attached.1 <= 1000,
+        format!("{} kprobes after {} ms", attached.0, attached.1),
+    );
+    let by_comm = report(section(out, "report-by-comm"))?;
+    let workload = by_comm
+        .groups
+        .iter()
+        .find(|g| g.group == "workload")
+        .map(|g| Report {
+            kinds: g
+                .kinds
+                .iter()
+                .map(|k| KindReport {
+                    kind: k.kind.clone(),
+                    count: k.count,
+                    pages: k.pages,
+                    retries: k.retries,
+                    latency_ns: k.latency_ns.as_ref().map(|l| Latency { min: l.min }),
+                })
+                .collect(),
+            lost: by_comm.lost.clone(),
+            ..Report::default()
+        })
+        .unwrap_or_default();
+    let wrong = workload_differences(&workload);
+    verdict(
+        "the workload under the loaded module counts exactly as with test_hmm built in",
+        wrong.is_empty(),
+        if wrong.is_empty() {
+            format!(
+                "{} migrations ({} pages), {} faults, {} frees, {} range fault",
+                workload.count("migration"),
+                workload.pages("migration"),
+                workload.count("device_fault"),
+                workload.count("page_free"),
+                workload.count("range_fault")
+            )
+        } else {
+            wrong.join("; ")
+        },
+    );
+    let rmmod = section(out, "rmmod");
+    let left = rmmod
+        .lines()
+        .find_map(|l| l.strip_prefix("detached: "))
+        .unwrap_or("(no line)");
+    verdict(
+        "rmmod mid-session: the module unloads and its kprobes are gone while the recording runs",
+        rmmod.contains("rc=0") && left.starts_with("0 driver kprobes left"),
+        left.to_string(),
+    );
+    let stop = section(out, "stop");
+    let stderr = section(out, "record-stderr");
+    let complaints: Vec<&str> = stderr
+        .lines()
+        .filter(|l| {
+            let l = l.to_lowercase();
+            l.contains("error") || l.contains("warning") || l.contains("cannot")
+        })
+        .collect();
+    verdict(
+        "the recording ends normally with no error about the module",
+        stop.contains("rc=0") && complaints.is_empty(),
+        if complaints.is_empty() {
+            stderr
+                .lines()
+                .filter(|l| l.contains("test_hmm"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        } else {
+            complaints.join("; ")
+        },
+    );
+    let after = section(out, "kprobes-after");
+    verdict(
+        "nothing is left attached after the recording",
+        after.trim().is_empty(),
+        format!(
+            "{} kprobes listed",
+            after.lines().filter(|l| !l.trim().is_empty()).count()
+        ),
+    );
+    let dmesg = section(out, "dmesg");
+    verdict(
+        "no oops, BUG, WARNING or verifier message in the kernel log",
+        dmesg.trim().is_empty(),
+        dmesg.trim().to_string(),
+    );
+    if !failed.is_empty() {
+        bail!("{} VM check(s) failed: {}", failed.len(), failed.join(", "));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

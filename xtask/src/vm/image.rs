@@ -97,8 +97,35 @@ pub fn build(k: &Kernel, with_bpftrace: bool) -> anyhow::Result<Image> {
         copy_libraries(Path::new("/usr/bin/bpftrace"), &root)?;
     }
     std::fs::copy("/bin/busybox", root.join("bin/busybox"))?;
+    if k.modules {
+        // test_hmm as the kernel built it, and the census check's out-of-tree module built
+        // against the same tree (`make M=`), as a driver vendor builds theirs.
+        std::fs::copy(k.build.join("lib/test_hmm.ko"), root.join("test_hmm.ko"))
+            .context("the modules variant's build has no lib/test_hmm.ko")?;
+        let oot = work.join("census_probe");
+        std::fs::create_dir_all(&oot)?;
+        std::fs::write(
+            oot.join("census_probe.c"),
+            include_str!("../../vm/census_probe.c"),
+        )?;
+        std::fs::write(oot.join("Kbuild"), "obj-m := census_probe.o\n")?;
+        let mut make = Command::new("make");
+        make.arg("-C")
+            .arg(&k.build)
+            .arg(format!("M={}", oot.display()))
+            .arg("modules");
+        logged(make, &log, "make M=census_probe modules")?;
+        std::fs::copy(oot.join("census_probe.ko"), root.join("census_probe.ko"))?;
+    }
     let init = root.join("init");
-    std::fs::write(&init, include_str!("../../vm/init"))?;
+    std::fs::write(
+        &init,
+        if k.modules {
+            include_str!("../../vm/init-modules")
+        } else {
+            include_str!("../../vm/init")
+        },
+    )?;
     std::fs::set_permissions(&init, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
     let cpio = work.join("initramfs.cpio.gz");
     run_cmd(Command::new("sh").arg("-c").arg(format!(

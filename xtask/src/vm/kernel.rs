@@ -17,13 +17,32 @@ use crate::setup::cache_dir;
 const FRAGMENT: &str = include_str!("../../vm/kernel.config");
 
 /// The fragment for one source version: `kernel.config` plus that version's own additions,
-/// where its Kconfig dependencies differ.
-fn fragment(version: &str) -> String {
+/// where its Kconfig dependencies differ, plus the modules variant's (later lines win).
+fn fragment(version: &str, modules: bool) -> String {
     let extra = match version {
         "6.1" => include_str!("../../vm/kernel-6.1.config"),
         _ => "",
     };
-    format!("{FRAGMENT}{extra}")
+    let modules = if modules {
+        include_str!("../../vm/kernel-modules.config")
+    } else {
+        ""
+    };
+    format!("{FRAGMENT}{extra}{modules}")
+}
+
+/// `--source`: a Debian source version (`6.12`, `6.1`), and `+modules` for the variant with
+/// test_hmm as a loadable module.
+pub fn parse_variant(source: &str) -> anyhow::Result<(&str, bool)> {
+    let (version, modules) = match source.split_once('+') {
+        Some((v, "modules")) => (v, true),
+        Some((_, other)) => bail!("unknown kernel variant '+{other}' (the one there is: +modules)"),
+        None => (source, false),
+    };
+    if version.is_empty() || !version.chars().all(|c| c.is_ascii_digit() || c == '.') {
+        bail!("--source takes a kernel version such as 6.12 or 6.1 (optionally +modules), not '{source}'");
+    }
+    Ok((version, modules))
 }
 
 /// Debian packages the kernel build needs, by the command that shows each is there.
@@ -41,13 +60,14 @@ pub struct Kernel {
     pub source: PathBuf,
     pub build: PathBuf,
     pub bzimage: PathBuf,
+    /// test_hmm is a module (`lib/test_hmm.ko` in the build directory), not built in.
+    pub modules: bool,
 }
 
-/// Builds (or finds in the cache) the kernel for Debian's `linux-source-<version>`.
-pub fn kernel(version: &str) -> anyhow::Result<Kernel> {
-    if !version.chars().all(|c| c.is_ascii_digit() || c == '.') {
-        bail!("--source takes a kernel version such as 6.12 or 6.1, not '{version}'");
-    }
+/// Builds (or finds in the cache) the kernel for Debian's `linux-source-<version>`, or its
+/// modules variant (`6.12+modules`).
+pub fn kernel(source_arg: &str) -> anyhow::Result<Kernel> {
+    let (version, modules) = parse_variant(source_arg)?;
     let package = format!("linux-source-{version}");
     let mut packages: Vec<&str> = BUILD_TOOLS.iter().map(|(_, p)| *p).collect();
     packages.extend(["libelf-dev", "libssl-dev", "xz-utils", package.as_str()]);
@@ -56,14 +76,14 @@ pub fn kernel(version: &str) -> anyhow::Result<Kernel> {
         anyhow::ensure!(have(tool), "{tool} is missing after installing {pkg}");
     }
     let pkg_version = package_version(&package)?;
-    let fragment_text = fragment(version);
+    let fragment_text = fragment(version, modules);
     let key = format!(
         "{:08x}",
         crc32fast::hash(format!("{pkg_version}\n{fragment_text}").as_bytes())
     );
     let vm = cache_dir().join("vm");
     let source = vm.join(format!("src-{pkg_version}")).join(&package);
-    let build = vm.join(format!("build-{version}-{key}"));
+    let build = vm.join(format!("build-{}-{key}", source_arg.replace('+', "-")));
     let bzimage = build.join("arch/x86/boot/bzImage");
     let done = build.join(".hmmtrace-built");
     if done.exists() && bzimage.exists() {
@@ -75,6 +95,7 @@ pub fn kernel(version: &str) -> anyhow::Result<Kernel> {
             source,
             build,
             bzimage,
+            modules,
         });
     }
     if !source.join("Makefile").exists() {
@@ -130,23 +151,41 @@ pub fn kernel(version: &str) -> anyhow::Result<Kernel> {
         "building bzImage with {jobs} jobs (about 4 minutes on 2 cores); log: {}",
         log.display()
     ));
-    logged(make(&["-j", &jobs, "bzImage"]), &log, "make bzImage")?;
+    let targets: &[&str] = if modules {
+        &["bzImage", "modules"]
+    } else {
+        &["bzImage"]
+    };
+    logged(
+        make(&[&["-j", jobs.as_str()][..], targets].concat()),
+        &log,
+        "make bzImage",
+    )?;
     std::fs::write(&done, &pkg_version)?;
     say(&format!("kernel built: {}", bzimage.display()));
     Ok(Kernel {
         source,
         build,
         bzimage,
+        modules,
     })
 }
 
 /// Every option the fragment sets must have survived olddefconfig (a dependency missing from
-/// the fragment silently drops an option otherwise).
+/// the fragment silently drops an option otherwise). Where the fragment sets one twice, the
+/// later line is the one merged.
 fn check_config(config: &Path, fragment: &str) -> anyhow::Result<()> {
     let have = std::fs::read_to_string(config)?;
-    let lost: Vec<&str> = fragment
+    let set: Vec<&str> = fragment
         .lines()
         .filter(|l| l.starts_with("CONFIG_"))
+        .collect();
+    let option = |l: &str| l.split('=').next().unwrap_or(l).to_string();
+    let lost: Vec<&str> = set
+        .iter()
+        .enumerate()
+        .filter(|(i, l)| !set[i + 1..].iter().any(|later| option(later) == option(l)))
+        .map(|(_, l)| *l)
         .filter(|l| !have.lines().any(|h| h == *l))
         .collect();
     if !lost.is_empty() {
