@@ -146,6 +146,19 @@ pub struct PagemapOpsSeen {
     pub migrate_to_ram: u64,
 }
 
+/// `hmmtrace census`: a key of the run-time call counts, per export function and caller.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct CensusKey {
+    /// The called function's address (`bpf_get_func_ip`).
+    pub func: u64,
+    /// The return address at its entry: an address in the calling function.
+    pub caller: u64,
+}
+
+/// (function, caller) pairs the census map holds; more are counted as uncounted calls.
+pub const CENSUS_MAX_CALLERS: u32 = 16384;
+
 /// A whole ring-buffer record: header, then the payload `P` of the header's kind.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -519,6 +532,8 @@ mod pod {
     unsafe impl aya::Pod for super::offsets::Settings {}
     unsafe impl aya::Pod for super::offsets::MigrateVmaOffsets {}
     unsafe impl aya::Pod for super::offsets::KernelOffsets {}
+    // SAFETY: repr(C), two u64s, no padding.
+    unsafe impl aya::Pod for super::CensusKey {}
     unsafe impl aya::Pod for super::offsets::ForkOffsets {}
     // SAFETY: as for ForkOffsets: two u32s, no padding.
     unsafe impl aya::Pod for super::offsets::RenameOffsets {}

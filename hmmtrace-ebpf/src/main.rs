@@ -10,6 +10,7 @@
 #![feature(asm_experimental_arch)]
 
 mod aggregate;
+mod census;
 mod device_fault;
 mod discover;
 mod emit;

@@ -12,6 +12,7 @@
 
 pub mod aggregate;
 pub mod capture;
+pub mod census;
 pub mod cli;
 pub mod engine;
 pub mod error;

@@ -577,3 +577,20 @@ fn scenarios_at_the_validators_limits_run_or_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn census_with_a_missing_symvers_is_bad_input_naming_the_path() {
+    let (code, _, err) = run(hmmtrace().args([
+        "census",
+        "--duration",
+        "1s",
+        "--symvers",
+        "/nonexistent/Module.symvers",
+    ]));
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--symvers /nonexistent/Module.symvers"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+}

@@ -179,13 +179,14 @@ fn every_kprobe_program_passes_the_verifier() {
         "kretprobe_migrate_device_range",
         "kretprobe_migrate_device_finalize",
         "kretprobe_page_free",
+        "kprobe_census",
     ] {
         assert!(names.contains(&want), "{names:?}");
     }
     assert_eq!(
         verdicts.len(),
-        24,
-        "an entry and an exit program for each of 12 roles: {names:?}"
+        25,
+        "an entry and an exit program for each of 12 roles, and the census's: {names:?}"
     );
     for (name, verdict) in &verdicts {
         assert!(verdict.is_ok(), "{name}: {}", verdict.as_ref().unwrap_err());
@@ -607,4 +608,33 @@ fn record_killed_by_any_signal_leaves_its_capture_readable_and_nothing_loaded() 
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+#[test]
+#[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
+fn census_runs_system_wide_and_says_what_it_could_not_count() {
+    let out = Command::new(env!("CARGO_BIN_EXE_hmmtrace"))
+        .args(["census", "--duration", "1s", "--format", "json"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let c: hmmtrace::census::Census = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!c.exports.is_empty(), "{c:?}");
+    assert!(c.watched_ns >= 1_000_000_000, "{c:?}");
+    let kprobes = std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists();
+    // Without kprobes (this project's host) the census says so instead of counting nothing
+    // silently; with them every export present is counted.
+    if kprobes {
+        assert!(c.not_counted.is_empty(), "{:?}", c.not_counted);
+    } else {
+        assert_eq!(c.not_counted.len(), 1, "{:?}", c.not_counted);
+        assert!(c.not_counted[0].contains("no kprobes"));
+    }
+    // Every loaded module is listed with its taint; no export appears twice.
+    let loaded = std::fs::read_to_string("/proc/modules").unwrap_or_default();
+    assert_eq!(c.modules.len(), loaded.lines().count());
+    let mut names: Vec<&str> = c.exports.iter().map(|e| e.name.as_str()).collect();
+    names.dedup();
+    assert_eq!(names.len(), c.exports.len());
 }

@@ -77,3 +77,77 @@ fn a_capture_with_plan_changes_reports_them_in_text_json_and_html() {
     let html = report("html");
     assert!(html.contains("Attach plan changes") && html.contains("mydrv_pagemap_ops"));
 }
+
+#[test]
+fn a_census_in_a_capture_is_reported_again_in_every_format() {
+    use hmmtrace::census::{Caller, Census, Export, ExportType, Module};
+    let s = Scenario::load("migrate").unwrap();
+    let header = hmmtrace::pipeline::source::engine::header(&s, s.seed);
+    let census = Census {
+        release: "6.12.117".into(),
+        symvers: Some("/lib/modules/6.12.117/build/Module.symvers".into()),
+        exports: vec![
+            Export {
+                name: "hmm_range_fault".into(),
+                export_type: ExportType::Plain,
+                defined_in: "vmlinux".into(),
+                importers: vec!["mydrv".into()],
+                callers: vec![Caller {
+                    function: "mydrv_fault".into(),
+                    module: "mydrv".into(),
+                    calls: 12,
+                }],
+            },
+            Export {
+                name: "devm_memremap_pages".into(),
+                export_type: ExportType::Gpl,
+                defined_in: "vmlinux".into(),
+                importers: Vec::new(),
+                callers: Vec::new(),
+            },
+        ],
+        modules: vec![Module {
+            name: "mydrv".into(),
+            file: Some("/lib/modules/6.12.117/extra/mydrv.ko".into()),
+            license: Some("Dual MIT/GPL".into()),
+            taint: "OE".into(),
+            imports: vec!["hmm_range_fault".into()],
+        }],
+        watched_ns: 30_000_000_000,
+        uncounted_calls: 0,
+        not_counted: Vec::new(),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("census.hmt");
+    let mut w = Writer::create(&path).unwrap();
+    w.begin(&header).unwrap();
+    w.status(&Status::Census(Arc::new(census.clone()))).unwrap();
+    w.close().unwrap();
+    let report = |format: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_hmmtrace"))
+            .args(["report", "--format", format])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = report("text");
+    assert!(
+        text.contains("mydrv [Dual MIT/GPL; taint OE (out of tree, unsigned)"),
+        "{text}"
+    );
+    assert!(text.contains("mydrv_fault [mydrv] 12"), "{text}");
+    assert!(
+        text.contains("no call seen): devm_memremap_pages"),
+        "{text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&report("json")).unwrap();
+    let back: Census = serde_json::from_value(json["census"].clone()).unwrap();
+    assert_eq!(back, census);
+    assert!(report("html").contains(r#"<h2 id="census">"#));
+}

@@ -21,6 +21,8 @@
 //!               payload             P bytes of JSON: an `aggregate::Snapshot`
 //! plan change   "HMPL"              4 bytes magic; then as a block, event count 0
 //!               payload             P bytes of JSON: a `pipeline::PlanChange`
+//! census        "HMCN"              4 bytes magic; then as a block, event count 0
+//!               payload             P bytes of JSON: a `census::Census`
 //! ```
 //!
 //! Aggregate blocks (`record --aggregate`) hold the in-kernel aggregates as read once a
@@ -50,6 +52,7 @@ pub const MAGIC: &[u8; 8] = b"HMMTRACE";
 pub const BLOCK_MAGIC: &[u8; 4] = b"HMBK";
 pub const AGGREGATE_MAGIC: &[u8; 4] = b"HMAG";
 pub const PLAN_MAGIC: &[u8; 4] = b"HMPL";
+pub const CENSUS_MAGIC: &[u8; 4] = b"HMCN";
 pub const FORMAT_VERSION: u16 = 1;
 /// Size of a block's fixed part before its payload.
 pub const BLOCK_HEADER_LEN: usize = 24;

@@ -132,7 +132,8 @@ impl<R: Read> Reader<R> {
         }
         let aggregate = n >= 4 && &head[..4] == super::AGGREGATE_MAGIC;
         let plan = n >= 4 && &head[..4] == super::PLAN_MAGIC;
-        if n >= 4 && &head[..4] != BLOCK_MAGIC && !aggregate && !plan {
+        let census = n >= 4 && &head[..4] == super::CENSUS_MAGIC;
+        if n >= 4 && &head[..4] != BLOCK_MAGIC && !aggregate && !plan && !census {
             bail!("{name}: no block starts at byte {at} (bad block magic): the file is corrupted");
         }
         if n < BLOCK_HEADER_LEN {
@@ -162,7 +163,7 @@ impl<R: Read> Reader<R> {
         if seq != self.seq {
             bail!("{name}: block at byte {at} has sequence number {seq}, expected {}: blocks are missing or reordered", self.seq);
         }
-        if aggregate || plan {
+        if aggregate || plan || census {
             use crate::pipeline::Status;
             use std::sync::Arc;
             let status = if aggregate {
@@ -171,11 +172,15 @@ impl<R: Read> Reader<R> {
                         "{name}: aggregate block {seq} at byte {at} is not a snapshot: {e}"
                     )
                 })?))
-            } else {
+            } else if plan {
                 Status::Plan(Arc::new(serde_json::from_slice(&payload).map_err(|e| {
                     anyhow::anyhow!(
                         "{name}: plan block {seq} at byte {at} is not a plan change: {e}"
                     )
+                })?))
+            } else {
+                Status::Census(Arc::new(serde_json::from_slice(&payload).map_err(|e| {
+                    anyhow::anyhow!("{name}: census block {seq} at byte {at} is not a census: {e}")
                 })?))
             };
             self.status = Some(status);

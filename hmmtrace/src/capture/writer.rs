@@ -199,6 +199,11 @@ impl<W: Write> Sink for Writer<W> {
         match status {
             crate::pipeline::Status::Aggregate(snap) => self.write_aggregate(snap),
             crate::pipeline::Status::Plan(change) => self.write_plan(change),
+            crate::pipeline::Status::Census(census) => {
+                self.flush_block()?;
+                let json = serde_json::to_vec(&**census)?;
+                self.write_block(super::CENSUS_MAGIC, 0, &json)
+            }
             _ => Ok(()),
         }
     }

@@ -2,6 +2,7 @@
 //! sinks and a view, and hands them to `pipeline::run`; threads, signals and the end
 //! of a run are the pipeline's.
 
+mod census;
 mod demo;
 mod export;
 mod live;
@@ -121,6 +122,16 @@ enum Command {
         after_help = "Examples:\n  sudo hmmtrace serve\n  hmmtrace serve --source sim:gpu-stream\n  hmmtrace serve --source replay:run.hmt --listen 127.0.0.1:9500\n  sudo hmmtrace serve --listen 0.0.0.0:9435   # reachable from the network: an explicit choice\n\nGrafana dashboards for these metrics: dashboards/grafana/."
     )]
     Serve(serve::Args),
+    /// Take the census of HMM's and ZONE_DEVICE's exports in this kernel: each one's export
+    /// type (from Module.symvers), the loaded modules that import it (with their license and
+    /// taint), who calls it at run time and how often, and the exports nothing consumes
+    /// (needs root, or CAP_BPF, CAP_PERFMON and CAP_DAC_READ_SEARCH).
+    #[command(after_help = "Examples:
+  sudo hmmtrace census --duration 30s
+  sudo hmmtrace census --format json -- ./my-gpu-app
+  sudo hmmtrace census -o census.hmt --duration 1m && hmmtrace report census.hmt
+  sudo hmmtrace census --symvers /usr/src/linux/Module.symvers --modules-dir /opt/drivers")]
+    Census(census::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -134,6 +145,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve::run(a),
         Command::Probes(a) => probes::run(a),
         Command::Record(a) => record::run(a),
+        Command::Census(a) => census::run(a),
     }
 }
 

@@ -221,7 +221,7 @@ impl Costs {
 }
 
 /// A command's exit status as ours: its code, or 128 + the signal that ended it.
-fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+pub(super) fn exit_code(status: std::process::ExitStatus) -> ExitCode {
     use std::os::unix::process::ExitStatusExt as _;
     match (status.code(), status.signal()) {
         (Some(c), _) => ExitCode::from(c as u8),

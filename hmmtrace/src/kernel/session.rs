@@ -49,6 +49,8 @@ pub struct SessionOptions {
     /// Plan the known drivers' callbacks from the table (`--no-driver-table` clears it: then
     /// only discovery and `--attach` find them).
     pub driver_table: bool,
+    /// `hmmtrace census`: count calls to these functions per caller (see `crate::census`).
+    pub census: Vec<String>,
 }
 
 impl Default for SessionOptions {
@@ -64,6 +66,7 @@ impl Default for SessionOptions {
             stress: false,
             aggregate: false,
             driver_table: true,
+            census: Vec::new(),
         }
     }
 }
@@ -104,6 +107,8 @@ pub struct Session {
     /// Pagemap ops the programs reported (`OPS_RECORD`) and [`Session::discover`] has yet to
     /// look at.
     pending_ops: Vec<hmmtrace_common::PagemapOpsSeen>,
+    /// Census functions the kernel would not let the census probe attach to, and why.
+    pub census_refused: Vec<String>,
 }
 
 struct Aggregates {
@@ -195,6 +200,7 @@ impl Session {
                 .and_then(|()| tp.attach("syscalls", "sys_enter_getppid").map(drop))
                 .map_err(|e| privilege::classify("attaching the ring stress program", e.into()))?;
         }
+        let census_refused = attach_census(&mut ebpf, &opts.census)?;
         let ring = RingBuf::try_from(ebpf.take_map("EVENTS").context("no EVENTS map")?)?;
         let drops = PerCpuArray::try_from(ebpf.take_map("DROPS").context("no DROPS map")?)?;
         let notify = notify_map(facts.btf.as_deref());
@@ -227,6 +233,7 @@ impl Session {
             extra: opts.extra.clone(),
             driver_table: opts.driver_table,
             pending_ops: Vec::new(),
+            census_refused,
             names: named_by_records.then(|| {
                 let mut names = super::names::Names::default();
                 // After the announcing programs are attached: nothing falls between.
@@ -496,6 +503,30 @@ impl Session {
         line
     }
 
+    /// The census probe's counts so far: (function address, return address, calls), summed
+    /// over CPUs, and the calls it could not count.
+    pub fn census_calls(&mut self) -> anyhow::Result<(crate::census::Calls, u64)> {
+        use hmmtrace_common::CensusKey;
+        let Some(map) = self.ebpf.map("CENSUS_CALLS") else {
+            return Ok((Vec::new(), 0));
+        };
+        let calls: aya::maps::PerCpuHashMap<_, CensusKey, u64> =
+            aya::maps::PerCpuHashMap::try_from(map)?;
+        let mut out = Vec::new();
+        for item in calls.iter() {
+            let (k, per_cpu) = item.context("cannot read the census counts")?;
+            out.push((k.func, k.caller, per_cpu.iter().sum()));
+        }
+        let uncounted = match self.ebpf.map("CENSUS_UNCOUNTED") {
+            Some(m) => {
+                let a: PerCpuArray<_, u64> = PerCpuArray::try_from(m)?;
+                a.get(&0, 0)?.iter().sum()
+            }
+            None => 0,
+        };
+        Ok((out, uncounted))
+    }
+
     /// Each loaded program's run count and run time so far (counted only while statistics are
     /// enabled, see [`enable_run_time_stats`]).
     pub fn program_costs(&self) -> Vec<ProgramCost> {
@@ -530,6 +561,34 @@ fn agg_class(code: u8) -> Option<crate::event::Class> {
         CLASS_SYSTEM_MIGRATION => Class::SystemMigration,
         _ => return None,
     })
+}
+
+/// Attaches the census probe to each of `functions`; returns those refused, with why.
+fn attach_census(ebpf: &mut Ebpf, functions: &[String]) -> anyhow::Result<Vec<String>> {
+    if functions.is_empty() {
+        return Ok(Vec::new());
+    }
+    if !std::path::Path::new("/sys/bus/event_source/devices/kprobe").exists() {
+        return Ok(vec![
+            "all exports: the kernel has no kprobes (CONFIG_KPROBES)".to_string(),
+        ]);
+    }
+    let p: &mut aya::programs::KProbe = ebpf
+        .program_mut("kprobe_census")
+        .context("the eBPF object has no kprobe_census program")?
+        .try_into()?;
+    p.load()
+        .map_err(|e| privilege::classify("loading the census probe", e.into()))?;
+    let mut refused = Vec::new();
+    for f in functions {
+        if let Err(e) = p.attach(f, 0) {
+            refused.push(format!(
+                "{f}: {}",
+                std::io::Error::from_raw_os_error(attach::errno(&e))
+            ));
+        }
+    }
+    Ok(refused)
 }
 
 /// A pagemap-ops record's payload; `None` for any other record.

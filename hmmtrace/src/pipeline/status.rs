@@ -98,6 +98,8 @@ pub enum Status {
     /// The attach plan changed during the session: a module loaded or unloaded, a callback
     /// discovered.
     Plan(std::sync::Arc<PlanChange>),
+    /// `hmmtrace census`: who consumes HMM's exports (at the end of the session).
+    Census(std::sync::Arc<crate::census::Census>),
 }
 
 /// A change of the attach plan during a session, and the whole plan after it.

@@ -444,6 +444,9 @@ td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}th{{background:#f
         }
         o.push_str("</ul>");
     }
+    if let Some(c) = &s.census {
+        o.push_str(&crate::census::render::html(c));
+    }
     o.push_str("<h2>Summary</h2>");
     table_head(&mut o, &["kind"]);
     for (class, k) in &s.kinds {

@@ -71,6 +71,9 @@ pub struct Report {
     /// callbacks discovered).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub plan_changes: Vec<PlanChangeReport>,
+    /// `hmmtrace census`: who consumes HMM's exports.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub census: Option<crate::census::Census>,
 }
 
 #[derive(Serialize)]
@@ -159,6 +162,7 @@ pub fn build(s: &Summary, source: &str) -> Report {
         groups,
         lost: s.lost.clone(),
         dropped_bytes: s.dropped_bytes,
+        census: s.census.as_deref().cloned(),
         plan_changes: s
             .plan_changes
             .iter()

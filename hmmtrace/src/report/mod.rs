@@ -167,6 +167,8 @@ pub struct Summary {
     /// How the attach plan changed during the recording (driver modules loaded or unloaded,
     /// callbacks discovered): when, on the events' clock, and what.
     pub plan_changes: Vec<(u64, Vec<String>)>,
+    /// `hmmtrace census`: who consumes HMM's exports.
+    pub census: Option<std::sync::Arc<crate::census::Census>>,
 }
 
 impl Default for Summary {
@@ -190,6 +192,7 @@ impl Default for Summary {
             namer: None,
             aggregate: None,
             plan_changes: Vec::new(),
+            census: None,
         }
     }
 }
@@ -471,6 +474,7 @@ impl Sink for Summary {
             Status::Detecting => self.findings.checked = true,
             Status::Aggregate(s) => self.aggregate(s),
             Status::Plan(p) => self.plan_changes.push((p.at_ns, p.changes.clone())),
+            Status::Census(c) => self.census = Some(std::sync::Arc::clone(c)),
             _ => {}
         }
         Ok(())

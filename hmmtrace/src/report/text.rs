@@ -155,6 +155,9 @@ pub fn render(s: &Summary, title: &str) -> String {
             let _ = writeln!(out, "  {c}");
         }
     }
+    if let Some(c) = &s.census {
+        let _ = write!(out, "\n{}", crate::census::render::text(c));
+    }
     out
 }
 

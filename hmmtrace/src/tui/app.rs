@@ -403,6 +403,7 @@ impl App {
             Status::Finished(f) => self.finished = Some(f.to_string()),
             Status::Detecting => self.findings.checked = true,
             Status::Aggregate(s) => self.aggregate(s),
+            Status::Census(_) => {}
             Status::Plan(p) => {
                 self.source.probes = p.plan.clone();
                 if let Some(last) = p.changes.last() {

@@ -677,10 +677,237 @@ pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
     }
 }
 
+/// `hmmtrace census --format json`, the fields the checks read.
+#[derive(Debug, Deserialize)]
+struct Census {
+    symvers: Option<String>,
+    exports: Vec<CensusExport>,
+    modules: Vec<CensusModule>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CensusExport {
+    name: String,
+    export_type: String,
+    importers: Vec<String>,
+    callers: Vec<CensusCaller>,
+}
+
+#[derive(Debug, Deserialize)]
+struct CensusCaller {
+    function: String,
+    module: String,
+    calls: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct CensusModule {
+    name: String,
+    file: Option<String>,
+    license: Option<String>,
+    taint: String,
+    imports: Vec<String>,
+}
+
+/// The exports of the census's families that lib/test_hmm.c of 6.12 calls (read for this
+/// check: its calls to hmm_range_fault, the migrate_vma_* and migrate_device_* families,
+/// memremap_pages and memunmap_pages, zone_device_page_init, the interval notifier's
+/// read_begin, insert and remove, and make_device_exclusive_range).
+const TEST_HMM_IMPORTS: &[&str] = &[
+    "hmm_range_fault",
+    "make_device_exclusive_range",
+    "memremap_pages",
+    "memunmap_pages",
+    "migrate_device_finalize",
+    "migrate_device_pages",
+    "migrate_device_range",
+    "migrate_vma_finalize",
+    "migrate_vma_pages",
+    "migrate_vma_setup",
+    "mmu_interval_notifier_insert",
+    "mmu_interval_notifier_remove",
+    "mmu_interval_read_begin",
+    "zone_device_page_init",
+];
+
+/// The census in the modules guest: test_hmm and the out-of-tree census_probe as consumers,
+/// run-time callers, and the exports nothing consumes checked against the source.
+fn census_checks(
+    out: &str,
+    source: &std::path::Path,
+    verdict: &mut impl FnMut(&str, bool, String),
+) -> anyhow::Result<()> {
+    let text = section(out, "census");
+    let start = text.find('{').ok_or_else(|| {
+        anyhow::anyhow!(
+            "no census JSON in:\n{text}\n{}",
+            section(out, "census-stderr")
+        )
+    })?;
+    let c: Census = serde_json::Deserializer::from_str(&text[start..])
+        .into_iter::<Census>()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("no census JSON"))??;
+    let unknown: Vec<&str> = c
+        .exports
+        .iter()
+        .filter(|e| e.export_type == "unknown")
+        .map(|e| e.name.as_str())
+        .collect();
+    verdict(
+        "census: the exports and their types come from the build's Module.symvers",
+        c.symvers.is_some() && unknown.is_empty() && c.exports.len() >= TEST_HMM_IMPORTS.len(),
+        format!(
+            "{} exports from {}: {}",
+            c.exports.len(),
+            c.symvers.as_deref().unwrap_or("(none)"),
+            c.exports
+                .iter()
+                .map(|e| format!("{} {}", e.name, e.export_type))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    );
+    let module = |n: &str| c.modules.iter().find(|m| m.name == n);
+    let test_hmm = module("test_hmm");
+    let imports: Vec<&str> = test_hmm.map_or(Vec::new(), |m| {
+        m.imports.iter().map(String::as_str).collect()
+    });
+    verdict(
+        "census: test_hmm imports exactly the exports test_hmm.c calls, and is GPL, in tree",
+        imports == TEST_HMM_IMPORTS
+            && test_hmm.is_some_and(|m| {
+                m.file.is_some() && m.license.as_deref() == Some("GPL") && !m.taint.contains('O')
+            }),
+        format!(
+            "{:?}",
+            test_hmm.map(|m| (&m.file, &m.license, &m.taint, &m.imports))
+        ),
+    );
+    let probe = module("census_probe");
+    verdict(
+        "census: the harness's out-of-tree module shows with the out-of-tree taint and its two imports",
+        probe.is_some_and(|m| {
+            m.taint.contains('O')
+                && m.imports == ["mmu_interval_notifier_insert", "mmu_interval_notifier_remove"]
+        }),
+        format!("{:?}", probe.map(|m| (&m.taint, &m.license, &m.imports))),
+    );
+    let export = |n: &str| c.exports.iter().find(|e| e.name == n);
+    let called_by_test_hmm = |n: &str| {
+        export(n).is_some_and(|e| {
+            e.callers
+                .iter()
+                .any(|k| k.module == "test_hmm" && k.calls > 0)
+        })
+    };
+    let listed = |n: &str| {
+        export(n).map_or("absent".to_string(), |e| {
+            e.callers
+                .iter()
+                .map(|k| format!("{} [{}] {}", k.function, k.module, k.calls))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    };
+    let insert_importers =
+        export("mmu_interval_notifier_insert").map_or(Vec::new(), |e| e.importers.clone());
+    verdict(
+        "census: the workload's calls are seen from test_hmm, by caller",
+        called_by_test_hmm("hmm_range_fault")
+            && called_by_test_hmm("migrate_vma_setup")
+            && insert_importers.contains(&"census_probe".to_string())
+            && insert_importers.contains(&"test_hmm".to_string()),
+        format!(
+            "hmm_range_fault: {}; migrate_vma_setup: {}; mmu_interval_notifier_insert: {} (importers {:?})",
+            listed("hmm_range_fault"),
+            listed("migrate_vma_setup"),
+            listed("mmu_interval_notifier_insert"),
+            insert_importers
+        ),
+    );
+    // What nothing consumes: each must be a real export of the 6.12 source that test_hmm.c
+    // does not call; where in the tree it is used is said, from the source.
+    let dangling: Vec<&CensusExport> = c
+        .exports
+        .iter()
+        .filter(|e| e.importers.is_empty() && e.callers.is_empty())
+        .collect();
+    let mm: String = [
+        "mm/hmm.c",
+        "mm/migrate_device.c",
+        "mm/memremap.c",
+        "mm/mmu_notifier.c",
+        "mm/rmap.c",
+    ]
+    .iter()
+    .filter_map(|f| std::fs::read_to_string(source.join(f)).ok())
+    .collect();
+    let test_hmm_c = std::fs::read_to_string(source.join("lib/test_hmm.c")).unwrap_or_default();
+    let mut wrong = Vec::new();
+    let mut notes = Vec::new();
+    for e in &dangling {
+        let exported = mm.contains(&format!("EXPORT_SYMBOL({})", e.name))
+            || mm.contains(&format!("EXPORT_SYMBOL_GPL({})", e.name));
+        let used_by_test_hmm = test_hmm_c.contains(&format!("{}(", e.name));
+        if !exported || used_by_test_hmm {
+            wrong.push(format!(
+                "{} (exported in the source: {exported}; called by test_hmm.c: {used_by_test_hmm})",
+                e.name
+            ));
+        }
+        let users = users_in_tree(source, &e.name);
+        notes.push(format!(
+            "{}: {}",
+            e.name,
+            if users.is_empty() {
+                "no caller in drivers/".to_string()
+            } else {
+                format!("called in the tree by {}", users.join(", "))
+            }
+        ));
+    }
+    verdict(
+        "census: the exports nothing consumes are real exports test_hmm.c does not call",
+        !dangling.is_empty() && wrong.is_empty(),
+        if wrong.is_empty() {
+            notes.join("; ")
+        } else {
+            wrong.join("; ")
+        },
+    );
+    let report = section(out, "census-report");
+    verdict(
+        "census: the capture keeps it and report shows it again",
+        report.starts_with("census of") && report.contains("census_probe"),
+        report.lines().next().unwrap_or("").to_string(),
+    );
+    Ok(())
+}
+
+/// Up to three files under drivers/ of the source that call `name`.
+fn users_in_tree(source: &std::path::Path, name: &str) -> Vec<String> {
+    let out = std::process::Command::new("grep")
+        .args(["-rlw", "--include=*.c", name])
+        .arg(source.join("drivers"))
+        .output();
+    out.map(|o| {
+        String::from_utf8_lossy(&o.stdout)
+            .lines()
+            .take(3)
+            .map(|l| {
+                l.trim_start_matches(&format!("{}/", source.display()))
+                    .to_string()
+            })
+            .collect()
+    })
+    .unwrap_or_default()
+}
+
 /// The modules variant's checks (`vm/init-modules`): a system-wide recording that starts
 /// before test_hmm is loaded attaches to its callbacks when it is, times the deterministic
 /// workload exactly as the built-in case does, and detaches cleanly when it is unloaded.
-pub fn check_modules(out: &str) -> anyhow::Result<()> {
+pub fn check_modules(out: &str, source: &std::path::Path) -> anyhow::Result<()> {
     if !out.contains("=== end") {
         let tail: Vec<&str> = out.lines().rev().take(20).collect();
         bail!(
@@ -757,6 +984,7 @@ pub fn check_modules(out: &str) -> anyhow::Result<()> {
             wrong.join("; ")
         },
     );
+    census_checks(out, source, &mut verdict)?;
     let rmmod = section(out, "rmmod");
     let left = rmmod
         .lines()

@@ -99,9 +99,22 @@ pub fn build(k: &Kernel, with_bpftrace: bool) -> anyhow::Result<Image> {
     std::fs::copy("/bin/busybox", root.join("bin/busybox"))?;
     if k.modules {
         // test_hmm as the kernel built it, and the census check's out-of-tree module built
-        // against the same tree (`make M=`), as a driver vendor builds theirs.
-        std::fs::copy(k.build.join("lib/test_hmm.ko"), root.join("test_hmm.ko"))
-            .context("the modules variant's build has no lib/test_hmm.ko")?;
+        // against the same tree (`make M=`), as a driver vendor builds theirs; where a
+        // distribution puts them, with the build's Module.symvers (what the census reads).
+        let release = std::fs::read_to_string(k.build.join("include/config/kernel.release"))
+            .context("the modules variant's build has no kernel.release")?;
+        let lib = root.join("lib/modules").join(release.trim());
+        std::fs::create_dir_all(lib.join("extra"))?;
+        std::fs::create_dir_all(lib.join("build"))?;
+        std::fs::copy(
+            k.build.join("lib/test_hmm.ko"),
+            lib.join("extra/test_hmm.ko"),
+        )
+        .context("the modules variant's build has no lib/test_hmm.ko")?;
+        std::fs::copy(
+            k.build.join("Module.symvers"),
+            lib.join("build/Module.symvers"),
+        )?;
         let oot = work.join("census_probe");
         std::fs::create_dir_all(&oot)?;
         std::fs::write(
@@ -115,7 +128,10 @@ pub fn build(k: &Kernel, with_bpftrace: bool) -> anyhow::Result<Image> {
             .arg(format!("M={}", oot.display()))
             .arg("modules");
         logged(make, &log, "make M=census_probe modules")?;
-        std::fs::copy(oot.join("census_probe.ko"), root.join("census_probe.ko"))?;
+        std::fs::copy(
+            oot.join("census_probe.ko"),
+            lib.join("extra/census_probe.ko"),
+        )?;
     }
     let init = root.join("init");
     std::fs::write(

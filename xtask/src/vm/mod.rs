@@ -81,7 +81,7 @@ fn run(version: &str, limit: Duration, timing: bool) -> anyhow::Result<Option<Pa
         started.elapsed().as_secs_f64()
     ));
     if k.modules {
-        checks::check_modules(&out)?;
+        checks::check_modules(&out, &k.source)?;
         return Ok(None);
     }
     checks::check(&out, &image.engine_rows)?;

@@ -41,6 +41,9 @@ pub struct KernelSource {
     /// Holds BPF run-time statistics on while open (`with_program_costs`).
     stats: Option<anyhow::Result<OwnedFd>>,
     malformed_sent: u64,
+    /// `hmmtrace census`: the exports, completed with the loaded modules (from files under
+    /// the directory) and the run-time calls at the end.
+    census: Option<(crate::census::Census, std::path::PathBuf)>,
 }
 
 /// A command traced from its first instruction.
@@ -77,6 +80,7 @@ impl KernelSource {
             command,
             stats: None,
             malformed_sent: 0,
+            census: None,
         })
     }
 
@@ -86,6 +90,18 @@ impl KernelSource {
     pub fn with_program_costs(mut self) -> KernelSource {
         self.stats = Some(enable_run_time_stats());
         self
+    }
+
+    /// Complete the census of `survey` (whose functions the session's options named) with the
+    /// loaded modules and the calls counted, and send it at the end.
+    pub fn with_census(mut self, survey: crate::census::Survey) -> KernelSource {
+        self.census = Some((survey.census, survey.modules_dir));
+        self
+    }
+
+    /// Census functions the census probe could not attach to, and why.
+    pub fn census_refused(&self) -> &[String] {
+        &self.session.census_refused
     }
 
     /// The attach plan, with each row's outcome.
@@ -187,6 +203,7 @@ impl Source for KernelSource {
         let mut costs_sent = Instant::now();
         let mut aggregated = Instant::now();
         let mut modules_seen = Instant::now();
+        let census_from = monotonic_ns();
         let finished = loop {
             self.wait()?;
             self.drain(sink)?;
@@ -219,6 +236,18 @@ impl Source for KernelSource {
         self.drain(sink)?;
         self.send_aggregates(sink)?;
         self.send_costs(sink)?;
+        if let Some((mut census, modules_dir)) = self.census.take() {
+            crate::census::add_modules(&mut census, &modules_dir);
+            let (calls, uncounted) = self.session.census_calls()?;
+            let kallsyms = std::fs::read_to_string("/proc/kallsyms")
+                .map_err(|e| anyhow::anyhow!("cannot read /proc/kallsyms: {e}"))?;
+            let modules = std::fs::read_to_string("/proc/modules").unwrap_or_default();
+            crate::census::add_calls(&mut census, &kallsyms, &modules, &calls);
+            census.watched_ns = monotonic_ns() - census_from;
+            census.uncounted_calls = uncounted;
+            census.not_counted = self.session.census_refused.clone();
+            sink.status(&Status::Census(std::sync::Arc::new(census)))?;
+        }
         sink.tick(monotonic_ns())?;
         Ok(finished)
     }
