@@ -138,6 +138,14 @@ const SERIES_NAMES: [(&str, Series); 10] = [
     ("lost", Series::Lost),
 ];
 
+/// At most this many rows: at the smallest panel height (`layout::MIN_H`), 12 rows take 36
+/// lines, which a laptop's terminal still has.
+pub const MAX_ROWS: usize = 12;
+/// At most this many panels in a row: 8 of the smallest width take 64 columns.
+pub const MAX_PANELS_PER_ROW: usize = 8;
+/// At most this many panels in all.
+pub const MAX_PANELS: usize = 48;
+
 /// Panel types, for messages.
 const TYPES: &str = "rates, latency, top, log, status, findings";
 
@@ -156,10 +164,37 @@ impl Dashboard {
         if raw.rows.is_empty() {
             return Err(err(0, "a dashboard needs at least one [[row]]".into()));
         }
+        if raw.rows.len() > MAX_ROWS {
+            return Err(err(
+                raw.rows[MAX_ROWS].span().start,
+                format!(
+                    "a dashboard has at most {MAX_ROWS} rows (this one has {}): more could not be \
+                     read on a terminal",
+                    raw.rows.len()
+                ),
+            ));
+        }
         let mut rows = Vec::new();
+        let mut panels_in_all = 0;
         for r in &raw.rows {
             let at = r.span().start;
             let r = r.get_ref();
+            if r.panels.len() > MAX_PANELS_PER_ROW {
+                return Err(err(
+                    r.panels[MAX_PANELS_PER_ROW].span().start,
+                    format!(
+                        "a row has at most {MAX_PANELS_PER_ROW} panels (this one has {})",
+                        r.panels.len()
+                    ),
+                ));
+            }
+            if panels_in_all + r.panels.len() > MAX_PANELS {
+                return Err(err(
+                    r.panels[MAX_PANELS - panels_in_all].span().start,
+                    format!("a dashboard has at most {MAX_PANELS} panels in all"),
+                ));
+            }
+            panels_in_all += r.panels.len();
             if !(1..=100).contains(&r.height) {
                 return Err(err(at, "row height must be within 1..=100".into()));
             }

@@ -15,6 +15,7 @@
 pub mod app;
 pub mod dashboard;
 pub mod filter;
+pub mod layout;
 pub mod render;
 pub mod ui;
 

@@ -72,6 +72,8 @@ pub struct Ui {
     pub replay: Option<Arc<ReplayControl>>,
     /// The finding whose events the log shows (`f`), by index into the app's kept findings.
     pub finding: Option<usize>,
+    /// The dashboard's grid for the last body area drawn: computed once per terminal size.
+    grid: std::cell::RefCell<Option<(ratatui::layout::Rect, super::layout::Grid)>>,
 }
 
 impl Ui {
@@ -91,6 +93,21 @@ impl Ui {
             quit: false,
             replay,
             finding: None,
+            grid: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// Where the dashboard's panels go in `body`: the grid kept from the last frame when the
+    /// area is the same, else computed (and kept).
+    pub fn grid(&self, body: ratatui::layout::Rect) -> super::layout::Grid {
+        let mut kept = self.grid.borrow_mut();
+        match &*kept {
+            Some((area, grid)) if *area == body => grid.clone(),
+            _ => {
+                let grid = super::layout::grid(&self.dashboard, body);
+                *kept = Some((body, grid.clone()));
+                grid
+            }
         }
     }
 

@@ -18,6 +18,7 @@ use ratatui::Frame;
 
 use super::app::App;
 use super::dashboard::PanelKind;
+use super::layout::Grid;
 use super::ui::Ui;
 
 /// Draws the whole screen: title, the dashboard's rows of panels, footer, help on top.
@@ -29,12 +30,27 @@ pub fn draw(f: &mut Frame, app: &App, ui: &Ui) {
     ])
     .areas(f.area());
     f.render_widget(title_line(app, ui), title);
-    let rows =
-        Layout::vertical(ui.dashboard.rows.iter().map(|r| Constraint::Fill(r.height))).split(body);
-    for (row, area) in ui.dashboard.rows.iter().zip(rows.iter()) {
-        let cols =
-            Layout::horizontal(row.panels.iter().map(|p| Constraint::Fill(p.width))).split(*area);
-        for (panel, area) in row.panels.iter().zip(cols.iter()) {
+    let rows = match ui.grid(body) {
+        Grid::Fits(rows) => rows,
+        Grid::TooSmall { need: (w, h) } => {
+            // Solving a layout nobody could read is how a big dashboard once hung the TUI.
+            f.render_widget(
+                Paragraph::new(format!(
+                    "terminal too small for this dashboard: it needs {w}×{} ({} rows of panels,                      up to {} in a row), this one is {}×{}. Enlarge it or pick a smaller                      dashboard (--dashboard). q quits.",
+                    h + 2,
+                    ui.dashboard.rows.len(),
+                    ui.dashboard.rows.iter().map(|r| r.panels.len()).max().unwrap_or(0),
+                    f.area().width,
+                    f.area().height
+                ))
+                .wrap(ratatui::widgets::Wrap { trim: true }),
+                body,
+            );
+            Vec::new()
+        }
+    };
+    for (row, areas) in ui.dashboard.rows.iter().zip(rows.iter()) {
+        for (panel, area) in row.panels.iter().zip(areas.iter()) {
             let block = |default: &str| {
                 Block::bordered().title(Span::styled(
                     format!(" {} ", panel.title.as_deref().unwrap_or(default)),
@@ -63,6 +79,24 @@ pub fn draw(f: &mut Frame, app: &App, ui: &Ui) {
     if ui.help {
         help::draw(f, f.area(), ui);
     }
+}
+
+/// Draws one frame of `app` and `ui` on an off-screen terminal of `width`×`height` and
+/// returns its text, a line per row (for tests and the dashboard fuzz target).
+pub fn draw_offscreen(app: &App, ui: &Ui, width: u16, height: u16) -> String {
+    let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(width, height))
+        .expect("an off-screen terminal cannot fail to start");
+    t.draw(|f| draw(f, app, ui))
+        .expect("drawing off screen cannot fail");
+    let buf = t.backend().buffer();
+    let mut out = String::with_capacity(usize::from(width + 1) * usize::from(height));
+    for y in 0..height {
+        for x in 0..width {
+            out.push_str(buf[(x, y)].symbol());
+        }
+        out.push('\n');
+    }
+    out
 }
 
 fn title_line<'a>(app: &'a App, ui: &'a Ui) -> Paragraph<'a> {

@@ -449,3 +449,110 @@ fn the_findings_panel_lists_findings_and_f_shows_one_findings_events_in_the_log(
     let plain = app_of("pingpong");
     assert!(screen(&plain, &single("type = \"findings\""), 120, 10).contains("not running"));
 }
+
+/// A dashboard of `rows` (each a list of (type, width)) with the given heights.
+fn dashboard_text(rows: &[(u16, Vec<(usize, u16)>)]) -> String {
+    const TYPES: [&str; 6] = ["rates", "latency", "top", "log", "status", "findings"];
+    let mut t = String::from("name = \"random\"\n");
+    for (height, panels) in rows {
+        t.push_str(&format!("[[row]]\nheight = {height}\n"));
+        for (kind, width) in panels {
+            t.push_str(&format!(
+                "[[row.panel]]\ntype = \"{}\"\nwidth = {width}\n",
+                TYPES[*kind]
+            ));
+        }
+    }
+    t
+}
+
+fn random_rows() -> impl proptest::strategy::Strategy<Value = Vec<(u16, Vec<(usize, u16)>)>> {
+    use proptest::prelude::*;
+    let row = (
+        1u16..=100,
+        proptest::collection::vec((0usize..6, 1u16..=100), 1..=8),
+    );
+    proptest::collection::vec(row, 1..=12).prop_map(|mut rows| {
+        // Within the limit of panels in all: trim from the end.
+        let mut left = crate::tui::dashboard::MAX_PANELS;
+        rows.retain_mut(|(_, panels)| {
+            panels.truncate(left);
+            left -= panels.len();
+            !panels.is_empty()
+        });
+        rows
+    })
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(128))]
+    /// A hang detector, not a speed target: every dashboard the format accepts, at every
+    /// terminal size from 1×1 to 300×100, draws within a second (a layout solver once spun for
+    /// minutes on one), and every panel it draws lies inside the screen.
+    #[test]
+    fn any_accepted_dashboard_draws_within_a_second_at_any_size(
+        rows in random_rows(),
+        width in 1u16..=300,
+        height in 1u16..=100,
+    ) {
+        let text = dashboard_text(&rows);
+        let d = Dashboard::parse("random.toml", &text).unwrap();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let app = app_of("migrate");
+            let ui = Ui::new(d, None);
+            ready_tx.send(()).unwrap();
+            let screen = draw_offscreen(&app, &ui, width, height);
+            let grid = ui.grid(ratatui::layout::Rect::new(0, 1, width, height.saturating_sub(2)));
+            let _ = done_tx.send((screen, grid));
+        });
+        ready_rx.recv().unwrap();
+        let (screen, grid) = done_rx
+            .recv_timeout(std::time::Duration::from_secs(1))
+            .expect("a frame took more than a second: the layout hangs");
+        proptest::prop_assert_eq!(screen.lines().count(), usize::from(height));
+        match grid {
+            crate::tui::layout::Grid::Fits(rows) => {
+                for r in rows.iter().flatten() {
+                    proptest::prop_assert!(r.right() <= width && r.bottom() < height, "{:?}", r);
+                    proptest::prop_assert!(r.width >= crate::tui::layout::MIN_W && r.height >= crate::tui::layout::MIN_H);
+                }
+            }
+            crate::tui::layout::Grid::TooSmall { .. } => {
+                proptest::prop_assert!(height < 3 || screen.contains("terminal") || width < 20);
+            }
+        }
+    }
+}
+
+#[test]
+fn a_dashboard_past_its_limits_is_refused_at_the_row_or_panel_that_passes_them() {
+    let rows = |n: usize, per: usize| dashboard_text(&vec![(1, vec![(0, 1); per]); n]);
+    let e = Dashboard::parse("d.toml", &rows(13, 1)).unwrap_err();
+    assert!(e.message.contains("at most 12 rows"), "{e}");
+    // The 13th [[row]]: after the name and 12 rows of 5 lines.
+    assert_eq!(e.line, 2 + 12 * 5, "{e}");
+    let e = Dashboard::parse("d.toml", &rows(1, 9)).unwrap_err();
+    assert!(e.message.contains("at most 8 panels"), "{e}");
+    let e = Dashboard::parse("d.toml", &rows(7, 8)).unwrap_err();
+    assert!(e.message.contains("at most 48 panels in all"), "{e}");
+    assert!(Dashboard::parse("d.toml", &rows(6, 8)).is_ok());
+    assert!(Dashboard::parse("d.toml", &rows(12, 4)).is_ok());
+}
+
+#[test]
+fn a_terminal_too_small_for_the_dashboard_says_so_and_what_it_needs() {
+    let app = app_of("migrate");
+    let u = ui("overview");
+    let s = draw_offscreen(&app, &u, 30, 8);
+    assert!(s.contains("terminal too small"), "{s}");
+    let (w, h) =
+        match crate::tui::layout::grid(&u.dashboard, ratatui::layout::Rect::new(0, 1, 30, 6)) {
+            crate::tui::layout::Grid::TooSmall { need } => need,
+            other => panic!("{other:?}"),
+        };
+    // At that size every panel gets its minimum and the note is gone.
+    let s = draw_offscreen(&app, &u, w.max(40), h + 2);
+    assert!(!s.contains("terminal too small"), "{s}");
+}
