@@ -371,6 +371,29 @@ struct Step {
     at: usize,
 }
 
+/// At most this many steps run (a `repeat` counts its inner steps `times` over): a scenario
+/// ends, it does not run for days.
+pub const MAX_STEPS_RUN: u64 = 100_000_000;
+/// At most this much idle time in all, in ns (2^62: the simulated clock cannot overflow).
+pub const MAX_IDLE_NS: u64 = 1 << 62;
+
+impl Step {
+    /// (steps it runs, ns it idles), repeats counted; saturating.
+    fn size(&self) -> (u64, u64) {
+        match &self.op {
+            Op::Idle { ns } => (1, *ns),
+            Op::Repeat { times, steps, .. } => {
+                let (r, i) = steps.iter().fold((0u64, 0u64), |(r, i), s| {
+                    let (sr, si) = s.size();
+                    (r.saturating_add(sr), i.saturating_add(si))
+                });
+                (r.saturating_mul(*times), i.saturating_mul(*times))
+            }
+            _ => (1, 0),
+        }
+    }
+}
+
 /// A parsed, validated scenario.
 #[derive(Debug, Clone)]
 pub struct Scenario {
@@ -429,11 +452,31 @@ impl Scenario {
         if processes.is_empty() {
             return Err(err(0, "a scenario needs at least one [[process]]".into()));
         }
-        let steps = raw
+        let steps: Vec<Step> = raw
             .steps
             .iter()
             .map(|s| validate_step(s, &devices).map_err(|(at, m)| err(at, m)))
             .collect::<Result<_, _>>()?;
+        // What the whole scenario runs, summed step by step: the first step that takes it past
+        // a limit is the one named.
+        let (mut run, mut idle) = (0u64, 0u64);
+        for s in &steps {
+            let (r, i) = s.size();
+            run = run.saturating_add(r);
+            idle = idle.saturating_add(i);
+            if run > MAX_STEPS_RUN {
+                return Err(err(
+                    s.at,
+                    format!("with this step the scenario runs more than {MAX_STEPS_RUN} steps (repeats counted)"),
+                ));
+            }
+            if idle > MAX_IDLE_NS {
+                return Err(err(
+                    s.at,
+                    format!("with this step the scenario idles more than {MAX_IDLE_NS} ns in all (about 146 years of its clock)"),
+                ));
+            }
+        }
         Ok(Scenario {
             name: raw.name,
             description: raw.description,

@@ -569,7 +569,7 @@ fn scenarios_at_the_validators_limits_run_or_are_refused() {
     let (code, _, err) = run(hmmtrace().args(["sim", "-s"]).arg(&all));
     assert_eq!(code, 2, "{err}");
     assert!(
-        err.contains("all.toml:15:") && err.contains("touches more than 67108864 pages"),
+        err.contains("all.toml:15:") && err.contains("touches more than 33554432 pages"),
         "{err}"
     );
     assert!(
@@ -593,4 +593,52 @@ fn census_with_a_missing_symvers_is_bad_input_naming_the_path() {
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// Unmounts the tmpfs it holds when dropped, whatever the test did.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+#[test]
+#[ignore = "needs root to mount a small tmpfs; cargo xtask test runs it as root"]
+fn sim_onto_a_full_disk_is_an_io_error_on_the_file_not_the_scenarios_and_keeps_what_it_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=256k", "tmpfs"])
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success(), "mount failed");
+    let _mounted = Mounted(dir.path().to_path_buf());
+    let path = dir.path().join("stream.hmt");
+    let (code, _, err) = run(hmmtrace()
+        .args(["sim", "--scenario", "gpu-stream", "-o"])
+        .arg(&path));
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&path.display().to_string()), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    // Not blamed on the scenario: no step position, no 'bad input'.
+    assert!(
+        !err.contains("step failed") && !err.contains("<builtin"),
+        "{err}"
+    );
+    let kept: u64 = err
+        .split("keeps the ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no count of the events kept in: {err}"));
+    assert!(kept > 0, "{err}");
+    let (code, out, err) = run(hmmtrace().args(["report", "--format", "json"]).arg(&path));
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        json["events"], kept,
+        "the file reads back with every event it said it kept"
+    );
 }

@@ -250,6 +250,8 @@ fn test(args: &[String]) -> anyhow::Result<()> {
              listed as skipped; run `cargo xtask test` as root to include them"
         );
     }
+    // The scenario-limit test runs the release binary (the debug one takes minutes there).
+    cmd.env("HMMTRACE_RELEASE_BIN", crate::build_release_hmmtrace()?);
     if let Some(capture) = &vm_capture {
         // This run's kernel capture joins the committed ones in tests/consistency.rs.
         cmd.env("HMMTRACE_VM_CAPTURE", capture);

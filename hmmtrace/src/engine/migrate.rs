@@ -18,6 +18,13 @@ use crate::event::Body;
 /// `VM_FAULT_SIGBUS`: what `migrate_to_ram` returns when it could not bring the page back.
 const VM_FAULT_SIGBUS: u32 = 0x0002;
 
+/// The most pages one `migrate_vma` call of the engine covers: a larger request is split in
+/// calls of this many (one `Migration` event each), as drivers split theirs (test_hmm by 64),
+/// so that what one call collects stays within tens of megabytes of the engine's memory, at
+/// every size a scenario may ask (a request of 2^26 pages in one call took 3.6 GB and, under
+/// a 4 GiB address-space limit, aborted).
+pub const MIGRATE_CHUNK: u64 = 1 << 20;
+
 /// `cpages` and `migrated` of one migration, as the `Migration` event reports them.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct MigrateOutcome {
@@ -53,7 +60,30 @@ impl Engine<'_> {
         let start = self.vpn(addr);
         self.check_range(tgid, start, npages)?;
         let racing: Vec<u64> = racing.iter().map(|i| start + i).collect();
-        Ok(self.migrate_vma(dev, tgid, start, npages, MIGRATE_VMA_SELECT_SYSTEM, &racing))
+        Ok(self.migrate_chunks(dev, tgid, start, npages, MIGRATE_VMA_SELECT_SYSTEM, &racing))
+    }
+
+    /// `migrate_vma` over `[start, start + npages)` in calls of at most [`MIGRATE_CHUNK`]
+    /// pages, as a driver splits a large request; the outcomes summed.
+    fn migrate_chunks(
+        &mut self,
+        dev: DevId,
+        tgid: Tgid,
+        start: u64,
+        npages: u64,
+        select: u32,
+        racing: &[u64],
+    ) -> MigrateOutcome {
+        let mut total = MigrateOutcome::default();
+        let mut at = start;
+        while at < start + npages {
+            let n = (start + npages - at).min(MIGRATE_CHUNK);
+            let o = self.migrate_vma(dev, tgid, at, n, select, racing);
+            total.cpages += o.cpages;
+            total.migrated += o.migrated;
+            at += n;
+        }
+        total
     }
 
     /// `HMM_DMIRROR_MIGRATE_TO_SYS`: `migrate_vma_*` with `MIGRATE_VMA_SELECT_DEVICE_PRIVATE |
@@ -69,7 +99,7 @@ impl Engine<'_> {
         let start = self.vpn(addr);
         self.check_range(tgid, start, npages)?;
         let select = MIGRATE_VMA_SELECT_DEVICE_PRIVATE | MIGRATE_VMA_SELECT_DEVICE_COHERENT;
-        Ok(self.migrate_vma(dev, tgid, start, npages, select, &[]))
+        Ok(self.migrate_chunks(dev, tgid, start, npages, select, &[]))
     }
 
     /// The owning device's `migrate_to_ram(vmf)` for a CPU fault on a device-private entry:

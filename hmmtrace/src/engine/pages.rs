@@ -62,10 +62,17 @@ impl Page {
     }
 }
 
-/// Every page the engine made, live or free for reuse.
+/// Pages per block of [`Pages`]: 2 MiB.
+const BLOCK_BITS: u32 = 16;
+const BLOCK: usize = 1 << BLOCK_BITS;
+
+/// Every page the engine made, live or free for reuse. Kept in blocks of [`BLOCK`] pages
+/// rather than one `Vec`: a `Vec` of 2^26 pages doubles to a 4 GiB allocation on its next push,
+/// which a machine (or an address-space limit) may refuse, and that aborts; blocks grow by 2
+/// MiB at a time.
 #[derive(Default)]
 pub(crate) struct Pages {
-    pages: Vec<Page>,
+    blocks: Vec<Vec<Page>>,
     /// Pages live now.
     live: u64,
     free: Vec<PageId>,
@@ -76,13 +83,13 @@ pub(crate) struct Pages {
 impl Index<PageId> for Pages {
     type Output = Page;
     fn index(&self, id: PageId) -> &Page {
-        &self.pages[id as usize]
+        &self.blocks[(id >> BLOCK_BITS) as usize][id as usize & (BLOCK - 1)]
     }
 }
 
 impl IndexMut<PageId> for Pages {
     fn index_mut(&mut self, id: PageId) -> &mut Page {
-        &mut self.pages[id as usize]
+        &mut self.blocks[(id >> BLOCK_BITS) as usize][id as usize & (BLOCK - 1)]
     }
 }
 
@@ -108,12 +115,17 @@ impl Pages {
         self.live += 1;
         match self.free.pop() {
             Some(id) => {
-                self.pages[id as usize] = page;
+                self[id] = page;
                 id
             }
             None => {
-                self.pages.push(page);
-                (self.pages.len() - 1) as PageId
+                if self.blocks.last().is_none_or(|b| b.len() == BLOCK) {
+                    self.blocks.push(Vec::with_capacity(BLOCK));
+                }
+                let n = self.blocks.len() - 1;
+                let block = &mut self.blocks[n];
+                block.push(page);
+                ((n << BLOCK_BITS) + block.len() - 1) as PageId
             }
         }
     }
@@ -121,7 +133,7 @@ impl Pages {
     /// Marks a page free (it has no mapping) and its id reusable.
     pub fn release(&mut self, id: PageId) {
         self.live -= 1;
-        self.pages[id as usize].live = false;
+        self[id].live = false;
         self.free.push(id);
     }
 
@@ -131,17 +143,17 @@ impl Pages {
     }
 
     pub fn live(&self) -> impl Iterator<Item = &Page> {
-        self.pages.iter().filter(|p| p.live)
+        self.blocks.iter().flatten().filter(|p| p.live)
     }
 
     #[cfg(test)]
     pub fn live_mut(&mut self) -> impl Iterator<Item = &mut Page> {
-        self.pages.iter_mut().filter(|p| p.live)
+        self.blocks.iter_mut().flatten().filter(|p| p.live)
     }
 
     /// How many mappings the page has.
     pub fn map_count(&self, id: PageId) -> usize {
-        let p = &self.pages[id as usize];
+        let p = &self[id];
         match (p.map_tgid, p.more) {
             (NO_MAP, _) => 0,
             (_, 0) => 1,
@@ -151,7 +163,7 @@ impl Pages {
 
     /// Adds a mapping at the end of the page's reverse map.
     pub fn add_map(&mut self, id: PageId, (tgid, vpn): (Tgid, u64)) {
-        let p = &mut self.pages[id as usize];
+        let p = &mut self.blocks[(id >> BLOCK_BITS) as usize][id as usize & (BLOCK - 1)];
         if p.map_tgid == NO_MAP {
             p.map_tgid = tgid;
             p.map_vpn = vpn;
@@ -171,7 +183,7 @@ impl Pages {
 
     /// Removes one mapping, as `Vec::swap_remove` at its position would; nothing if absent.
     pub fn remove_map(&mut self, id: PageId, m: (Tgid, u64)) {
-        let p = &mut self.pages[id as usize];
+        let p = &mut self.blocks[(id >> BLOCK_BITS) as usize][id as usize & (BLOCK - 1)];
         if p.map_tgid == NO_MAP {
             return;
         }
@@ -200,7 +212,7 @@ impl Pages {
 
     /// Takes every mapping, in reverse-map order, leaving none.
     pub fn take_maps(&mut self, id: PageId) -> impl Iterator<Item = (Tgid, u64)> {
-        let p = &mut self.pages[id as usize];
+        let p = &mut self.blocks[(id >> BLOCK_BITS) as usize][id as usize & (BLOCK - 1)];
         let first = (p.map_tgid != NO_MAP).then_some((p.map_tgid, p.map_vpn));
         p.map_tgid = NO_MAP;
         let more = match std::mem::take(&mut p.more) {
