@@ -225,15 +225,18 @@ pub struct ViewArgs {
 #[command(next_help_heading = "Findings")]
 pub struct FindingArgs {
     /// Thrashing: round trips (device -> RAM -> device, or the reverse) of the same pages
-    /// before it is a finding.
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    /// before it is a finding (1 to 1000000).
+    #[arg(long, default_value_t = 3, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub thrash_round_trips: u32,
     /// Thrashing: the most time between a page's migration and its migration back for them to
     /// count as a bounce (on the source's clock).
     #[arg(long, default_value = "20ms", value_parser = parse_interval, value_name = "TIME")]
     pub thrash_lapse: Duration,
-    /// Retry storms: -EBUSY and mmu_interval_read_retry retries of one range in a row.
-    #[arg(long, default_value_t = 8, value_name = "N")]
+    /// Retry storms: -EBUSY and mmu_interval_read_retry retries of one range in a row (1 to
+    /// 1000000).
+    #[arg(long, default_value_t = 8, value_name = "N",
+          value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub retry_storm: u64,
     /// Slow callbacks: an interval notifier's invalidate callback longer than this.
     #[arg(long, default_value = "1ms", value_parser = parse_interval, value_name = "TIME")]
@@ -250,9 +253,9 @@ impl FindingArgs {
     pub fn config(&self) -> crate::findings::Config {
         let ns = |d: Duration| d.as_nanos().min(u128::from(u64::MAX)) as u64;
         crate::findings::Config {
-            thrash_round_trips: self.thrash_round_trips.max(1),
+            thrash_round_trips: self.thrash_round_trips,
             thrash_lapse_ns: ns(self.thrash_lapse),
-            retry_storm: self.retry_storm.max(1),
+            retry_storm: self.retry_storm,
             slow_invalidate_ns: ns(self.slow_invalidate),
             slow_fault_ns: ns(self.slow_fault),
             leak_grace_ns: ns(self.leak_grace),

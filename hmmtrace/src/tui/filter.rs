@@ -4,6 +4,7 @@
 //! (seconds from the first event, as the log's time column), `addr:START..END` (events whose
 //! address range overlaps it), or plain text found anywhere in the line as the log shows it
 //! (case-insensitive). `f` sets a filter of `pid:`, `t:` and `addr:` to a finding's events.
+//! Limits: 1024 bytes, 32 terms, 64 values in a list.
 
 use crate::event::Class;
 
@@ -58,6 +59,14 @@ fn seconds(s: &str) -> Option<u64> {
     whole.checked_mul(1_000_000_000)?.checked_add(frac)
 }
 
+/// At most this many bytes of filter text: every log line is matched against every term on
+/// every frame, so a filter stays small enough for that to be instant.
+pub const MAX_FILTER_BYTES: usize = 1024;
+/// At most this many terms.
+pub const MAX_TERMS: usize = 32;
+/// At most this many values in a term's comma list (`kind:`, `pid:`).
+pub const MAX_VALUES: usize = 64;
+
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Filter {
     terms: Vec<Term>,
@@ -66,8 +75,22 @@ pub struct Filter {
 impl Filter {
     /// Parses a filter; an error says which term is wrong and why.
     pub fn parse(s: &str) -> Result<Filter, String> {
+        if s.len() > MAX_FILTER_BYTES {
+            return Err(format!(
+                "a filter is at most {MAX_FILTER_BYTES} bytes (this one is {})",
+                s.len()
+            ));
+        }
         let mut terms = Vec::new();
         for word in s.split_whitespace() {
+            if terms.len() == MAX_TERMS {
+                return Err(format!("a filter has at most {MAX_TERMS} terms"));
+            }
+            if let Some((key, v)) = word.split_once(':') {
+                if v.split(',').count() > MAX_VALUES {
+                    return Err(format!("{key}: at most {MAX_VALUES} values in a list"));
+                }
+            }
             let term = match word.split_once(':') {
                 Some(("kind", v)) => Term::Kind(
                     v.split(',')
@@ -217,5 +240,19 @@ mod tests {
         assert!(Filter::parse("cpu:1")
             .unwrap_err()
             .contains("unknown key 'cpu'"));
+    }
+
+    #[test]
+    fn a_filter_past_its_limits_is_refused_saying_which() {
+        let terms = |n: usize| vec!["x"; n].join(" ");
+        assert!(Filter::parse(&terms(MAX_TERMS)).is_ok());
+        let e = Filter::parse(&terms(MAX_TERMS + 1)).unwrap_err();
+        assert!(e.contains("at most 32 terms"), "{e}");
+        let pids = |n: usize| format!("pid:{}", vec!["1"; n].join(","));
+        assert!(Filter::parse(&pids(MAX_VALUES)).is_ok());
+        let e = Filter::parse(&pids(MAX_VALUES + 1)).unwrap_err();
+        assert!(e.contains("pid: at most 64 values"), "{e}");
+        let e = Filter::parse(&"y".repeat(MAX_FILTER_BYTES + 1)).unwrap_err();
+        assert!(e.contains("at most 1024 bytes"), "{e}");
     }
 }
