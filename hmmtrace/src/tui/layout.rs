@@ -2,9 +2,12 @@
 //! until the size changes (`Ui::grid`).
 //!
 //! Why not ratatui's `Layout` for this: it solves constraints with the kasuari (Cassowary)
-//! solver, whose cost grows much faster than the constraints do; a dashboard of hundreds of
-//! `Fill` panels at a small size spun a core inside `Solver::add_constraint` for minutes
-//! (issue 18), and it solved again every frame. Rows and panels only ever split an area by
+//! solver, whose cost grows far faster than the constraints do. Measured here with ratatui
+//! 0.30 (release build, random weights 1..=100): one `Layout` of 40 `Fill` panels in 40
+//! columns took 0.2 to 0.5 s to solve, one of 60 in 160 columns or of 100 in 40 did not finish
+//! in 60 s. That was the hang of issue 18 (a dashboard of rows of 40 panels spun a core in
+//! `Solver::add_constraint`, once per row per frame, whenever ratatui's layout cache missed:
+//! a new size, or a weight set it had not seen). Rows and panels only ever split an area by
 //! weight, which is a few lines: every row (panel) gets [`MIN_H`] ([`MIN_W`]) cells first, the
 //! rest goes by weight (largest remainder), in one pass. When even the minimums do not fit,
 //! the dashboard says so instead of drawing panels nobody could read.
