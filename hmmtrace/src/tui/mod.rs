@@ -1,7 +1,8 @@
 //! The live terminal UI: one [`App`] state, fed through a [`TuiSink`] like any other sink,
 //! and a draw loop ([`TuiView`], the pipeline's view) that only reads it, at most [`MAX_FPS`]
 //! times a second, half that under load, and only when the state (its `generation`) or the
-//! viewer's choices changed.
+//! viewer's choices changed. Frames are drawn on their own thread while the view's loop reads
+//! keys, so `q` and Ctrl-C quit at once even while a frame is being drawn.
 //!
 //! Ingestion never waits for drawing: the sink hands events over only when the state's lock is
 //! free (`try_lock`), keeping them in its own buffer while a frame is being drawn, so a source
@@ -184,8 +185,9 @@ impl Drop for Restore {
 
 /// Runs the TUI until `q`, Ctrl-C (both quit the control, so the source stops too), SIGINT or
 /// SIGTERM.
-fn run(app: Arc<Mutex<App>>, mut ui: Ui, ctl: &Control) -> anyhow::Result<()> {
-    let mut terminal =
+fn run(app: Arc<Mutex<App>>, ui: Ui, ctl: &Control) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let terminal =
         ratatui::try_init().map_err(|e| anyhow::anyhow!("cannot set up the terminal: {e}"))?;
     let _restore = Restore;
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -203,55 +205,108 @@ fn run(app: Arc<Mutex<App>>, mut ui: Ui, ctl: &Control) -> anyhow::Result<()> {
                 }
             }
         })?;
-    rt.block_on(async {
+    // Frames are drawn on their own thread, so that quitting never waits for one: this loop
+    // reads keys and the control while a frame draws, and a quit key is acted on at once
+    // (q, unless a filter is being typed; Ctrl-C always).
+    let ui = Arc::new(Mutex::new(ui));
+    let dirty = Arc::new(AtomicBool::new(true));
+    let editing = Arc::new(AtomicBool::new(false));
+    let (frame_tx, frame_rx) = std::sync::mpsc::sync_channel::<()>(1);
+    let (drawn_tx, drawn_rx) = std::sync::mpsc::channel::<anyhow::Result<()>>();
+    {
+        let (app, ui, dirty) = (Arc::clone(&app), Arc::clone(&ui), Arc::clone(&dirty));
+        std::thread::Builder::new()
+            .name("tui-draw".into())
+            .spawn(move || {
+                let result = draw_loop(terminal, &app, &ui, &dirty, &frame_rx);
+                let _ = drawn_tx.send(result);
+            })?;
+    }
+    let result = rt.block_on(async {
         let mut frame = tokio::time::interval(Duration::from_millis(1000 / MAX_FPS));
         frame.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-        // What the last frame showed, and whether the viewer changed something since.
-        let mut drawn: Option<(u64, u64)> = None;
-        let mut dirty = true;
-        let mut skip = 0u32;
         loop {
             tokio::select! {
                 _ = frame.tick() => {
                     if ctl.interrupted().is_some() {
                         break;
                     }
-                    if skip > 0 {
-                        skip -= 1;
-                        continue;
-                    }
-                    let app = lock(&app);
-                    let now = (app.generation, app.events);
-                    // Draw only what changed: an idle TUI wakes at the frame rate but draws
-                    // about once a second (when a rate bin closes).
-                    if !dirty && drawn.map(|(g, _)| g) == Some(now.0) {
-                        continue;
-                    }
-                    terminal.draw(|f| render::draw(f, &app, &ui))?;
-                    // Under load (more than a thousand events since the last frame) draw at
-                    // half the rate: the numbers are no less current to the eye.
-                    if drawn.is_some_and(|(_, events)| now.1.saturating_sub(events) > 1000) {
-                        skip = 1;
-                    }
-                    drawn = Some(now);
-                    dirty = false;
-                }
-                Some(ev) = rx.recv() => {
-                    match ev {
-                        TermEvent::Key(k) if k.kind != KeyEventKind::Release => {
-                            ui.key(k, &lock(&app));
-                        }
-                        _ => {}
-                    }
-                    // A key, a resize, a paste: the next frame draws whatever the state.
-                    dirty = true;
-                    if ui.quit {
-                        ctl.quit();
+                    if let Ok(failed) = drawn_rx.try_recv() {
+                        // The draw thread ended on its own: a terminal error.
+                        failed?;
                         break;
                     }
+                    // A frame still drawing skips this one (the channel holds one).
+                    let _ = frame_tx.try_send(());
+                }
+                Some(ev) = rx.recv() => {
+                    if let TermEvent::Key(k) = ev {
+                        use crossterm::event::{KeyCode, KeyModifiers};
+                        let ctrl_c = k.modifiers.contains(KeyModifiers::CONTROL)
+                            && k.code == KeyCode::Char('c');
+                        let q = k.code == KeyCode::Char('q') && !editing.load(Ordering::Relaxed);
+                        if k.kind != KeyEventKind::Release && (ctrl_c || q) {
+                            ctl.quit();
+                            break;
+                        }
+                        if k.kind != KeyEventKind::Release {
+                            let mut ui = ui.lock().unwrap_or_else(|p| p.into_inner());
+                            ui.key(k, &lock(&app));
+                            editing.store(ui.editing.is_some(), Ordering::Relaxed);
+                            if ui.quit {
+                                ctl.quit();
+                                break;
+                            }
+                        }
+                    }
+                    // A key, a resize, a paste: the next frame draws whatever the state.
+                    dirty.store(true, Ordering::Relaxed);
                 }
             }
         }
         anyhow::Ok(())
-    })
+    });
+    // Stop the draw thread and give a frame in progress a moment to end, so that it does not
+    // write over the restored terminal; one that takes longer is left behind.
+    drop(frame_tx);
+    let _ = drawn_rx.recv_timeout(Duration::from_millis(500));
+    result
+}
+
+/// Draws a frame each time the loop asks, when the state or the viewer's choices changed;
+/// ends when the loop stops asking.
+fn draw_loop(
+    mut terminal: ratatui::DefaultTerminal,
+    app: &Mutex<App>,
+    ui: &Mutex<Ui>,
+    dirty: &std::sync::atomic::AtomicBool,
+    frames: &std::sync::mpsc::Receiver<()>,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    // What the last frame showed.
+    let mut drawn: Option<(u64, u64)> = None;
+    let mut skip = 0u32;
+    while frames.recv().is_ok() {
+        if skip > 0 {
+            skip -= 1;
+            continue;
+        }
+        let app = lock(app);
+        let now = (app.generation, app.events);
+        // Draw only what changed: an idle TUI wakes at the frame rate but draws about once a
+        // second (when a rate bin closes).
+        if !dirty.load(Ordering::Relaxed) && drawn.map(|(g, _)| g) == Some(now.0) {
+            continue;
+        }
+        dirty.store(false, Ordering::Relaxed);
+        let ui = ui.lock().unwrap_or_else(|p| p.into_inner());
+        terminal.draw(|f| render::draw(f, &app, &ui))?;
+        // Under load (more than a thousand events since the last frame) draw at half the
+        // rate: the numbers are no less current to the eye.
+        if drawn.is_some_and(|(_, events)| now.1.saturating_sub(events) > 1000) {
+            skip = 1;
+        }
+        drawn = Some(now);
+    }
+    Ok(())
 }
