@@ -14,6 +14,21 @@ use hmmtrace::pipeline::{PlanChange, Sink, Status};
 use hmmtrace::probe::{Found, Mechanism, PlanEntry, Role};
 use hmmtrace::scenario::Scenario;
 
+/// `hmmtrace report --format FORMAT PATH`'s output; it must succeed.
+fn report(path: &std::path::Path, format: &str) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_hmmtrace"))
+        .args(["report", "--format", format])
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn a_capture_with_plan_changes_reports_them_in_text_json_and_html() {
     let s = Scenario::load("migrate_fault").unwrap();
@@ -53,19 +68,7 @@ fn a_capture_with_plan_changes_reports_them_in_text_json_and_html() {
     events[half..].iter().for_each(|e| w.event(e).unwrap());
     w.close().unwrap();
 
-    let report = |format: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_hmmtrace"))
-            .args(["report", "--format", format])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let report = |format: &str| report(&path, format);
     let offset = (at - events[0].ts_ns) as f64 / 1e9;
     let text = report("text");
     assert!(text.contains(&format!("+{offset:.3}s {change}")), "{text}");
@@ -123,19 +126,7 @@ fn a_census_in_a_capture_is_reported_again_in_every_format() {
     w.begin(&header).unwrap();
     w.status(&Status::Census(Arc::new(census.clone()))).unwrap();
     w.close().unwrap();
-    let report = |format: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_hmmtrace"))
-            .args(["report", "--format", format])
-            .arg(&path)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let report = |format: &str| report(&path, format);
     let text = report("text");
     assert!(
         text.contains("mydrv [Dual MIT/GPL; taint OE (out of tree, unsigned)"),

@@ -335,8 +335,8 @@ fn workload_differences(w: &Report) -> Vec<String> {
     wrong
 }
 
-/// The checks, printed one per line; an error names every failed one.
-pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
+/// An error with the guest's last lines unless it got to its end.
+fn finished(out: &str) -> anyhow::Result<()> {
     if !out.contains("=== end") {
         let tail: Vec<&str> = out.lines().rev().take(20).collect();
         bail!(
@@ -344,6 +344,12 @@ pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
             tail.into_iter().rev().collect::<Vec<_>>().join("\n")
         );
     }
+    Ok(())
+}
+
+/// The checks, printed one per line; an error names every failed one.
+pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
+    finished(out)?;
     let mut failed = Vec::new();
     let mut verdict = |name: &str, ok: bool, detail: String| {
         println!("{} {name}: {detail}", if ok { "PASS" } else { "FAIL" });
@@ -908,13 +914,7 @@ fn users_in_tree(source: &std::path::Path, name: &str) -> Vec<String> {
 /// before test_hmm is loaded attaches to its callbacks when it is, times the deterministic
 /// workload exactly as the built-in case does, and detaches cleanly when it is unloaded.
 pub fn check_modules(out: &str, source: &std::path::Path) -> anyhow::Result<()> {
-    if !out.contains("=== end") {
-        let tail: Vec<&str> = out.lines().rev().take(20).collect();
-        bail!(
-            "the guest did not finish; last lines:\n{}",
-            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-        );
-    }
+    finished(out)?;
     let mut failed = Vec::new();
     let mut verdict = |name: &str, ok: bool, detail: String| {
         println!("{} {name}: {detail}", if ok { "PASS" } else { "FAIL" });
