@@ -6,8 +6,8 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let (size, rest) = data.split_at(data.len().min(2));
-    let width = 1 + u16::from(*size.first().unwrap_or(&80)) * 300 / 256;
-    let height = 1 + u16::from(*size.get(1).unwrap_or(&24)) * 100 / 256;
+    let width = 1 + (u32::from(*size.first().unwrap_or(&80)) * 300 / 256) as u16;
+    let height = 1 + (u32::from(*size.get(1).unwrap_or(&24)) * 100 / 256) as u16;
     if let Ok(text) = std::str::from_utf8(rest) {
         match hmmtrace::tui::dashboard::Dashboard::parse("fuzz.toml", text) {
             Err(e) => assert!(e.line >= 1 && e.column >= 1, "{e}"),
