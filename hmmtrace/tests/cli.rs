@@ -642,3 +642,34 @@ fn sim_onto_a_full_disk_is_an_io_error_on_the_file_not_the_scenarios_and_keeps_w
         "the file reads back with every event it said it kept"
     );
 }
+
+#[test]
+fn an_output_that_fills_up_is_named_in_the_error_with_exit_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.hmt");
+    let (code, _, err) = run(hmmtrace()
+        .args(["sim", "--scenario", "migrate_fault", "-o"])
+        .arg(&path));
+    assert_eq!(code, 0, "{err}");
+    // /dev/full: every write fails with ENOSPC.
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let (code, _, err) = run(hmmtrace().arg("export").arg(&path).stdout(full));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot write standard output: No space left on device"),
+        "{err}"
+    );
+    let (code, _, err) =
+        run(hmmtrace()
+            .arg("export")
+            .arg(&path)
+            .args(["--format", "csv", "-o", "/dev/full"]));
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot write /dev/full: No space left on device"),
+        "{err}"
+    );
+}

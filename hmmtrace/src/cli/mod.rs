@@ -341,15 +341,42 @@ pub fn output(path: Option<&std::path::Path>) -> anyhow::Result<Box<dyn std::io:
     use anyhow::Context as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     Ok(match path {
-        Some(p) => Box::new(
-            std::fs::OpenOptions::new()
+        Some(p) => Box::new(Named {
+            name: p.display().to_string(),
+            out: std::fs::OpenOptions::new()
                 .write(true)
                 .create(true)
                 .truncate(true)
                 .mode(0o600)
                 .open(p)
                 .with_context(|| format!("cannot create {}", p.display()))?,
-        ),
-        None => Box::new(std::io::stdout()),
+        }),
+        None => Box::new(Named {
+            name: "standard output".into(),
+            out: std::io::stdout(),
+        }),
     })
+}
+
+/// A writer whose errors name what it writes to (`cannot write run.jsonl: No space left on
+/// device`), whoever reports them: an I/O error is the output's, never the input's.
+struct Named<W> {
+    name: String,
+    out: W,
+}
+
+impl<W: std::io::Write> Named<W> {
+    fn named(&self, e: std::io::Error) -> std::io::Error {
+        std::io::Error::new(e.kind(), format!("cannot write {}: {e}", self.name))
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for Named<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write(buf).map_err(|e| self.named(e))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush().map_err(|e| self.named(e))
+    }
 }
