@@ -106,6 +106,13 @@ pub struct Caller {
     pub calls: u64,
 }
 
+impl std::fmt::Display for Caller {
+    /// `function [module] calls`, as every rendering lists callers.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} [{}] {}", self.function, self.module, self.calls)
+    }
+}
+
 /// One export and its consumers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Export {
@@ -287,14 +294,14 @@ pub fn add_modules(census: &mut Census, dir: &std::path::Path) {
 }
 
 /// Adds the run-time counts, (function address, return address) → calls, naming both
-/// through kallsyms and `/proc/modules` text read now.
+/// through kallsyms text and the modules loaded, both read now.
 pub fn add_calls(
     census: &mut Census,
     kallsyms: &str,
-    proc_modules: &str,
+    modules: &crate::kernel::modules::Loaded,
     calls: &[(u64, u64, u64)],
 ) {
-    let syms = symbols::Symbols::parse(kallsyms).with_modules(proc_modules);
+    let syms = symbols::Symbols::parse(kallsyms).with_modules(modules);
     for &(func, ret, n) in calls {
         let Some((fname, _)) = syms.containing(func) else {
             continue;

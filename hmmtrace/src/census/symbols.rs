@@ -19,28 +19,11 @@ pub struct Symbols {
 
 impl Symbols {
     pub fn parse(text: &str) -> Symbols {
-        let mut by_addr = Vec::new();
-        for line in text.lines() {
-            let mut it = line.split_whitespace();
-            let (Some(addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
-                continue;
-            };
-            if !matches!(kind, "t" | "T" | "w" | "W") {
-                continue;
-            }
-            let Ok(addr) = u64::from_str_radix(addr, 16) else {
-                continue;
-            };
-            // Unprivileged readers see zeros: no address means nothing to resolve.
-            if addr == 0 {
-                continue;
-            }
-            let module = it
-                .next()
-                .map(|m| m.trim_start_matches('[').trim_end_matches(']').to_string())
-                .unwrap_or_default();
-            by_addr.push((addr, name.to_string(), module));
-        }
+        // Unprivileged readers see zeros: no address means nothing to resolve.
+        let mut by_addr: Vec<(u64, String, String)> = crate::kernel::kallsyms::parse(text)
+            .filter(|s| s.is_text() && s.addr != 0)
+            .map(|s| (s.addr, s.name.to_string(), s.module.to_string()))
+            .collect();
         by_addr.sort_by_key(|(a, _, _)| *a);
         let mut by_name = HashMap::new();
         for (i, (_, name, _)) in by_addr.iter().enumerate() {
@@ -58,23 +41,10 @@ impl Symbols {
         s
     }
 
-    /// Adds the modules' code ranges from `/proc/modules` text (`name size refs deps state
-    /// address`); without any, every address is taken as code.
-    pub fn with_modules(mut self, proc_modules: &str) -> Symbols {
-        for line in proc_modules.lines() {
-            let f: Vec<&str> = line.split_whitespace().collect();
-            let (Some(size), Some(addr)) = (f.get(1), f.get(5)) else {
-                continue;
-            };
-            if let (Ok(size), Ok(addr)) = (
-                size.parse::<u64>(),
-                u64::from_str_radix(addr.trim_start_matches("0x"), 16),
-            ) {
-                if addr != 0 {
-                    self.text.push((addr, addr + size));
-                }
-            }
-        }
+    /// Adds the loaded modules' code ranges (base and size, as `/proc/modules` gives them);
+    /// without any, every address is taken as code.
+    pub fn with_modules(mut self, modules: &crate::kernel::modules::Loaded) -> Symbols {
+        self.text.extend(modules.ranges());
         self
     }
 

@@ -2,6 +2,7 @@
 //! kallsyms and Module.symvers lines are copied from it, with test_hmm as a module).
 
 use super::*;
+use crate::kernel::modules::Loaded;
 
 const KALLSYMS: &str = "\
 ffffffff81000000 T _stext
@@ -52,8 +53,9 @@ fn symvers_gives_each_export_its_type_and_skips_what_is_not_an_export_line() {
 
 #[test]
 fn kallsyms_names_the_function_an_address_falls_in_and_its_module() {
-    let s = symbols::Symbols::parse(KALLSYMS)
-        .with_modules("test_hmm 45056 0 - Live 0xffffffffc0000000 (O)\n");
+    let s = symbols::Symbols::parse(KALLSYMS).with_modules(&Loaded::parse(
+        "test_hmm 45056 0 - Live 0xffffffffc0000000 (O)\n",
+    ));
     assert_eq!(s.module_of("hmm_range_fault").as_deref(), Some("vmlinux"));
     assert_eq!(
         s.module_of("dmirror_range_fault").as_deref(),
@@ -72,8 +74,9 @@ fn kallsyms_names_the_function_an_address_falls_in_and_its_module() {
     // Far past the last symbol is no function.
     assert_eq!(s.containing(0xffffffffc0000800 + (2 << 20)), None);
     // An address past a module's core is no function of it.
-    let s = symbols::Symbols::parse(KALLSYMS)
-        .with_modules("test_hmm 2048 0 - Live 0xffffffffc0000000 (O)\n");
+    let s = symbols::Symbols::parse(KALLSYMS).with_modules(&Loaded::parse(
+        "test_hmm 2048 0 - Live 0xffffffffc0000000 (O)\n",
+    ));
     assert_eq!(s.containing(0xffffffffc0000812), None);
     assert_eq!(
         s.containing(0xffffffffc0000012),
@@ -134,7 +137,7 @@ fn run_time_calls_are_named_by_caller_and_what_nothing_consumes_is_dangling() {
     add_calls(
         &mut c,
         KALLSYMS,
-        "test_hmm 45056 0 - Live 0xffffffffc0000000 (O)\n",
+        &Loaded::parse("test_hmm 45056 0 - Live 0xffffffffc0000000 (O)\n"),
         &[
             // migrate_vma_setup called twice from test_hmm's ioctl, at two return addresses.
             (0xffffffff81210000, 0xffffffffc0000010, 3),

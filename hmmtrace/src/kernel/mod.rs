@@ -13,6 +13,7 @@
 pub mod attach;
 pub mod btf;
 pub mod diagnostics;
+pub mod kallsyms;
 pub mod modules;
 pub mod names;
 pub mod plan;

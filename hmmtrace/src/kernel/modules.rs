@@ -11,9 +11,10 @@
 
 use std::collections::BTreeMap;
 
-/// Loaded modules: name → load address (0 where the kernel hides addresses).
+/// Loaded modules: name → (load address, size); the address is 0 where the kernel hides
+/// addresses.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Loaded(BTreeMap<String, u64>);
+pub struct Loaded(BTreeMap<String, (u64, u64)>);
 
 impl Loaded {
     /// The modules loaded now; none where `/proc/modules` is absent (no CONFIG_MODULES).
@@ -36,7 +37,8 @@ impl Loaded {
                 .get(5)
                 .and_then(|a| u64::from_str_radix(a.trim_start_matches("0x"), 16).ok())
                 .unwrap_or(0);
-            out.insert(f[0].to_string(), addr);
+            let size = f[1].parse().unwrap_or(0);
+            out.insert(f[0].to_string(), (addr, size));
         }
         Loaded(out)
     }
@@ -46,13 +48,13 @@ impl Loaded {
         let gone = self
             .0
             .iter()
-            .filter(|(name, addr)| now.0.get(*name).is_none_or(|a| a != *addr))
+            .filter(|(name, (addr, _))| now.0.get(*name).is_none_or(|(a, _)| a != addr))
             .map(|(name, _)| name.clone())
             .collect();
         let came = now
             .0
             .iter()
-            .filter(|(name, addr)| self.0.get(*name).is_none_or(|a| a != *addr))
+            .filter(|(name, (addr, _))| self.0.get(*name).is_none_or(|(a, _)| a != addr))
             .map(|(name, _)| name.clone())
             .collect();
         (gone, came)
@@ -60,6 +62,14 @@ impl Loaded {
 
     pub fn contains(&self, name: &str) -> bool {
         self.0.contains_key(name)
+    }
+
+    /// Where the loaded modules live: [address, address + size) each, where addresses show.
+    pub fn ranges(&self) -> impl Iterator<Item = (u64, u64)> + '_ {
+        self.0
+            .values()
+            .filter(|(addr, _)| *addr != 0)
+            .map(|&(addr, size)| (addr, addr + size))
     }
 
     /// The loaded modules' names, sorted.
@@ -99,7 +109,12 @@ drm 741376 1 nouveau, Live 0xffffffffc0100000
             "test_hmm 45056 0 - Unloading 0xffffffffc0000000 (O)\nfoo 1 0 - Live 0x0000000000000000\n",
         );
         assert!(!l.contains("test_hmm"));
-        assert_eq!(l.0.get("foo"), Some(&0));
+        assert_eq!(l.0.get("foo"), Some(&(0, 1)));
+        assert_eq!(l.ranges().count(), 0);
+        let before = Loaded::parse(BEFORE);
+        assert!(before
+            .ranges()
+            .any(|r| r == (0xffffffffc0000000, 0xffffffffc0000000 + 45056)));
         assert_eq!(Loaded::parse("garbage\n\n"), Loaded::default());
     }
 }

@@ -173,14 +173,9 @@ impl KernelFacts {
             .filter(|tp| super::tracefs::has_event(tracefs, tp))
             .map(str::to_string)
             .collect();
-        let variables = kallsyms
-            .lines()
-            .filter_map(|l| {
-                let mut it = l.split_whitespace();
-                let (addr, _, name) = (it.next()?, it.next()?, it.next()?);
-                (name == "vmemmap_base")
-                    .then(|| Some((name.to_string(), u64::from_str_radix(addr, 16).ok()?)))?
-            })
+        let variables = super::kallsyms::parse(&kallsyms)
+            .filter(|s| s.name == "vmemmap_base")
+            .map(|s| (s.name.to_string(), s.addr))
             .collect();
         Ok(KernelFacts {
             release,
@@ -198,72 +193,37 @@ impl KernelFacts {
     /// Parses `/proc/kallsyms` text: text symbols (`t`/`T`, and weak `w`/`W`) only.
     pub fn parse_kallsyms(text: &str) -> HashMap<String, String> {
         let mut out = HashMap::new();
-        for line in text.lines() {
-            let mut it = line.split_whitespace();
-            let (Some(_addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
-                continue;
-            };
-            if !matches!(kind, "t" | "T" | "w" | "W") {
-                continue;
-            }
-            let module = it
-                .next()
-                .map(|m| m.trim_start_matches('[').trim_end_matches(']').to_string());
-            out.entry(name.to_string())
-                .or_insert_with(|| module.unwrap_or_default());
+        for s in super::kallsyms::parse(text).filter(|s| s.is_text()) {
+            out.entry(s.name.to_string())
+                .or_insert_with(|| s.module.to_string());
         }
         out
     }
 
     /// The `dev_pagemap_ops` instances in kallsyms text, with nonzero addresses.
     pub fn parse_pagemap_ops(text: &str) -> Vec<PagemapOps> {
-        let mut out = Vec::new();
-        for line in text.lines() {
-            let mut it = line.split_whitespace();
-            let (Some(addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else {
-                continue;
-            };
-            if !matches!(kind, "d" | "D" | "r" | "R") {
-                continue;
-            }
-            let known = PAGEMAP_OPS.iter().any(|(_, s)| *s == name);
-            let by_name = ["pagemap_ops", "pgmap_ops", "devmem_ops"]
-                .iter()
-                .any(|s| name.ends_with(s));
-            let Ok(addr) = u64::from_str_radix(addr, 16) else {
-                continue;
-            };
-            if (known || by_name) && addr != 0 {
-                let module = it
-                    .next()
-                    .map(|m| m.trim_start_matches('[').trim_end_matches(']').to_string());
-                out.push(PagemapOps {
-                    addr,
-                    symbol: name.to_string(),
-                    module: module.unwrap_or_default(),
-                });
-            }
-        }
-        out
+        super::kallsyms::parse(text)
+            .filter(|s| s.is_data() && s.addr != 0)
+            .filter(|s| {
+                PAGEMAP_OPS.iter().any(|(_, known)| *known == s.name)
+                    || ["pagemap_ops", "pgmap_ops", "devmem_ops"]
+                        .iter()
+                        .any(|suffix| s.name.ends_with(suffix))
+            })
+            .map(|s| PagemapOps {
+                addr: s.addr,
+                symbol: s.name.to_string(),
+                module: s.module.to_string(),
+            })
+            .collect()
     }
 
     /// The symbol at exactly `addr` in kallsyms text, and its module (empty: vmlinux): a text
     /// symbol when `function`, else a data one. How discovered callbacks and ops get names.
     pub fn symbol_at(text: &str, addr: u64, function: bool) -> Option<(String, String)> {
-        let want = format!("{addr:016x}");
-        text.lines().find_map(|line| {
-            let mut it = line.split_whitespace();
-            let (a, kind, name) = (it.next()?, it.next()?, it.next()?);
-            let text_kind = matches!(kind, "t" | "T" | "w" | "W");
-            if a != want || text_kind != function {
-                return None;
-            }
-            let module = it
-                .next()
-                .map(|m| m.trim_start_matches('[').trim_end_matches(']').to_string())
-                .unwrap_or_default();
-            Some((name.to_string(), module))
-        })
+        super::kallsyms::parse(text)
+            .find(|s| s.addr == addr && s.is_text() == function)
+            .map(|s| (s.name.to_string(), s.module.to_string()))
     }
 
     /// Parses `available_filter_functions` (`name` or `name [module]` per line).

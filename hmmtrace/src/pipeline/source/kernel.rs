@@ -241,7 +241,7 @@ impl Source for KernelSource {
             let (calls, uncounted) = self.session.census_calls()?;
             let kallsyms = std::fs::read_to_string("/proc/kallsyms")
                 .map_err(|e| anyhow::anyhow!("cannot read /proc/kallsyms: {e}"))?;
-            let modules = std::fs::read_to_string("/proc/modules").unwrap_or_default();
+            let modules = crate::kernel::modules::Loaded::read();
             crate::census::add_calls(&mut census, &kallsyms, &modules, &calls);
             census.watched_ns = monotonic_ns() - census_from;
             census.uncounted_calls = uncounted;
