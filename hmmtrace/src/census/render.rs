@@ -3,6 +3,7 @@
 use std::fmt::Write as _;
 
 use super::Census;
+use crate::report::html::esc;
 
 /// Taint letters the census explains (the kernel's `taint_flags`).
 fn taint_words(taint: &str) -> Vec<&'static str> {
@@ -76,11 +77,7 @@ pub fn text(c: &Census) -> String {
         } else {
             &e.defined_in
         };
-        let callers: Vec<String> = e
-            .callers
-            .iter()
-            .map(|k| format!("{} [{}] {}", k.function, k.module, k.calls))
-            .collect();
+        let callers: Vec<String> = e.callers.iter().map(ToString::to_string).collect();
         let importers = if e.importers.is_empty() {
             "-".to_string()
         } else {
@@ -137,13 +134,6 @@ pub fn text(c: &Census) -> String {
     o
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// The census as a section of the HTML report.
 pub fn html(c: &Census) -> String {
     let mut o = String::new();
@@ -158,11 +148,7 @@ pub fn html(c: &Census) -> String {
         c.watched_ns as f64 / 1e9
     );
     for e in &c.exports {
-        let callers: Vec<String> = e
-            .callers
-            .iter()
-            .map(|k| format!("{} [{}] {}", k.function, k.module, k.calls))
-            .collect();
+        let callers: Vec<String> = e.callers.iter().map(ToString::to_string).collect();
         let _ = write!(
             o,
             r#"<tr{}><td class="l">{}</td><td class="l">{}</td><td class="l">{}</td><td>{}</td><td class="l">{}</td><td class="l">{}</td></tr>"#,

@@ -24,7 +24,8 @@ const EVENTS_PER_BIN: u64 = 10;
 /// And shows at most this many bins.
 const MAX_CHART_BINS: usize = 120;
 
-fn esc(s: &str) -> String {
+/// `s` as HTML text (also the census section's, `census::render`).
+pub(crate) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

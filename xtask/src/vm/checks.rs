@@ -350,13 +350,8 @@ fn finished(out: &str) -> anyhow::Result<()> {
 /// The checks, printed one per line; an error names every failed one.
 pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
     finished(out)?;
-    let mut failed = Vec::new();
-    let mut verdict = |name: &str, ok: bool, detail: String| {
-        println!("{} {name}: {detail}", if ok { "PASS" } else { "FAIL" });
-        if !ok {
-            failed.push(name.to_string());
-        }
-    };
+    let mut verdicts = Verdicts::default();
+    let mut verdict = |name: &str, ok: bool, detail: String| verdicts.check(name, ok, detail);
     println!("{}", section(out, "probes").trim_end());
     let base = outcomes(section(out, "baseline"));
     let traced = outcomes(section(out, "traced"));
@@ -676,10 +671,31 @@ pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
         problems.is_empty(),
         problems.join(" | "),
     );
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        bail!("{} VM check(s) failed: {}", failed.len(), failed.join("; "))
+    verdicts.finish()
+}
+
+/// The checks' verdicts: each printed as it is reached, the failed ones named at the end.
+#[derive(Default)]
+struct Verdicts {
+    failed: Vec<String>,
+}
+
+impl Verdicts {
+    fn check(&mut self, name: &str, ok: bool, detail: String) {
+        println!("{} {name}: {detail}", if ok { "PASS" } else { "FAIL" });
+        if !ok {
+            self.failed.push(name.to_string());
+        }
+    }
+
+    /// An error that names every failed check.
+    fn finish(self) -> anyhow::Result<()> {
+        let failed = self.failed;
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            bail!("{} VM check(s) failed: {}", failed.len(), failed.join("; "))
+        }
     }
 }
 
@@ -915,13 +931,8 @@ fn users_in_tree(source: &std::path::Path, name: &str) -> Vec<String> {
 /// workload exactly as the built-in case does, and detaches cleanly when it is unloaded.
 pub fn check_modules(out: &str, source: &std::path::Path) -> anyhow::Result<()> {
     finished(out)?;
-    let mut failed = Vec::new();
-    let mut verdict = |name: &str, ok: bool, detail: String| {
-        println!("{} {name}: {detail}", if ok { "PASS" } else { "FAIL" });
-        if !ok {
-            failed.push(name.to_string());
-        }
-    };
+    let mut verdicts = Verdicts::default();
+    let mut verdict = |name: &str, ok: bool, detail: String| verdicts.check(name, ok, detail);
     let before = section(out, "modules-before");
     let insmod = section(out, "insmod");
     verdict(
@@ -1032,10 +1043,7 @@ pub fn check_modules(out: &str, source: &std::path::Path) -> anyhow::Result<()> 
         dmesg.trim().is_empty(),
         dmesg.trim().to_string(),
     );
-    if !failed.is_empty() {
-        bail!("{} VM check(s) failed: {}", failed.len(), failed.join(", "));
-    }
-    Ok(())
+    verdicts.finish()
 }
 
 #[cfg(test)]

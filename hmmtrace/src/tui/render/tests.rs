@@ -1,9 +1,6 @@
 //! Every panel and every built-in dashboard drawn on ratatui's TestBackend, with the numbers on
 //! screen checked against the state they come from.
 
-use ratatui::backend::TestBackend;
-use ratatui::Terminal;
-
 use super::*;
 use crate::capture::CaptureHeader;
 use crate::event::{Class, Event};
@@ -30,17 +27,7 @@ fn app_of(scenario: &str) -> App {
 }
 
 fn screen(app: &App, ui: &Ui, w: u16, h: u16) -> String {
-    let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
-    t.draw(|f| draw(f, app, ui)).unwrap();
-    let buf = t.backend().buffer().clone();
-    let mut out = String::new();
-    for y in 0..h {
-        for x in 0..w {
-            out.push_str(buf[(x, y)].symbol());
-        }
-        out.push('\n');
-    }
-    out
+    draw_offscreen(app, ui, w, h)
 }
 
 fn ui(name: &str) -> Ui {
