@@ -55,15 +55,17 @@ pub struct Link {
     id: KProbeLinkId,
 }
 
-/// Attaches one program to `symbol`. Kprobe programs are shared by every function of their
-/// role (two drivers' callbacks), so they come back as a [`Link`]; an fentry or tracepoint
-/// program serves one function and is detached by unloading it.
+/// Attaches one program to `symbol` (a kprobe at `at` instead, where given). Kprobe programs
+/// are shared by every function of their role (two drivers' callbacks), so they come back as a
+/// [`Link`]; an fentry or tracepoint program serves one function and is detached by unloading
+/// it.
 fn attach_one(
     ebpf: &mut Ebpf,
     btf: Option<&Btf>,
     name: &str,
     mechanism: Mechanism,
     symbol: &str,
+    at: Option<u64>,
     exit: bool,
 ) -> Result<Option<Link>, i32> {
     let prog = ebpf.program_mut(name).ok_or(libc::ENOENT)?;
@@ -82,12 +84,16 @@ fn attach_one(
         Mechanism::Kprobe => {
             let p: &mut KProbe = prog.try_into().map_err(|e| errno(&e))?;
             let loaded = if p.fd().is_ok() { Ok(()) } else { p.load() };
-            loaded.and_then(|()| {
-                p.attach(symbol, 0).map(|id| {
-                    Some(Link {
-                        program: name.to_string(),
-                        id,
-                    })
+            // An empty name makes perf_event_open take the address (`kprobe_addr`, aya passes
+            // it in the offset's place).
+            let (target, offset) = match at {
+                Some(a) => ("", a),
+                None => (symbol, 0),
+            };
+            loaded.and_then(|()| p.attach(target, offset)).map(|id| {
+                Some(Link {
+                    program: name.to_string(),
+                    id,
                 })
             })
         }
@@ -131,15 +137,22 @@ pub fn detach(ebpf: &mut Ebpf, links: Vec<Link>) {
 }
 
 /// Attaches the row's entry and exit programs, updating its status; returns the kprobe links
-/// made (for [`detach`]).
-pub fn attach_row(ebpf: &mut Ebpf, btf: Option<&Btf>, row: &mut PlanEntry) -> Vec<Link> {
+/// made (for [`detach`]). With `at`, kprobes go on that address rather than the row's name:
+/// a callback discovered through its function pointer is exactly there, whatever its name
+/// (static functions of one name in two modules are refused by name: EADDRNOTAVAIL).
+pub fn attach_row(
+    ebpf: &mut Ebpf,
+    btf: Option<&Btf>,
+    row: &mut PlanEntry,
+    at: Option<u64>,
+) -> Vec<Link> {
     if row.status != Status::Planned {
         return Vec::new();
     }
     let mut tries = Vec::new();
     for &mechanism in &row.mechanisms {
         let (entry, exit) = programs(row.role, mechanism);
-        let entry_link = match attach_one(ebpf, btf, &entry, mechanism, &row.symbol, false) {
+        let entry_link = match attach_one(ebpf, btf, &entry, mechanism, &row.symbol, at, false) {
             Ok(l) => l,
             Err(errno) => {
                 // A kprobe program that failed here may serve other functions: only an
@@ -153,7 +166,7 @@ pub fn attach_row(ebpf: &mut Ebpf, btf: Option<&Btf>, row: &mut PlanEntry) -> Ve
         };
         let exit_link = match &exit {
             None => Ok(None),
-            Some(x) => attach_one(ebpf, btf, x, mechanism, &row.symbol, true),
+            Some(x) => attach_one(ebpf, btf, x, mechanism, &row.symbol, at, true),
         };
         match exit_link {
             Ok(exit_link) => {

@@ -156,7 +156,7 @@ impl Session {
             .flatten();
         let mut links = std::collections::HashMap::new();
         for row in &mut plan {
-            let made = attach::attach_row(&mut ebpf, aya_btf.as_ref(), row);
+            let made = attach::attach_row(&mut ebpf, aya_btf.as_ref(), row, None);
             if !made.is_empty() {
                 links.insert((row.role, row.symbol.clone()), made);
             }
@@ -383,9 +383,17 @@ impl Session {
         }
         self.modules = now;
         let mut changes = Vec::new();
+        let mut forget = Vec::new();
         for module in &gone {
             for row in &mut self.plan {
-                if &row.module != module || !row.status.is_attached() {
+                if &row.module != module {
+                    continue;
+                }
+                // Found again if the module comes back, whether it was attached or refused.
+                if let crate::probe::Found::Discovered { ops, .. } = row.found {
+                    forget.push(ops);
+                }
+                if !row.status.is_attached() {
                     continue;
                 }
                 if let Some(links) = self.links.remove(&(row.role, row.symbol.clone())) {
@@ -400,6 +408,7 @@ impl Session {
             }
             self.facts.functions.retain(|_, m| m != module);
         }
+        self.forget_ops(&forget);
         if came.is_empty() {
             return Ok(changes);
         }
@@ -413,7 +422,7 @@ impl Session {
         for module in &came {
             for row in plan::resolve_module(&self.facts, self.choice, &self.extra, module) {
                 if self.driver_table || !row.found.is_table() {
-                    let line = self.add_row(row);
+                    let line = self.add_row(row, None);
                     changes.push(format!("{module} loaded: {line}"));
                 }
             }
@@ -431,7 +440,10 @@ impl Session {
         let pending = std::mem::take(&mut self.pending_ops);
         let kallsyms =
             std::fs::read_to_string("/proc/kallsyms").context("cannot read /proc/kallsyms")?;
+        // Modules live now: the page that sent the ops may be from a module unloaded since.
+        let live = super::modules::Loaded::read();
         let mut changes = Vec::new();
+        let mut forget = Vec::new();
         for seen in pending {
             let ops_symbol = KernelFacts::symbol_at(&kallsyms, seen.ops, false)
                 .map(|(name, _)| name)
@@ -462,28 +474,86 @@ impl Session {
                 {
                     continue;
                 }
-                self.facts.functions.entry(name.clone()).or_insert(module);
+                // A module on its way out refuses new kprobes (ENOENT: the kernel cannot take
+                // a reference on it), and the page that sent the ops may be from a module
+                // unloaded since. Its ops are forgotten, so that a page freed after a reload
+                // sends them again.
+                let unloaded = |changes: &mut Vec<String>| {
+                    changes.push(format!(
+                        "{found}: {name} ({}) not attached: {module} was unloaded",
+                        role.name()
+                    ))
+                };
+                if !module.is_empty() && !live.contains(&module) {
+                    forget.push(seen.ops);
+                    unloaded(&mut changes);
+                    continue;
+                }
+                self.facts
+                    .functions
+                    .entry(name.clone())
+                    .or_insert(module.clone());
                 let row = plan::discovered(&self.facts, self.choice, role, &name, found.clone());
                 let place = if row.module.is_empty() {
                     "vmlinux".to_string()
                 } else {
                     row.module.clone()
                 };
-                let line = self.add_row(row);
+                let line = self.add_row(row, Some(addr));
+                let refused = self
+                    .plan
+                    .iter()
+                    .any(|p| p.role == role && p.symbol == name && p.status.is_refused());
+                if refused
+                    && !module.is_empty()
+                    && !super::modules::Loaded::read().contains(&module)
+                {
+                    // Unloaded while attaching: the row would blame the kernel for a race.
+                    self.plan.retain(|p| !(p.role == role && p.symbol == name));
+                    forget.push(seen.ops);
+                    unloaded(&mut changes);
+                    continue;
+                }
                 changes.push(format!("{found}: {line} [{place}]"));
             }
         }
+        self.forget_ops(&forget);
         Ok(changes)
+    }
+
+    /// Lets the programs send these pagemap ops again: a module loaded again (often at the
+    /// same address) has its callbacks discovered again, as the first time.
+    fn forget_ops(&mut self, ops: &[u64]) {
+        if ops.is_empty() {
+            return;
+        }
+        if let Some(Ok(mut seen)) = self
+            .ebpf
+            .map_mut("OPS_SEEN")
+            .map(aya::maps::HashMap::<_, u64, u8>::try_from)
+        {
+            for o in ops {
+                // Absent already: a ring that was full let it go.
+                let _ = seen.remove(o);
+            }
+        }
+        if let Some(Ok(mut last)) = self
+            .ebpf
+            .map_mut("LAST_OPS")
+            .map(aya::maps::Array::<_, u64>::try_from)
+        {
+            let _ = last.set(0, 0, 0);
+        }
     }
 
     /// Attaches a row planned during the session: in place of an earlier row of the same role
     /// and function (a module loaded again), else added; says what happened (`FUNC (ROLE)
     /// STATUS`).
-    fn add_row(&mut self, mut row: PlanEntry) -> String {
+    fn add_row(&mut self, mut row: PlanEntry, at: Option<u64>) -> String {
         if self.aya_btf.is_none() && row.mechanisms.contains(&plan::Mechanism::Fentry) {
             self.aya_btf = aya::Btf::from_sys_fs().ok();
         }
-        let made = attach::attach_row(&mut self.ebpf, self.aya_btf.as_ref(), &mut row);
+        let made = attach::attach_row(&mut self.ebpf, self.aya_btf.as_ref(), &mut row, at);
         let line = format!("{} ({}) {}", row.symbol, row.role.name(), row.status);
         // The placeholder that said no driver of this role was loaded goes.
         self.plan.retain(|p| {

@@ -21,6 +21,15 @@ struct Report {
     /// With `--by`: a report per group.
     #[serde(default)]
     groups: Vec<GroupReport>,
+    /// How the attach plan changed during the recording.
+    #[serde(default)]
+    plan_changes: Vec<PlanChange>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct PlanChange {
+    at_ns: u64,
+    changes: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,6 +147,10 @@ struct Row {
     /// The task's name.
     #[serde(default)]
     comm: String,
+    /// When it began, on the recording's clock.
+    ts_ns: Option<u64>,
+    /// Page frees: how long the driver's callback took, where it was timed.
+    callback_ns: Option<u64>,
 }
 
 /// The text between `=== name` and the next `===` marker.
@@ -699,6 +712,106 @@ impl Verdicts {
     }
 }
 
+/// Discovery on test_hmm as a module (`=== discovery-modules`): both callbacks found through
+/// its ops and attached, detached at `rmmod`, found and attached again after `insmod`, and in
+/// each attached window the whole second workload timed (16 faults, 64 page frees with the
+/// driver's callback timed: see workload.c).
+fn discovery_checks(out: &str, verdict: &mut impl FnMut(&str, bool, String)) -> anyhow::Result<()> {
+    let run = section(out, "discovery-modules");
+    let r = report(section(out, "report-discovery-modules"))?;
+    let events = rows(section(out, "export-discovery-modules"))?;
+    // When each callback was attached, detached, attached again.
+    let when = |what: &str| -> Vec<u64> {
+        r.plan_changes
+            .iter()
+            .filter(|c| c.changes.iter().any(|l| l.contains(what)))
+            .map(|c| c.at_ns)
+            .collect()
+    };
+    let fault_on = when("dmirror_devmem_fault (migrate_to_ram) attached");
+    let free_on = when("dmirror_devmem_free (page_free) attached");
+    let off = when("test_hmm unloaded: dmirror_devmem_fault");
+    let off_free = when("test_hmm unloaded: dmirror_devmem_free");
+    let found = fault_on.len() == 2 && free_on.len() == 2 && off.len() == 1 && off_free.len() == 1;
+    // Timed in [from, to): device faults, and page frees with the callback timed.
+    let timed = |from: u64, to: u64| {
+        let inside = |e: &&Row| e.ts_ns.is_some_and(|t| t >= from && t < to);
+        let faults = events
+            .iter()
+            .filter(inside)
+            .filter(|e| e.kind == "device_fault")
+            .count();
+        let frees = events
+            .iter()
+            .filter(inside)
+            .filter(|e| e.kind == "page_free" && e.callback_ns.is_some_and(|n| n > 0))
+            .count();
+        (faults, frees)
+    };
+    let (first, second) = if found {
+        (
+            timed(fault_on[0].max(free_on[0]), off[0].min(off_free[0])),
+            timed(fault_on[1].max(free_on[1]), u64::MAX),
+        )
+    } else {
+        ((0, 0), (0, 0))
+    };
+    let between = if found {
+        timed(off[0].max(off_free[0]), fault_on[1].min(free_on[1]))
+    } else {
+        (0, 0)
+    };
+    verdict(
+        "discovery on a module: found, detached at rmmod, found again after insmod, and timed each time",
+        run.contains("rc=0")
+            && found
+            && first.0 >= 16
+            && first.1 >= 64
+            && second.0 >= 16
+            && second.1 >= 64
+            && between == (0, 0),
+        format!(
+            "{}; timed while attached first {} faults, {} frees; second {} faults, {} frees; \
+             between {} faults, {} frees",
+            run.lines()
+                .filter(|l| l.contains("discovered") || l.contains("unloaded"))
+                .map(|l| l.trim_start_matches("hmmtrace: "))
+                .collect::<Vec<_>>()
+                .join("; "),
+            first.0,
+            first.1,
+            second.0,
+            second.1,
+            between.0,
+            between.1
+        ),
+    );
+    // The race: whether or not test_hmm went before its ops were attached, no refusal, and
+    // both callbacks attached in the end.
+    let race = section(out, "discovery-race");
+    let lines: Vec<&str> = race
+        .lines()
+        .filter_map(|l| l.strip_prefix("hmmtrace: "))
+        .filter(|l| l.contains("discovered") || l.contains("unloaded"))
+        .collect();
+    let last_attached = |f: &str| {
+        lines
+            .iter()
+            .rev()
+            .find(|l| l.contains(f) && l.contains("discovered"))
+            .is_some_and(|l| l.contains("attached (kprobe)"))
+    };
+    verdict(
+        "discovery racing rmmod: no refusal blamed on the kernel, the callbacks attached after the reload",
+        race.contains("rc=0")
+            && !race.contains("denied")
+            && last_attached("dmirror_devmem_fault")
+            && last_attached("dmirror_devmem_free"),
+        lines.join("; "),
+    );
+    Ok(())
+}
+
 /// `hmmtrace census --format json`, the fields the checks read.
 #[derive(Debug, Deserialize)]
 struct Census {
@@ -996,6 +1109,7 @@ pub fn check_modules(out: &str, source: &std::path::Path) -> anyhow::Result<()> 
         },
     );
     census_checks(out, source, &mut verdict)?;
+    discovery_checks(out, &mut verdict)?;
     let rmmod = section(out, "rmmod");
     let left = rmmod
         .lines()
