@@ -11,6 +11,7 @@
 //! [`GROUP_CAPACITY`] groups (then "(other)"), and per class a rate series of at most
 //! [`MAX_BINS`] bins whose width doubles as a capture grows longer.
 
+pub mod by_class;
 pub mod compare;
 pub mod hdrlog;
 pub mod heat;
@@ -29,6 +30,7 @@ use crate::findings::{Finding, FindingList};
 use crate::labels::{DeviceNames, Symbols};
 use crate::pipeline::{Sink, Status};
 pub use crate::stats::{Durations, MAX_TRACKABLE_NS, SIGNIFICANT_DIGITS};
+pub use by_class::ByClass;
 
 /// How `report --by` groups rows (always per kind within a group).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -149,17 +151,17 @@ impl KindStats {
 
 /// The aggregate of a stream of events.
 pub struct Summary {
-    pub kinds: BTreeMap<Class, KindStats>,
+    pub kinds: ByClass<KindStats>,
     /// With a grouping other than by kind: the same per group.
     pub by: GroupBy,
-    pub groups: BTreeMap<String, BTreeMap<Class, KindStats>>,
+    pub groups: BTreeMap<String, ByClass<KindStats>>,
     pub events: u64,
     pub first_ts: u64,
     pub last_ts: u64,
     /// `Lost` records' counts, by probe name.
     pub lost: BTreeMap<String, u64>,
     /// Events over time, per class.
-    pub series: BTreeMap<Class, RateSeries>,
+    pub series: ByClass<RateSeries>,
     /// The clock the events' times are on (from the source's header; `None` before `begin`).
     pub clock: Option<ClockKind>,
     /// Bytes of incomplete last blocks the capture source left unread.
@@ -187,14 +189,14 @@ pub struct Summary {
 impl Default for Summary {
     fn default() -> Self {
         Summary {
-            kinds: BTreeMap::new(),
+            kinds: ByClass::new(),
             by: GroupBy::Kind,
             groups: BTreeMap::new(),
             events: 0,
             first_ts: u64::MAX,
             last_ts: 0,
             lost: BTreeMap::new(),
-            series: BTreeMap::new(),
+            series: ByClass::new(),
             clock: None,
             dropped_bytes: 0,
             findings: FindingList::default(),
@@ -248,13 +250,12 @@ impl Summary {
         let end = e.ts_ns + e.duration_ns.unwrap_or(0);
         self.last_ts = self.last_ts.max(end);
         let class = e.class();
-        self.kinds.entry(class).or_default().add(e);
+        self.kinds.or_default(class).add(e);
         self.pages.event(e);
         self.heat.add(e);
         let origin = *self.origin.get_or_insert(e.ts_ns);
         self.series
-            .entry(class)
-            .or_insert_with(|| RateSeries::new(origin))
+            .get_or_insert_with(class, || RateSeries::new(origin))
             .add(e.ts_ns);
         if let Body::Lost(l) = &e.body {
             let name = hmmtrace_common::ProbeId::from_u32(l.probe).map_or("unknown", |p| p.name());
@@ -272,8 +273,7 @@ impl Summary {
             self.groups
                 .entry(key)
                 .or_default()
-                .entry(class)
-                .or_insert_with(KindStats::growing)
+                .get_or_insert_with(class, KindStats::growing)
                 .add(e);
         }
     }
@@ -350,8 +350,7 @@ impl Summary {
             self.last_ts = self.last_ts.max(last.unwrap_or(0));
             let had = prev.as_ref().map_or(0, |p| p.totals(class).0);
             self.series
-                .entry(class)
-                .or_insert_with(|| RateSeries::new(origin))
+                .get_or_insert_with(class, || RateSeries::new(origin))
                 .add_n(snap.at_ns, count.saturating_sub(had));
             self.kinds.insert(
                 class,
@@ -371,7 +370,7 @@ impl Summary {
         let Some(namer) = self.namer.as_mut() else {
             return;
         };
-        let mut groups: BTreeMap<String, BTreeMap<Class, KindStats>> = BTreeMap::new();
+        let mut groups: BTreeMap<String, ByClass<KindStats>> = BTreeMap::new();
         for g in &snap.groups {
             let key = match self.by {
                 GroupBy::Kind => unreachable!("returned above"),
