@@ -4,7 +4,8 @@
 //! Two per-CPU maps. [`AggKey`] → [`AggCounts`]: per class of event, device, process (and, for
 //! migrations, direction and API), exact counts, pages, retries, and the exact sum, minimum
 //! and maximum of the durations. [`HistKey`] → [`Histogram`]: per class and device, the
-//! durations in log-linear buckets.
+//! durations in log-linear buckets. In front of each, a per-CPU array of slots
+//! ([`COUNT_SLOTS`], [`HIST_SLOTS`]) that holds most groups at a plain index.
 //!
 //! Buckets: every value below `2 * SUB` (128 ns) has its own bucket; above, each power of two
 //! is cut into [`SUB`] (64) equal buckets. A bucket spans at most 1/64 of its lowest value, so
@@ -83,6 +84,68 @@ pub struct HistKey {
     pub owner: u64,
     pub class: u8,
     pub _pad: [u8; 7],
+}
+
+/// Slots of the per-CPU direct-mapped caches in front of the two maps: a group or histogram
+/// lives in the slot its key hashes to, on each CPU, when that slot is free or already its
+/// own, and in the hash map only when another key holds the slot. An array slot is a plain
+/// index where a hash-map update hashes the key and walks a bucket: that update was about
+/// half of an aggregated event's cost (host tracepoint, bench --only kernel). Userspace sums a
+/// key's slots and map entries. Powers of two.
+pub const COUNT_SLOTS: u32 = 64;
+pub const HIST_SLOTS: u32 = 8;
+
+/// A [`COUNT_SLOTS`] slot: free while `counts.count` is 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CountSlot {
+    pub key: AggKey,
+    pub counts: AggCounts,
+}
+
+/// A [`HIST_SLOTS`] slot: free while `used` is 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct HistSlot {
+    pub key: HistKey,
+    pub used: u64,
+    pub hist: Histogram,
+}
+
+// The Pod impls rely on these having no implicit padding.
+const _: () = {
+    use core::mem::size_of;
+    assert!(size_of::<AggKey>() == 16);
+    assert!(size_of::<CountSlot>() == size_of::<AggKey>() + size_of::<AggCounts>());
+    assert!(size_of::<HistSlot>() == size_of::<HistKey>() + 8 + size_of::<Histogram>());
+};
+
+/// A mix of the key's fields to a slot of `slots` (a power of two): a multiplicative hash.
+#[inline(always)]
+pub const fn slot(parts: u64, slots: u32) -> u32 {
+    let h = parts.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    (h >> (64 - slots.trailing_zeros())) as u32 & (slots - 1)
+}
+
+impl AggKey {
+    /// Its [`COUNT_SLOTS`] slot.
+    #[inline(always)]
+    pub const fn slot(&self) -> u32 {
+        let parts = self.owner
+            ^ ((self.tgid as u64) << 17)
+            ^ ((self.class as u64) << 5)
+            ^ ((self.direction as u64) << 3)
+            ^ (self.api as u64);
+        slot(parts, COUNT_SLOTS)
+    }
+}
+
+impl HistKey {
+    /// Its [`HIST_SLOTS`] slot.
+    #[inline(always)]
+    pub const fn slot(&self) -> u32 {
+        slot(self.owner ^ ((self.class as u64) << 5), HIST_SLOTS)
+    }
 }
 
 /// The bucket of `ns`. No loops and only constant shifts: the verifier takes it as it is.

@@ -541,4 +541,8 @@ mod pod {
     unsafe impl aya::Pod for super::agg::AggKey {}
     unsafe impl aya::Pod for super::agg::AggCounts {}
     unsafe impl aya::Pod for super::agg::HistKey {}
+    // SAFETY: repr(C) of the Pod types above and u64s/u32s, sizes multiples of 8: no implicit
+    // padding.
+    unsafe impl aya::Pod for super::agg::CountSlot {}
+    unsafe impl aya::Pod for super::agg::HistSlot {}
 }

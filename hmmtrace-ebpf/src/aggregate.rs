@@ -11,9 +11,10 @@ use aya_ebpf::{
 };
 use hmmtrace_common::{
     agg::{
-        bucket, AggCounts, AggKey, HistKey, Histogram, BUCKETS, CLASS_DEVICE_FAULT,
-        CLASS_INTERVAL_INVALIDATE, CLASS_INVALIDATION, CLASS_MIGRATION, CLASS_PAGE_FREE,
-        CLASS_RANGE_FAULT, CLASS_SYSTEM_MIGRATION, MAX_HISTOGRAMS, MAX_KEYS,
+        bucket, AggCounts, AggKey, CountSlot, HistKey, HistSlot, Histogram, BUCKETS,
+        CLASS_DEVICE_FAULT, CLASS_INTERVAL_INVALIDATE, CLASS_INVALIDATION, CLASS_MIGRATION,
+        CLASS_PAGE_FREE, CLASS_RANGE_FAULT, CLASS_SYSTEM_MIGRATION, COUNT_SLOTS, HIST_SLOTS,
+        MAX_HISTOGRAMS, MAX_KEYS,
     },
     DeviceFault, EventHeader, Invalidation, Migration, PageFree, RangeFault, SystemMigration,
     FLAG_HAS_DURATION, INVALIDATE_CALLBACK,
@@ -31,6 +32,15 @@ static AGG_COUNTS: PerCpuHashMap<AggKey, AggCounts> = PerCpuHashMap::with_max_en
 #[map]
 static AGG_HIST: PerCpuHashMap<HistKey, Histogram> =
     PerCpuHashMap::with_max_entries(MAX_HISTOGRAMS, NO_PREALLOC);
+
+/// The direct-mapped per-CPU slots in front of the two maps (see `hmmtrace_common::agg`):
+/// an array lookup per event instead of a hash-map update, for every group that has its slot
+/// to itself. Userspace shrinks both to one entry when it does not aggregate.
+#[map]
+static AGG_COUNT_SLOTS: PerCpuArray<CountSlot> = PerCpuArray::with_max_entries(COUNT_SLOTS, 0);
+
+#[map]
+static AGG_HIST_SLOTS: PerCpuArray<HistSlot> = PerCpuArray::with_max_entries(HIST_SLOTS, 0);
 
 /// A zeroed histogram to create entries from: 9.5 KiB do not fit the 512-byte stack.
 #[map]
@@ -162,14 +172,33 @@ pub(crate) fn add(header: &EventHeader, f: Facts) -> bool {
             }
         }
     };
-    match AGG_COUNTS.get_ptr_mut(key) {
-        Some(c) => update(c),
-        None => {
-            if AGG_COUNTS.insert(key, first, BPF_NOEXIST as u64).is_err() {
-                // Created meanwhile, or the map is full.
-                match AGG_COUNTS.get_ptr_mut(key) {
-                    Some(c) => update(c),
-                    None => return false,
+    let slotted = match AGG_COUNT_SLOTS.get_ptr_mut(key.slot()) {
+        // SAFETY: this CPU's value of a per-CPU array entry, valid for the program's run; as
+        // for `update`, nothing else writes it meanwhile.
+        Some(s) => unsafe {
+            if (*s).counts.count == 0 {
+                (*s).key = key;
+                (*s).counts = first;
+                true
+            } else if (*s).key == key {
+                update(&mut (*s).counts);
+                true
+            } else {
+                false
+            }
+        },
+        None => false,
+    };
+    if !slotted {
+        match AGG_COUNTS.get_ptr_mut(key) {
+            Some(c) => update(c),
+            None => {
+                if AGG_COUNTS.insert(key, first, BPF_NOEXIST as u64).is_err() {
+                    // Created meanwhile, or the map is full.
+                    match AGG_COUNTS.get_ptr_mut(key) {
+                        Some(c) => update(c),
+                        None => return false,
+                    }
                 }
             }
         }
@@ -180,6 +209,23 @@ pub(crate) fn add(header: &EventHeader, f: Facts) -> bool {
             class: f.class,
             _pad: [0; 7],
         };
+        let b = bucket(d);
+        if let Some(s) = AGG_HIST_SLOTS.get_ptr_mut(hk.slot()) {
+            // SAFETY: this CPU's value of a per-CPU array entry, valid for the program's run;
+            // nothing else writes it meanwhile. The index is checked against the array.
+            unsafe {
+                if (*s).used == 0 {
+                    (*s).key = hk;
+                    (*s).used = 1;
+                }
+                if (*s).key == hk {
+                    if b < BUCKETS {
+                        (*s).hist[b] += 1;
+                    }
+                    return true;
+                }
+            }
+        }
         let h = match AGG_HIST.get_ptr_mut(hk) {
             Some(h) => Some(h),
             None => {
@@ -196,7 +242,6 @@ pub(crate) fn add(header: &EventHeader, f: Facts) -> bool {
         // Without a histogram (the map is full) the duration is still in the exact counts;
         // userspace sees the histogram hold fewer than `timed` and says so.
         if let Some(h) = h {
-            let b = bucket(d);
             if b < BUCKETS {
                 // SAFETY: this CPU's value of a per-CPU map entry, index checked above.
                 unsafe { (*h)[b] += 1 };

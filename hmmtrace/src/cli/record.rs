@@ -64,8 +64,9 @@ pub struct TraceArgs {
     #[arg(long)]
     ebpf_log: bool,
     /// Count and time the events in the kernel (per-CPU maps read once a second) instead of
-    /// sending each one: nothing lost at any rate and no userspace work per event (the
-    /// programs themselves cost about the same: BENCHMARKS.md), but no single event is kept
+    /// sending each one: nothing lost at any rate, no userspace work per event and somewhat
+    /// cheaper programs (about 0.75x of a recorded event's kernel time: BENCHMARKS.md), but
+    /// no single event is kept
     /// (no log, findings, heat map or page lifetimes; percentiles within 0.8 %). The default
     /// of `serve` (`serve --events` for every event).
     #[arg(long)]

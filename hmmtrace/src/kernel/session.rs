@@ -11,7 +11,9 @@ use anyhow::{bail, Context as _};
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::TracePoint;
 use aya::{Ebpf, EbpfLoader};
-use hmmtrace_common::agg::{AggCounts, AggKey, HistKey, Histogram};
+use hmmtrace_common::agg::{
+    AggCounts, AggKey, CountSlot, HistKey, HistSlot, Histogram, COUNT_SLOTS, HIST_SLOTS,
+};
 use hmmtrace_common::offsets::{
     ForkOffsets, KernelOffsets, MigrateVmaOffsets, RenameOffsets, Settings, UNKNOWN,
 };
@@ -114,6 +116,9 @@ pub struct Session {
 struct Aggregates {
     counts: aya::maps::PerCpuHashMap<MapData, AggKey, AggCounts>,
     hists: aya::maps::PerCpuHashMap<MapData, HistKey, Histogram>,
+    /// The direct-mapped slots in front of the two maps (`hmmtrace_common::agg`).
+    count_slots: PerCpuArray<MapData, CountSlot>,
+    hist_slots: PerCpuArray<MapData, HistSlot>,
 }
 
 impl Session {
@@ -211,6 +216,14 @@ impl Session {
                 )?,
                 hists: aya::maps::PerCpuHashMap::try_from(
                     ebpf.take_map("AGG_HIST").context("no AGG_HIST map")?,
+                )?,
+                count_slots: PerCpuArray::try_from(
+                    ebpf.take_map("AGG_COUNT_SLOTS")
+                        .context("no AGG_COUNT_SLOTS map")?,
+                )?,
+                hist_slots: PerCpuArray::try_from(
+                    ebpf.take_map("AGG_HIST_SLOTS")
+                        .context("no AGG_HIST_SLOTS map")?,
                 )?,
             }),
             false => None,
@@ -312,8 +325,23 @@ impl Session {
             at_ns: super::monotonic_ns(),
             ..Snapshot::default()
         };
+        // A group's figures are in its slot on the CPUs where it had the slot, and in the
+        // hash map on the others: summed by key.
+        let mut counts: std::collections::BTreeMap<AggKey, Vec<AggCounts>> = Default::default();
         for item in a.counts.iter() {
             let (k, per_cpu) = item.context("cannot read the aggregate counts")?;
+            counts.entry(k).or_default().extend(per_cpu.iter().copied());
+        }
+        for i in 0..a.count_slots.len() {
+            let per_cpu = a
+                .count_slots
+                .get(&i, 0)
+                .context("cannot read the aggregate count slots")?;
+            for s in per_cpu.iter().filter(|s| s.counts.count > 0) {
+                counts.entry(s.key).or_default().push(s.counts);
+            }
+        }
+        for (k, per_cpu) in counts {
             let Some(class) = agg_class(k.class) else {
                 continue;
             };
@@ -322,22 +350,39 @@ impl Session {
                 None => String::new(),
             };
             let mut g = Group::new(class, k.owner, k.tgid, comm, k.direction, k.api);
-            for c in per_cpu.iter() {
+            for c in &per_cpu {
                 g.add(c);
             }
             snap.groups.push(g);
         }
+        let mut hists: std::collections::BTreeMap<HistKey, Vec<u64>> = Default::default();
+        let mut add_hist = |k: HistKey, h: &Histogram| {
+            let sum = hists
+                .entry(k)
+                .or_insert_with(|| vec![0u64; hmmtrace_common::agg::BUCKETS]);
+            for (s, n) in sum.iter_mut().zip(h.iter()) {
+                *s += u64::from(*n);
+            }
+        };
         for item in a.hists.iter() {
             let (k, per_cpu) = item.context("cannot read the aggregate histograms")?;
+            for h in per_cpu.iter() {
+                add_hist(k, h);
+            }
+        }
+        for i in 0..a.hist_slots.len() {
+            let per_cpu = a
+                .hist_slots
+                .get(&i, 0)
+                .context("cannot read the aggregate histogram slots")?;
+            for s in per_cpu.iter().filter(|s| s.used != 0) {
+                add_hist(s.key, &s.hist);
+            }
+        }
+        for (k, sum) in hists {
             let Some(class) = agg_class(k.class) else {
                 continue;
             };
-            let mut sum = vec![0u64; hmmtrace_common::agg::BUCKETS];
-            for h in per_cpu.iter() {
-                for (s, n) in sum.iter_mut().zip(h.iter()) {
-                    *s += u64::from(*n);
-                }
-            }
             let buckets = sum
                 .iter()
                 .enumerate()
@@ -903,6 +948,10 @@ fn load(
         .override_global("RENAME_OFFSETS", &rename, true)
         .override_global("AYA_LOG_LEVEL", &diagnostics::level(opts.ebpf_log), true)
         .map_max_entries("EVENTS", opts.ring_bytes)
+        // Arrays are allocated whole at load, per CPU (the histogram slots 9.3 KiB each):
+        // one entry each when nothing aggregates.
+        .map_max_entries("AGG_COUNT_SLOTS", agg_slots(opts.aggregate, COUNT_SLOTS))
+        .map_max_entries("AGG_HIST_SLOTS", agg_slots(opts.aggregate, HIST_SLOTS))
         .load(EBPF_OBJECT)
         .map_err(|e| {
             privilege::classify(
@@ -911,6 +960,20 @@ fn load(
             )
         })?;
     Ok((ebpf, missing, named_by_records))
+}
+
+/// Entries of an aggregation slot array: all `slots` when aggregating, else one. The VM
+/// check sets `HMMTRACE_AGG_SLOTS=1` to send most groups down the hash maps' path (a slot
+/// index past the array finds nothing), proving both paths count alike.
+fn agg_slots(aggregate: bool, slots: u32) -> u32 {
+    if !aggregate {
+        return 1;
+    }
+    std::env::var("HMMTRACE_AGG_SLOTS")
+        .ok()
+        .and_then(|v| v.parse::<u32>().ok())
+        .filter(|n| (1..=slots).contains(n))
+        .unwrap_or(slots)
 }
 
 /// Loads the object as a session would and runs every kprobe-type program through the
