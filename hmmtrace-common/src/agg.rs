@@ -124,7 +124,9 @@ const _: () = {
 #[inline(always)]
 pub const fn slot(parts: u64, slots: u32) -> u32 {
     let h = parts.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    (h >> (64 - slots.trailing_zeros())) as u32 & (slots - 1)
+    // The top bits; one slot would shift by 64, which `wrapping_shr` takes as 0 (and the mask
+    // then gives slot 0).
+    h.wrapping_shr(64 - slots.trailing_zeros()) as u32 & (slots - 1)
 }
 
 impl AggKey {
@@ -207,6 +209,43 @@ pub const fn bucket_bounds(i: usize) -> (u64, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_spread_over_the_slots_and_stay_within_them() {
+        // The keys a machine makes: a few devices (owners are kernel pointers), many
+        // processes, the seven classes.
+        let mut hit = [0u32; COUNT_SLOTS as usize];
+        for owner in [0, 0xffff_8881_0a3c_4000u64, 0xffff_8881_0a3c_8800] {
+            for tgid in 1000..1040 {
+                for class in 0..7 {
+                    let k = AggKey {
+                        owner,
+                        tgid,
+                        class,
+                        ..AggKey::default()
+                    };
+                    hit[k.slot() as usize] += 1;
+                }
+            }
+        }
+        let used = hit.iter().filter(|&&n| n > 0).count();
+        // 840 keys over 64 slots: every slot taken, none with more than three times its share.
+        assert_eq!(used, COUNT_SLOTS as usize, "{hit:?}");
+        assert!(hit.iter().all(|&n| n <= 3 * 840 / COUNT_SLOTS), "{hit:?}");
+        for class in 0..7 {
+            let h = HistKey {
+                owner: 0xffff_8881_0a3c_4000,
+                class,
+                _pad: [0; 7],
+            };
+            assert!(h.slot() < HIST_SLOTS);
+        }
+        for slots in [1, 2, 8, 64, 1 << 20] {
+            for parts in [0, 1, u64::MAX, 0x1234_5678_9abc_def0] {
+                assert!(slot(parts, slots) < slots, "{parts:#x} in {slots}");
+            }
+        }
+    }
 
     #[test]
     fn every_value_falls_in_the_bucket_whose_bounds_hold_it() {
