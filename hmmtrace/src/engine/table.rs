@@ -3,13 +3,12 @@
 //!
 //! Like the kernel's page tables, it is dense where it is used and absent elsewhere: 512-entry
 //! leaves (one PTE page's worth) allocated on first touch and dropped when their last entry
-//! goes, under 512-leaf directories found through an ordered map. So memory grows with the pages a scenario
-//! touches, not the pages it declares, lookups cost one ordered-map step plus an array index,
-//! and a range is walked in address order leaf by leaf. Hand-written because the crates that
+//! goes, under 512-leaf directories kept in a sorted vector. So memory grows with the pages a
+//! scenario touches, not the pages it declares, and a range is walked in address order leaf by
+//! leaf. A lookup first tries the directory the last change used (the engine works through
+//! ranges, so nearly always the one it wants), then a binary search. Hand-written because the crates that
 //! come close are either dense (`Vec`, `bitvec`: memory by declared size) or hash maps
 //! (memory and time per entry, no ordered ranges).
-
-use std::collections::BTreeMap;
 
 /// Entries per leaf, and leaves per directory.
 const LEAF: u64 = 512;
@@ -29,14 +28,18 @@ struct Dir<T> {
 
 /// See the module doc. Keys are page numbers (any `u64`).
 pub(crate) struct Sparse<T> {
-    dirs: BTreeMap<u64, Box<Dir<T>>>,
+    /// Directories by number, in order.
+    dirs: Vec<(u64, Box<Dir<T>>)>,
+    /// Index in `dirs` of the directory the last change used (may be stale: checked).
+    hint: usize,
     len: u64,
 }
 
 impl<T> Default for Sparse<T> {
     fn default() -> Self {
         Sparse {
-            dirs: BTreeMap::new(),
+            dirs: Vec::new(),
+            hint: 0,
             len: 0,
         }
     }
@@ -57,14 +60,37 @@ impl<T: Copy> Sparse<T> {
         self.len
     }
 
+    /// Where directory `dir` is in `dirs`, or where it would go.
+    #[inline]
+    fn find(&self, dir: u64) -> Result<usize, usize> {
+        match self.dirs.get(self.hint) {
+            Some((d, _)) if *d == dir => Ok(self.hint),
+            _ => self.dirs.binary_search_by_key(&dir, |(d, _)| *d),
+        }
+    }
+
+    /// Directory `dir`, remembered for the next lookup.
+    #[inline]
+    fn dir_mut(&mut self, dir: u64) -> Option<&mut Dir<T>> {
+        let i = self.find(dir).ok()?;
+        self.hint = i;
+        Some(&mut self.dirs[i].1)
+    }
+
+    /// Drops the directory at `i` (its last leaf went).
+    fn drop_dir(&mut self, i: usize) {
+        self.dirs.remove(i);
+    }
+
     fn leaf(&self, key: u64) -> Option<&Leaf<T>> {
         let (dir, leaf, _) = split(key);
-        self.dirs.get(&dir)?.leaves[leaf].as_deref()
+        let i = self.find(dir).ok()?;
+        self.dirs[i].1.leaves[leaf].as_deref()
     }
 
     fn leaf_mut(&mut self, key: u64) -> Option<&mut Leaf<T>> {
         let (dir, leaf, _) = split(key);
-        self.dirs.get_mut(&dir)?.leaves[leaf].as_deref_mut()
+        self.dir_mut(dir)?.leaves[leaf].as_deref_mut()
     }
 
     pub fn get(&self, key: u64) -> Option<T> {
@@ -79,12 +105,19 @@ impl<T: Copy> Sparse<T> {
     /// Sets `key`; returns what it held.
     pub fn insert(&mut self, key: u64, value: T) -> Option<T> {
         let (dir, leaf, slot) = split(key);
-        let d = self.dirs.entry(dir).or_insert_with(|| {
-            Box::new(Dir {
-                leaves: [const { None }; DIR as usize],
-                used: 0,
-            })
-        });
+        let i = match self.find(dir) {
+            Ok(i) => i,
+            Err(i) => {
+                let d = Box::new(Dir {
+                    leaves: [const { None }; DIR as usize],
+                    used: 0,
+                });
+                self.dirs.insert(i, (dir, d));
+                i
+            }
+        };
+        self.hint = i;
+        let d = &mut self.dirs[i].1;
         let l = d.leaves[leaf].get_or_insert_with(|| {
             Box::new(Leaf {
                 slots: [None; LEAF as usize],
@@ -107,7 +140,9 @@ impl<T: Copy> Sparse<T> {
     /// Clears `key`; returns what it held.
     pub fn remove(&mut self, key: u64) -> Option<T> {
         let (dir, leaf, slot) = split(key);
-        let d = self.dirs.get_mut(&dir)?;
+        let i = self.find(dir).ok()?;
+        self.hint = i;
+        let d = &mut self.dirs[i].1;
         let l = d.leaves[leaf].as_mut()?;
         let old = l.slots[slot].take();
         if old.is_some() {
@@ -117,7 +152,7 @@ impl<T: Copy> Sparse<T> {
                 d.leaves[leaf] = None;
                 d.used -= 1;
                 if d.used == 0 {
-                    self.dirs.remove(&dir);
+                    self.drop_dir(i);
                 }
             }
         }
@@ -127,8 +162,13 @@ impl<T: Copy> Sparse<T> {
     /// The leaves that may hold keys in `[start, end)`, in order, with their first key.
     fn leaves(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, &Leaf<T>)> + '_ {
         let last = (end > start).then(|| end - 1);
-        let dirs = last.map(|last| self.dirs.range(start / (LEAF * DIR)..=last / (LEAF * DIR)));
-        dirs.into_iter().flatten().flat_map(move |(&dir, d)| {
+        let dirs = last.map(|last| {
+            let (lo, hi) = (start / (LEAF * DIR), last / (LEAF * DIR));
+            let from = self.dirs.partition_point(|(d, _)| *d < lo);
+            self.dirs[from..].iter().take_while(move |(d, _)| *d <= hi)
+        });
+        dirs.into_iter().flatten().flat_map(move |(dir, d)| {
+            let dir = *dir;
             // The leaves of this directory that overlap the range.
             let first_leaf = dir * DIR;
             let from = (start / LEAF).saturating_sub(first_leaf).min(DIR) as usize;
@@ -168,13 +208,40 @@ impl<T: Copy> Sparse<T> {
     /// Clears every key in `[start, end)`; returns how many were present.
     pub fn remove_range(&mut self, start: u64, end: u64) -> u64 {
         let mut removed = 0;
+        // Within one leaf (a page's invalidation, mostly): straight to it.
+        if end > start && start / LEAF == (end - 1) / LEAF {
+            let (dir, leaf, from) = split(start);
+            let Ok(i) = self.find(dir) else { return 0 };
+            self.hint = i;
+            let d = &mut self.dirs[i].1;
+            let Some(l) = d.leaves[leaf].as_mut() else {
+                return 0;
+            };
+            let to = from + (end - start) as usize;
+            for s in &mut l.slots[from..to] {
+                if s.take().is_some() {
+                    l.used -= 1;
+                    removed += 1;
+                }
+            }
+            if l.used == 0 {
+                d.leaves[leaf] = None;
+                d.used -= 1;
+                if d.used == 0 {
+                    self.drop_dir(i);
+                }
+            }
+            self.len -= removed;
+            return removed;
+        }
         let mut cursor = start;
         // One leaf at a time, found afresh: no list of leaves to allocate (this runs on every
         // invalidation callback).
         while let Some(base) = self.first_leaf(cursor, end) {
             cursor = base.saturating_add(LEAF);
             let (dir, leaf, _) = split(base);
-            let d = self.dirs.get_mut(&dir).expect("listed above");
+            let i = self.find(dir).expect("listed above");
+            let d = &mut self.dirs[i].1;
             let l = d.leaves[leaf].as_mut().expect("listed above");
             let from = start.saturating_sub(base).min(LEAF) as usize;
             let to = (end - base).min(LEAF) as usize;
@@ -188,7 +255,7 @@ impl<T: Copy> Sparse<T> {
                 d.leaves[leaf] = None;
                 d.used -= 1;
                 if d.used == 0 {
-                    self.dirs.remove(&dir);
+                    self.drop_dir(i);
                 }
             }
             if cursor >= end || base.checked_add(LEAF).is_none() {
