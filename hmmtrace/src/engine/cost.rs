@@ -203,7 +203,16 @@ mod tests {
             1 << 63,
             u64::MAX,
         ];
-        let factors = [1.0, 1.5, 0.5, 2.0, 8.0, 1.000_000_000_000_000_2, 1000.0, 11.0];
+        let factors = [
+            1.0,
+            1.5,
+            0.5,
+            2.0,
+            8.0,
+            1.000_000_000_000_000_2,
+            1000.0,
+            11.0,
+        ];
         let mut cases: Vec<(u64, f64)> = edges
             .iter()
             .flat_map(|&b| factors.iter().map(move |&f| (b, f)))

@@ -44,6 +44,18 @@ struct Collected {
     write: bool,
 }
 
+/// See `Engine::scratch`.
+#[derive(Default)]
+pub(crate) struct Scratch {
+    collected: Vec<Collected>,
+    kept: Vec<Collected>,
+    dst: Vec<Option<PageId>>,
+    /// `migrate_device_range`'s own (it runs inside `migrate_vma` when a device is full).
+    in_use: Vec<PageId>,
+    range_collected: Vec<Collected>,
+    range_dst: Vec<Option<PageId>>,
+}
+
 impl Engine<'_> {
     /// `HMM_DMIRROR_MIGRATE_TO_DEV`: `migrate_vma_*` with `MIGRATE_VMA_SELECT_SYSTEM`.
     /// `racing` lists page indices (from `addr`) whose folio lock is contended, so
@@ -164,7 +176,8 @@ impl Engine<'_> {
         // migrate_vma_setup: migrate_vma_collect (one MMU_NOTIFY_MIGRATE owned by the device),
         // then migrate_vma_unmap.
         self.invalidate(tgid, start, start + npages, MMU_NOTIFY_MIGRATE, owner);
-        let mut collected = Vec::new();
+        let mut collected = std::mem::take(&mut self.scratch.collected);
+        collected.clear();
         for vpn in start..start + npages {
             let pte = self.procs[&tgid].ptes.get(vpn);
             let take = match pte {
@@ -226,8 +239,9 @@ impl Engine<'_> {
         // try_to_migrate, one MMU_NOTIFY_CLEAR per mapping. Page-cache pages stay too: the
         // kernel collects them and migrate_vma_pages declines them (only anonymous memory moves
         // to a device), so there cpages counts them where the engine does not.
-        let mut kept = Vec::with_capacity(collected.len());
-        for mut c in collected {
+        let mut kept = std::mem::take(&mut self.scratch.kept);
+        kept.clear();
+        for mut c in collected.drain(..) {
             if let Some(page) = c.page {
                 if self.pages[page].pins > 0 || self.pages[page].cache {
                     self.restore(&c);
@@ -237,6 +251,8 @@ impl Engine<'_> {
             }
             kept.push(c);
         }
+        // The emptied vector is the next call's `kept`.
+        self.scratch.kept = collected;
         let collected = kept;
         let cpages = collected.len() as u64;
         let m = &self.clock.model;
@@ -270,6 +286,7 @@ impl Engine<'_> {
             self.current = tgid;
             let unknown = Migration::FIELD_MIGRATED | Migration::FIELD_FINALIZE;
             self.emit_partial(t_entry, None, Body::Migration(record), unknown);
+            self.scratch.collected = collected;
             return MigrateOutcome {
                 cpages,
                 migrated: 0,
@@ -277,7 +294,8 @@ impl Engine<'_> {
         }
 
         // The driver allocates destination pages and copies (test_hmm's *_alloc_and_copy).
-        let mut dst: Vec<Option<PageId>> = Vec::with_capacity(collected.len());
+        let mut dst = std::mem::take(&mut self.scratch.dst);
+        dst.clear();
         for _ in &collected {
             let page = if to_device {
                 self.alloc_device_page(dev, tgid)
@@ -354,6 +372,8 @@ impl Engine<'_> {
             ..record
         });
         self.emit(t_entry, Some(self.clock.now() - t_entry), body);
+        self.scratch.collected = collected;
+        self.scratch.dst = dst;
         MigrateOutcome { cpages, migrated }
     }
 
@@ -448,14 +468,18 @@ impl Engine<'_> {
         self.current = tgid;
         let t_entry = self.clock.now();
         let owner = self.devices[dev].owner;
-        let mut collected = Vec::new();
+        let mut collected = std::mem::take(&mut self.scratch.range_collected);
+        collected.clear();
         // The pages in use, not every pfn: a device may have 2^32.
-        let in_use: Vec<PageId> = self.devices[dev]
-            .by_pfn
-            .range(first, first + npages)
-            .map(|(_, page)| page)
-            .collect();
-        for page in in_use {
+        let mut in_use = std::mem::take(&mut self.scratch.in_use);
+        in_use.clear();
+        in_use.extend(
+            self.devices[dev]
+                .by_pfn
+                .range(first, first + npages)
+                .map(|(_, page)| page),
+        );
+        for &page in &in_use {
             if self.pages[page].pins > 0 {
                 continue;
             }
@@ -473,7 +497,12 @@ impl Engine<'_> {
         self.clock
             .spend(m.setup_base_ns + cpages * m.setup_per_page_ns);
         let setup_ns = self.clock.now() - t_entry;
-        let dst: Vec<PageId> = collected.iter().map(|_| self.alloc_system_page()).collect();
+        self.scratch.in_use = in_use;
+        let mut dst = std::mem::take(&mut self.scratch.range_dst);
+        dst.clear();
+        for _ in &collected {
+            dst.push(Some(self.alloc_system_page()));
+        }
         self.clock.spend(cpages * self.clock.model.copy_per_page_ns);
         let t_pages = self.clock.now();
         let m = &self.clock.model;
@@ -482,20 +511,23 @@ impl Engine<'_> {
         let pages_ns = self.clock.now() - t_pages;
         let t_fin = self.clock.now();
         for (c, new) in collected.iter().zip(&dst) {
+            let new = new.expect("every page got one above");
             for &(t, v, w) in &c.mappings {
                 self.map_page(
                     t,
                     v,
                     Pte::Present {
-                        page: *new,
+                        page: new,
                         write: w,
                     },
                 );
             }
             // A device page mapped nowhere still holds the driver's reference until finalize.
             self.maybe_free(c.page.unwrap());
-            self.maybe_free(*new);
+            self.maybe_free(new);
         }
+        self.scratch.range_collected = collected;
+        self.scratch.range_dst = dst;
         let m = &self.clock.model;
         self.clock
             .spend(m.finalize_base_ns + cpages * m.finalize_per_page_ns);

@@ -266,6 +266,9 @@ pub struct Engine<'s> {
     pub(crate) page_limit: u64,
     out: Out<'s>,
     emitted: u64,
+    /// Vectors a migration fills and empties, kept between calls so that none allocates per
+    /// call (taken while in use: a nested call finds them empty and makes its own).
+    pub(crate) scratch: migrate::Scratch,
 }
 
 /// What was migrated and what was not, in total, since the engine started (for tests).
@@ -307,6 +310,7 @@ impl<'s> Engine<'s> {
             page_limit: MAX_LIVE_PAGES,
             out,
             emitted: 0,
+            scratch: migrate::Scratch::default(),
         }
     }
 

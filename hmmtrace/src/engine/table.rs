@@ -268,8 +268,28 @@ impl<T: Copy> Sparse<T> {
 
     /// Sets every key in `[start, end)` to `value`.
     pub fn fill(&mut self, start: u64, end: u64, value: T) {
-        for k in start..end {
+        // A leaf at a time: one directory and leaf lookup per 512 keys, not per key.
+        let mut k = start;
+        while k < end {
             self.insert(k, value);
+            let (dir, leaf, slot) = split(k);
+            let to = (end - k).min(LEAF - slot as u64) as usize + slot;
+            let i = self.find(dir).expect("inserted above");
+            let l = self.dirs[i].1.leaves[leaf]
+                .as_mut()
+                .expect("inserted above");
+            let mut added = 0;
+            for s in &mut l.slots[slot + 1..to] {
+                if s.replace(value).is_none() {
+                    added += 1;
+                }
+            }
+            l.used += added;
+            self.len += u64::from(added);
+            k = match k.checked_add((to - slot) as u64) {
+                Some(next) => next,
+                None => break,
+            };
         }
     }
 
@@ -302,8 +322,15 @@ mod tests {
         for i in 0..20_000u32 {
             let r = next();
             let key = (r >> 8) % 5_000 + if r & 1 == 0 { 0 } else { u64::MAX - 6_000 };
-            match r % 5 {
+            match r % 6 {
                 0 | 1 => assert_eq!(s.insert(key, i), m.insert(key, i)),
+                5 => {
+                    let end = key.saturating_add(next() % 1_200);
+                    s.fill(key, end, i);
+                    for k in key..end {
+                        m.insert(k, i);
+                    }
+                }
                 2 => assert_eq!(s.remove(key), m.remove(&key)),
                 3 => {
                     let end = key.saturating_add(next() % 1_500);
