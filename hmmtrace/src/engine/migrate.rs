@@ -8,7 +8,7 @@ use hmmtrace_common::{
     MIGRATE_VMA_SELECT_SYSTEM, MMU_NOTIFY_CLEAR, MMU_NOTIFY_MIGRATE,
 };
 
-use smallvec::{smallvec, SmallVec};
+use smallvec::SmallVec;
 
 use super::mm::Pte;
 use super::pages::{Frame, PageId};
@@ -247,7 +247,7 @@ impl Engine<'_> {
                     self.restore(&c);
                     continue;
                 }
-                c.mappings.extend(self.try_to_migrate(page));
+                self.try_to_migrate(page, &mut c.mappings);
             }
             kept.push(c);
         }
@@ -332,24 +332,18 @@ impl Engine<'_> {
                 Some(new) => {
                     migrated += 1;
                     let dev_private = matches!(self.pages[*new].frame(), Frame::Device { dev: dd, .. } if self.devices[dd].kind == DeviceKind::Private);
-                    let mappings: Mappings = if c.mappings.is_empty() {
-                        smallvec![(tgid, c.vpn, c.write)]
-                    } else {
-                        c.mappings.clone()
-                    };
-                    for (t, v, w) in mappings {
-                        let pte = if dev_private {
-                            Pte::DevicePrivate {
-                                page: *new,
-                                write: w,
-                            }
+                    let pte = |write| {
+                        if dev_private {
+                            Pte::DevicePrivate { page: *new, write }
                         } else {
-                            Pte::Present {
-                                page: *new,
-                                write: w,
-                            }
-                        };
-                        self.map_page(t, v, pte);
+                            Pte::Present { page: *new, write }
+                        }
+                    };
+                    if c.mappings.is_empty() {
+                        self.map_page(tgid, c.vpn, pte(c.write));
+                    }
+                    for &(t, v, w) in &c.mappings {
+                        self.map_page(t, v, pte(w));
                     }
                     self.device_page_mapped(*new);
                     if let Some(old) = c.page {
@@ -378,11 +372,11 @@ impl Engine<'_> {
     }
 
     /// `try_to_migrate`: every remaining mapping of `page` gets a migration entry, each under
-    /// an `MMU_NOTIFY_CLEAR` of that page in its mm. Returns (tgid, vpn, writable) of each.
-    fn try_to_migrate(&mut self, page: PageId) -> Mappings {
-        let maps: SmallVec<[(Tgid, u64); 1]> = self.pages.take_maps(page).collect();
-        let mut out = Mappings::with_capacity(maps.len());
-        for (t, v) in maps {
+    /// an `MMU_NOTIFY_CLEAR` of that page in its mm. Appends (tgid, vpn, writable) of each to
+    /// `out`.
+    fn try_to_migrate(&mut self, page: PageId, out: &mut Mappings) {
+        let (first, more) = self.pages.take_map_parts(page);
+        for (t, v) in first.into_iter().chain(more) {
             let write = matches!(
                 self.procs[&t].ptes.get(v),
                 Some(Pte::DevicePrivate { write: true, .. } | Pte::Present { write: true, .. })
@@ -395,7 +389,6 @@ impl Engine<'_> {
                 .insert(v, Pte::Migration { page, write });
             out.push((t, v, write));
         }
-        out
     }
 
     /// Puts back the PTEs a collected entry took (remove_migration_ptes to the old page).
@@ -483,7 +476,8 @@ impl Engine<'_> {
             if self.pages[page].pins > 0 {
                 continue;
             }
-            let mappings = self.try_to_migrate(page);
+            let mut mappings = Mappings::new();
+            self.try_to_migrate(page, &mut mappings);
             collected.push(Collected {
                 vpn: 0,
                 page: Some(page),

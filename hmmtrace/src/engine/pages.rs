@@ -211,7 +211,15 @@ impl Pages {
     }
 
     /// Takes every mapping, in reverse-map order, leaving none.
+    #[cfg(test)]
     pub fn take_maps(&mut self, id: PageId) -> impl Iterator<Item = (Tgid, u64)> {
+        let (first, more) = self.take_map_parts(id);
+        first.into_iter().chain(more)
+    }
+
+    /// Takes every mapping, leaving none: the first, and the rest in reverse-map order (a
+    /// vector that allocates only when there are more, after a fork).
+    pub fn take_map_parts(&mut self, id: PageId) -> (Option<(Tgid, u64)>, Vec<(Tgid, u64)>) {
         let p = &mut self.blocks[(id >> BLOCK_BITS) as usize][id as usize & (BLOCK - 1)];
         let first = (p.map_tgid != NO_MAP).then_some((p.map_tgid, p.map_vpn));
         p.map_tgid = NO_MAP;
@@ -222,7 +230,7 @@ impl Pages {
                 std::mem::take(&mut self.more[i as usize - 1])
             }
         };
-        first.into_iter().chain(more)
+        (first, more)
     }
 }
 

@@ -80,9 +80,17 @@ impl Source for EngineSource {
         loop {
             let seed = self.seed + runs;
             let result = self.scenario.run(seed, &mut |e: &Event| {
-                let mut e = *e;
-                // Each run continues the previous one's clock.
-                e.ts_ns += offset;
+                // Each run continues the previous one's clock (the first, without a copy).
+                let shifted;
+                let e = if offset == 0 {
+                    e
+                } else {
+                    shifted = Event {
+                        ts_ns: e.ts_ns + offset,
+                        ..*e
+                    };
+                    &shifted
+                };
                 now = now.max(e.ts_ns);
                 let mut step = || -> anyhow::Result<()> {
                     let due = match self.pace {
@@ -104,7 +112,7 @@ impl Source for EngineSource {
                             std::thread::sleep(due - elapsed);
                         }
                     }
-                    sink.event(&e)?;
+                    sink.event(e)?;
                     released += 1;
                     if released.is_multiple_of(CHECK_EVERY) {
                         sink.tick(now)?;
