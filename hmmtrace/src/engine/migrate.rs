@@ -178,22 +178,25 @@ impl Engine<'_> {
         self.invalidate(tgid, start, start + npages, MMU_NOTIFY_MIGRATE, owner);
         let mut collected = std::mem::take(&mut self.scratch.collected);
         collected.clear();
+        // The loop touches only this mm, the pages and the devices: borrowed once, not looked
+        // up per page.
+        let proc = self.procs.get_mut(&tgid).expect("checked by the caller");
+        let (pages, devices) = (&mut self.pages, &self.devices);
         for vpn in start..start + npages {
-            let pte = self.procs[&tgid].ptes.get(vpn);
+            let pte = proc.ptes.get(vpn);
             let take = match pte {
                 // migrate_vma_collect_pmd: a hole in an anonymous VMA is always collected.
                 None => true,
-                Some(Pte::Present { page, .. }) => match self.pages[page].frame() {
+                Some(Pte::Present { page, .. }) => match pages[page].frame() {
                     Frame::System => select & MIGRATE_VMA_SELECT_SYSTEM != 0,
                     Frame::Device { dev: d, .. } => {
                         select & MIGRATE_VMA_SELECT_DEVICE_COHERENT != 0
-                            && self.devices[d].owner == owner
+                            && devices[d].owner == owner
                     }
                 },
-                Some(Pte::DevicePrivate { page, .. }) => match self.pages[page].frame() {
+                Some(Pte::DevicePrivate { page, .. }) => match pages[page].frame() {
                     Frame::Device { dev: d, .. } => {
-                        select & MIGRATE_VMA_SELECT_DEVICE_PRIVATE != 0
-                            && self.devices[d].owner == owner
+                        select & MIGRATE_VMA_SELECT_DEVICE_PRIVATE != 0 && devices[d].owner == owner
                     }
                     Frame::System => false,
                 },
@@ -205,9 +208,7 @@ impl Engine<'_> {
                 continue;
             }
             let write = match pte {
-                None => self.procs[&tgid]
-                    .vma(vpn)
-                    .is_some_and(|(_, v)| v.prot.write),
+                None => proc.vma(vpn).is_some_and(|(_, v)| v.prot.write),
                 Some(
                     Pte::Present { write, .. }
                     | Pte::DevicePrivate { write, .. }
@@ -219,12 +220,8 @@ impl Engine<'_> {
             let mut mappings = Mappings::new();
             if let Some(page) = page {
                 // The migration entry replaces this mm's PTE now.
-                self.procs
-                    .get_mut(&tgid)
-                    .unwrap()
-                    .ptes
-                    .insert(vpn, Pte::Migration { page, write });
-                self.pages.remove_map(page, (tgid, vpn));
+                proc.ptes.insert(vpn, Pte::Migration { page, write });
+                pages.remove_map(page, (tgid, vpn));
                 mappings.push((tgid, vpn, write));
             }
             collected.push(Collected {
@@ -377,16 +374,24 @@ impl Engine<'_> {
     fn try_to_migrate(&mut self, page: PageId, out: &mut Mappings) {
         let (first, more) = self.pages.take_map_parts(page);
         for (t, v) in first.into_iter().chain(more) {
-            let write = matches!(
-                self.procs[&t].ptes.get(v),
-                Some(Pte::DevicePrivate { write: true, .. } | Pte::Present { write: true, .. })
-            );
+            // The migration entry goes in before the invalidation rather than after: nothing
+            // the invalidation does reads this mm's page table, and one lookup does both.
+            let ptes = &mut self.procs.get_mut(&t).unwrap().ptes;
+            let write = match ptes.get_mut(v) {
+                Some(pte) => {
+                    let write = matches!(
+                        pte,
+                        Pte::DevicePrivate { write: true, .. } | Pte::Present { write: true, .. }
+                    );
+                    *pte = Pte::Migration { page, write };
+                    write
+                }
+                None => {
+                    ptes.insert(v, Pte::Migration { page, write: false });
+                    false
+                }
+            };
             self.invalidate(t, v, v + 1, MMU_NOTIFY_CLEAR, 0);
-            self.procs
-                .get_mut(&t)
-                .unwrap()
-                .ptes
-                .insert(v, Pte::Migration { page, write });
             out.push((t, v, write));
         }
     }

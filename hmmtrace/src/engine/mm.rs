@@ -320,6 +320,7 @@ impl Engine<'_> {
             d.mirror.remove(&tgid);
         }
         self.procs.remove(&tgid);
+        self.comm_of = None;
         Ok(())
     }
 

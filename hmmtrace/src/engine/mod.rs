@@ -269,6 +269,9 @@ pub struct Engine<'s> {
     /// Vectors a migration fills and empties, kept between calls so that none allocates per
     /// call (taken while in use: a nested call finds them empty and makes its own).
     pub(crate) scratch: migrate::Scratch,
+    /// The last task an event was emitted for, and its name (a task's name never changes
+    /// here; forgotten when a process goes).
+    pub(crate) comm_of: Option<(Tgid, Comm)>,
 }
 
 /// What was migrated and what was not, in total, since the engine started (for tests).
@@ -311,6 +314,7 @@ impl<'s> Engine<'s> {
             out,
             emitted: 0,
             scratch: migrate::Scratch::default(),
+            comm_of: None,
         }
     }
 
@@ -479,11 +483,18 @@ impl<'s> Engine<'s> {
         unknown: u32,
     ) {
         let tgid = self.current;
-        let comm = self
-            .procs
-            .get(&tgid)
-            .map(|p| p.comm)
-            .unwrap_or_else(|| Comm::new("kworker"));
+        let comm = match self.comm_of {
+            Some((t, comm)) if t == tgid => comm,
+            _ => {
+                let comm = self
+                    .procs
+                    .get(&tgid)
+                    .map(|p| p.comm)
+                    .unwrap_or_else(|| Comm::new("kworker"));
+                self.comm_of = Some((tgid, comm));
+                comm
+            }
+        };
         let e = Event {
             ts_ns,
             duration_ns,
