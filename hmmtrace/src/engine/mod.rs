@@ -269,9 +269,9 @@ pub struct Engine<'s> {
     /// Vectors a migration fills and empties, kept between calls so that none allocates per
     /// call (taken while in use: a nested call finds them empty and makes its own).
     pub(crate) scratch: migrate::Scratch,
-    /// The last task an event was emitted for, and its name (a task's name never changes
-    /// here; forgotten when a process goes).
-    pub(crate) comm_of: Option<(Tgid, Comm)>,
+    /// The last task an event was emitted for, its name and its cpu (neither changes here;
+    /// forgotten when a process goes).
+    pub(crate) comm_of: Option<(Tgid, Comm, u32)>,
 }
 
 /// What was migrated and what was not, in total, since the engine started (for tests).
@@ -470,11 +470,13 @@ impl<'s> Engine<'s> {
     }
 
     /// Appends an event for the current task.
+    #[inline(always)]
     pub(crate) fn emit(&mut self, ts_ns: u64, duration_ns: Option<u64>, body: Body) {
         self.emit_partial(ts_ns, duration_ns, body, 0);
     }
 
     /// Appends an event whose `unknown` fields the probe could not fill in.
+    #[inline(always)]
     pub(crate) fn emit_partial(
         &mut self,
         ts_ns: u64,
@@ -483,22 +485,23 @@ impl<'s> Engine<'s> {
         unknown: u32,
     ) {
         let tgid = self.current;
-        let comm = match self.comm_of {
-            Some((t, comm)) if t == tgid => comm,
+        let (comm, cpu) = match self.comm_of {
+            Some((t, comm, cpu)) if t == tgid => (comm, cpu),
             _ => {
                 let comm = self
                     .procs
                     .get(&tgid)
                     .map(|p| p.comm)
                     .unwrap_or_else(|| Comm::new("kworker"));
-                self.comm_of = Some((tgid, comm));
-                comm
+                let cpu = tgid % self.ncpus;
+                self.comm_of = Some((tgid, comm, cpu));
+                (comm, cpu)
             }
         };
         let e = Event {
             ts_ns,
             duration_ns,
-            cpu: tgid % self.ncpus,
+            cpu,
             tgid,
             pid: tgid,
             comm,
