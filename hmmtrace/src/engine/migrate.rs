@@ -48,7 +48,6 @@ struct Collected {
 #[derive(Default)]
 pub(crate) struct Scratch {
     collected: Vec<Collected>,
-    kept: Vec<Collected>,
     dst: Vec<Option<PageId>>,
     /// `migrate_device_range`'s own (it runs inside `migrate_vma` when a device is full).
     in_use: Vec<PageId>,
@@ -236,21 +235,17 @@ impl Engine<'_> {
         // try_to_migrate, one MMU_NOTIFY_CLEAR per mapping. Page-cache pages stay too: the
         // kernel collects them and migrate_vma_pages declines them (only anonymous memory moves
         // to a device), so there cpages counts them where the engine does not.
-        let mut kept = std::mem::take(&mut self.scratch.kept);
-        kept.clear();
-        for mut c in collected.drain(..) {
+        // In place and in order (an entry moves only when one before it was dropped).
+        collected.retain_mut(|c| {
             if let Some(page) = c.page {
                 if self.pages[page].pins > 0 || self.pages[page].cache {
-                    self.restore(&c);
-                    continue;
+                    self.restore(c);
+                    return false;
                 }
                 self.try_to_migrate(page, &mut c.mappings);
             }
-            kept.push(c);
-        }
-        // The emptied vector is the next call's `kept`.
-        self.scratch.kept = collected;
-        let collected = kept;
+            true
+        });
         let cpages = collected.len() as u64;
         let m = &self.clock.model;
         let setup_cost = m.setup_base_ns + cpages * m.setup_per_page_ns;
