@@ -484,11 +484,16 @@ fn vm_figures(quick: bool) -> anyhow::Result<[Figure; 2]> {
         notes: String::new(),
     };
     let t = crate::vm::checks::timings(&out);
+    const RUNS: usize = 5;
     let median = |mode: &str| -> anyhow::Result<f64> {
         let mut v = t.get(mode).cloned().unwrap_or_default();
-        anyhow::ensure!(v.len() == 3, "{mode}: {} timed runs, want 3", v.len());
+        anyhow::ensure!(
+            v.len() == RUNS,
+            "{mode}: {} timed runs, want {RUNS}",
+            v.len()
+        );
         v.sort_by(f64::total_cmp);
-        Ok(v[1])
+        Ok(v[RUNS / 2])
     };
     let (bare, rec, agg) = (median("untraced")?, median("record")?, median("aggregate")?);
     let slow = |x: f64| (x / bare - 1.0) * 100.0;
@@ -499,7 +504,7 @@ fn vm_figures(quick: bool) -> anyhow::Result<[Figure; 2]> {
     };
     let slowdown = Figure {
         name: SLOWDOWN,
-        how: "hmm-tests' wall time in the 6.12 guest (TCG), untraced and while a system-wide `hmmtrace record`, `record --aggregate` or bpftrace runs, attached before the workload starts; the modes interleaved, three runs each; guest clock (/proc/uptime, 10 ms); medians".into(),
+        how: "hmm-tests' wall time in the 6.12 guest (TCG), untraced and while a system-wide `hmmtrace record`, `record --aggregate` or bpftrace runs, attached before the workload starts; the modes interleaved, five runs each; guest clock (/proc/uptime, 10 ms); medians".into(),
         measured: format!(
             "untraced {bare:.2} s, recorded {rec:.2} s ({:+.1} %), aggregated {agg:.2} s ({:+.1} %){against}",
             slow(rec),
