@@ -13,6 +13,9 @@ use super::{DevId, Tgid};
 /// Index into [`Pages`].
 pub(crate) type PageId = u32;
 
+/// One mapping of a page: the process and the virtual page number.
+pub(crate) type Mapping = (Tgid, u64);
+
 /// Where a page's memory lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Frame {
@@ -76,7 +79,7 @@ pub(crate) struct Pages {
     /// Pages live now.
     live: u64,
     free: Vec<PageId>,
-    more: Vec<Vec<(Tgid, u64)>>,
+    more: Vec<Vec<Mapping>>,
     more_free: Vec<u32>,
 }
 
@@ -162,7 +165,7 @@ impl Pages {
     }
 
     /// Adds a mapping at the end of the page's reverse map.
-    pub fn add_map(&mut self, id: PageId, (tgid, vpn): (Tgid, u64)) {
+    pub fn add_map(&mut self, id: PageId, (tgid, vpn): Mapping) {
         let p = &mut self.blocks[(id >> BLOCK_BITS) as usize][id as usize & (BLOCK - 1)];
         if p.map_tgid == NO_MAP {
             p.map_tgid = tgid;
@@ -182,7 +185,7 @@ impl Pages {
     }
 
     /// Removes one mapping, as `Vec::swap_remove` at its position would; nothing if absent.
-    pub fn remove_map(&mut self, id: PageId, m: (Tgid, u64)) {
+    pub fn remove_map(&mut self, id: PageId, m: Mapping) {
         let p = &mut self.blocks[(id >> BLOCK_BITS) as usize][id as usize & (BLOCK - 1)];
         if p.map_tgid == NO_MAP {
             return;
@@ -212,14 +215,14 @@ impl Pages {
 
     /// Takes every mapping, in reverse-map order, leaving none.
     #[cfg(test)]
-    pub fn take_maps(&mut self, id: PageId) -> impl Iterator<Item = (Tgid, u64)> {
+    pub fn take_maps(&mut self, id: PageId) -> impl Iterator<Item = Mapping> {
         let (first, more) = self.take_map_parts(id);
         first.into_iter().chain(more)
     }
 
     /// Takes every mapping, leaving none: the first, and the rest in reverse-map order (a
     /// vector that allocates only when there are more, after a fork).
-    pub fn take_map_parts(&mut self, id: PageId) -> (Option<(Tgid, u64)>, Vec<(Tgid, u64)>) {
+    pub fn take_map_parts(&mut self, id: PageId) -> (Option<Mapping>, Vec<Mapping>) {
         let p = &mut self.blocks[(id >> BLOCK_BITS) as usize][id as usize & (BLOCK - 1)];
         let first = (p.map_tgid != NO_MAP).then_some((p.map_tgid, p.map_vpn));
         p.map_tgid = NO_MAP;

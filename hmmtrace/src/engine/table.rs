@@ -207,33 +207,14 @@ impl<T: Copy> Sparse<T> {
 
     /// Clears every key in `[start, end)`; returns how many were present.
     pub fn remove_range(&mut self, start: u64, end: u64) -> u64 {
-        let mut removed = 0;
         // Within one leaf (a page's invalidation, mostly): straight to it.
         if end > start && start / LEAF == (end - 1) / LEAF {
             let (dir, leaf, from) = split(start);
             let Ok(i) = self.find(dir) else { return 0 };
             self.hint = i;
-            let d = &mut self.dirs[i].1;
-            let Some(l) = d.leaves[leaf].as_mut() else {
-                return 0;
-            };
-            let to = from + (end - start) as usize;
-            for s in &mut l.slots[from..to] {
-                if s.take().is_some() {
-                    l.used -= 1;
-                    removed += 1;
-                }
-            }
-            if l.used == 0 {
-                d.leaves[leaf] = None;
-                d.used -= 1;
-                if d.used == 0 {
-                    self.drop_dir(i);
-                }
-            }
-            self.len -= removed;
-            return removed;
+            return self.clear_slots(i, leaf, from, from + (end - start) as usize);
         }
+        let mut removed = 0;
         let mut cursor = start;
         // One leaf at a time, found afresh: no list of leaves to allocate (this runs on every
         // invalidation callback).
@@ -241,25 +222,35 @@ impl<T: Copy> Sparse<T> {
             cursor = base.saturating_add(LEAF);
             let (dir, leaf, _) = split(base);
             let i = self.find(dir).expect("listed above");
-            let d = &mut self.dirs[i].1;
-            let l = d.leaves[leaf].as_mut().expect("listed above");
             let from = start.saturating_sub(base).min(LEAF) as usize;
             let to = (end - base).min(LEAF) as usize;
-            for s in &mut l.slots[from..to] {
-                if s.take().is_some() {
-                    l.used -= 1;
-                    removed += 1;
-                }
-            }
-            if l.used == 0 {
-                d.leaves[leaf] = None;
-                d.used -= 1;
-                if d.used == 0 {
-                    self.drop_dir(i);
-                }
-            }
+            removed += self.clear_slots(i, leaf, from, to);
             if cursor >= end || base.checked_add(LEAF).is_none() {
                 break;
+            }
+        }
+        removed
+    }
+
+    /// Clears slots `[from, to)` of leaf `leaf` of the directory at `i`, dropping the leaf (and
+    /// the directory) when it empties; returns how many were present.
+    fn clear_slots(&mut self, i: usize, leaf: usize, from: usize, to: usize) -> u64 {
+        let d = &mut self.dirs[i].1;
+        let Some(l) = d.leaves[leaf].as_mut() else {
+            return 0;
+        };
+        let mut removed = 0;
+        for s in &mut l.slots[from..to] {
+            if s.take().is_some() {
+                l.used -= 1;
+                removed += 1;
+            }
+        }
+        if l.used == 0 {
+            d.leaves[leaf] = None;
+            d.used -= 1;
+            if d.used == 0 {
+                self.drop_dir(i);
             }
         }
         self.len -= removed;
