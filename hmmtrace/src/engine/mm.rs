@@ -101,6 +101,9 @@ impl Engine<'_> {
                 next_vpn: 0x10000,
             },
         );
+        // The name kept for events is forgotten: an event of this tgid before it existed said
+        // "kworker".
+        self.comm_of = None;
         tgid
     }
 
