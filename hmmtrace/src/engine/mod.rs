@@ -269,8 +269,9 @@ pub struct Engine<'s> {
     /// Vectors a migration fills and empties, kept between calls so that none allocates per
     /// call (taken while in use: a nested call finds them empty and makes its own).
     pub(crate) scratch: migrate::Scratch,
-    /// The last task an event was emitted for, its name and its cpu (neither changes here;
-    /// forgotten when a process goes).
+    /// The last task an event was emitted for, its name and its cpu, so that a run of events
+    /// of one task looks its process up once (the lookup was 2.7 % of the engine's samples).
+    /// Forgotten when a process is made or goes; a task's name never changes here.
     pub(crate) comm_of: Option<(Tgid, Comm, u32)>,
 }
 
