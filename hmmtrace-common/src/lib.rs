@@ -85,9 +85,11 @@ impl EventKind {
 }
 
 /// `EventHeader::flags`: the record pairs an entry with an exit and `duration_ns` is meaningful.
-pub const FLAG_HAS_DURATION: u16 = 1 << 0;
+pub const FLAG_HAS_DURATION: u8 = 1 << 0;
 
-/// The header every record starts with. 56 bytes.
+/// The header every record starts with. 32 bytes: nothing userspace can derive travels in it.
+/// The task's name (`comm`) comes from task-name records ([`TASK_RECORD`]) and `/proc` instead
+/// (`Settings::comm_in_records`), and the kind, flags and cpu are packed into one word.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EventHeader {
@@ -99,23 +101,21 @@ pub struct EventHeader {
     pub tgid: u32,
     /// `bpf_get_current_pid_tgid() as u32`: the thread id.
     pub pid: u32,
-    /// `bpf_get_smp_processor_id()` at exit (or at the event, when it has no exit).
-    pub cpu: u32,
-    /// An [`EventKind`] discriminant.
-    pub kind: u16,
-    /// `FLAG_*` bits.
-    pub flags: u16,
     /// Bit `i` set: payload field `i` (the payload's `FIELD_*` constants) is unknown on this kernel.
     pub unknown: u32,
-    pub _pad: u32,
-    /// `bpf_get_current_comm()`: `task_struct.comm`, NUL-padded.
-    pub comm: [u8; COMM_LEN],
+    /// `bpf_get_smp_processor_id()` at exit (or at the event, when it has no exit). The
+    /// kernel's `NR_CPUS` is at most 8192, so 16 bits hold every cpu.
+    pub cpu: u16,
+    /// An [`EventKind`] discriminant, or [`TASK_RECORD`] / [`OPS_RECORD`].
+    pub kind: u8,
+    /// `FLAG_*` bits.
+    pub flags: u8,
 }
 
 /// `EventHeader::kind` of a task-name record (payload [`TaskName`]): not an [`EventKind`]. The
 /// kernel session consumes these to name the tasks of the records that follow (see
 /// `Settings::comm_in_records`); they never become events, so captures never hold one.
-pub const TASK_RECORD: u16 = 0x100;
+pub const TASK_RECORD: u8 = 0xf0;
 
 /// A task's name as of now: at fork (the child's, which is its parent's) and at every rename
 /// (`exec`, `prctl(PR_SET_NAME)`, a write to `/proc/PID/comm`).
@@ -132,7 +132,7 @@ pub struct TaskName {
 /// [`EventKind`]. Sent once per `struct dev_pagemap_ops` the page-free path first meets; the
 /// kernel session names its callbacks through kallsyms and attaches to them (callback
 /// discovery). Never an event.
-pub const OPS_RECORD: u16 = 0x101;
+pub const OPS_RECORD: u8 = 0xf1;
 
 /// A driver's `struct dev_pagemap_ops` seen on a freed device page, and its callbacks.
 #[repr(C)]
@@ -513,7 +513,7 @@ pub const fn record_size(kind: EventKind) -> usize {
 // compile instead of producing records the other side misreads.
 const _: () = {
     use core::mem::size_of;
-    assert!(size_of::<EventHeader>() == 56);
+    assert!(size_of::<EventHeader>() == 32);
     assert!(size_of::<Migration>() == 80);
     assert!(size_of::<DeviceFault>() == 32);
     assert!(size_of::<PageFree>() == 40);

@@ -51,9 +51,11 @@ pub struct Settings {
     /// 1: only tasks whose `comm` equals `comm` (`record --comm`).
     pub filter_comm: u32,
     pub comm: [u8; 16],
-    /// 1: every record's header carries `bpf_get_current_comm()`. 0: headers leave `comm`
-    /// zero and [`crate::TASK_RECORD`]s name tasks when they fork or are renamed (userspace
-    /// names the rest from /proc): a helper call less per event.
+    /// 0: [`crate::TASK_RECORD`]s name tasks when they fork or are renamed (userspace names
+    /// the rest from /proc), no helper call per event. 1 (a kernel without those tracepoints'
+    /// fields): the programs read `bpf_get_current_comm()` per event and send a task-name
+    /// record before an event whenever the task's (pid, comm) differs from the last one this
+    /// cpu named.
     pub comm_in_records: u32,
     /// 1: `--aggregate`: the HMM probes update per-CPU counts and histograms
     /// (`hmmtrace_common::agg`) instead of sending a record per event.

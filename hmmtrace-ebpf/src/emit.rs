@@ -82,33 +82,67 @@ pub(crate) fn header(
         duration_ns: duration_ns.unwrap_or(0),
         tgid: (pid_tgid >> 32) as u32,
         pid: pid_tgid as u32,
+        unknown,
         // SAFETY: bpf_get_smp_processor_id takes no arguments and has no preconditions.
-        cpu: unsafe { bpf_get_smp_processor_id() },
-        kind: kind as u16,
+        // Below NR_CPUS (at most 8192): the cast keeps every value.
+        cpu: unsafe { bpf_get_smp_processor_id() } as u16,
+        kind: kind as u8,
         flags: if duration_ns.is_some() {
             hmmtrace_common::FLAG_HAS_DURATION
         } else {
             0
         },
-        unknown,
-        _pad: 0,
-        // A helper call per event saved when task-name records name the tasks instead.
-        comm: if settings().comm_in_records != 0 {
-            bpf_get_current_comm().unwrap_or([0; 16])
-        } else {
-            [0; 16]
-        },
     }
 }
 
-/// Names task `pid` from now on (see `hmmtrace_common::TASK_RECORD`).
+/// Names task `pid` from now on (see `hmmtrace_common::TASK_RECORD`); false when the ring was
+/// full.
 #[inline(always)]
-pub(crate) fn submit_task_name(pid: u32, comm: [u8; 16]) {
+pub(crate) fn submit_task_name(pid: u32, comm: [u8; 16]) -> bool {
     // A task-name record is not an EventKind: the header is built as any, then re-kinded.
     let mut header = header(EventKind::Migration, crate::kread::now(), None, 0);
     header.kind = TASK_RECORD;
     let payload = TaskName { pid, _pad: 0, comm };
-    to_ring(ProbeId::Task, Record { header, payload });
+    to_ring(ProbeId::Task, Record { header, payload })
+}
+
+/// The task this cpu last named with `Settings::comm_in_records`.
+#[repr(C)]
+struct Named {
+    pid: u32,
+    /// 0 until the first name is sent (pid 0, the idle task, is a real pid).
+    valid: u32,
+    comm: [u8; 16],
+}
+
+#[map]
+static LAST_NAMED: PerCpuArray<Named> = PerCpuArray::with_max_entries(1, 0);
+
+/// With `Settings::comm_in_records` (no fork and rename tracepoints to name tasks): names the
+/// current task before its record, unless it is the task this cpu named last under the same
+/// name. Records reach the ring in the order they are reserved on a cpu, so the name always
+/// precedes the event it names.
+#[inline(always)]
+fn name_current_task() {
+    let pid = bpf_get_current_pid_tgid() as u32;
+    let comm = bpf_get_current_comm().unwrap_or([0; 16]);
+    let Some(last) = LAST_NAMED.get_ptr_mut(0) else {
+        submit_task_name(pid, comm);
+        return;
+    };
+    // SAFETY: this cpu's value of a one-entry per-CPU array, valid for the program's run;
+    // no other program writes this cpu's value meanwhile.
+    unsafe {
+        if (*last).valid != 0 && (*last).pid == pid && (*last).comm == comm {
+            return;
+        }
+        // Remembered only once the name is in the ring: a dropped one is sent again.
+        if submit_task_name(pid, comm) {
+            (*last).pid = pid;
+            (*last).comm = comm;
+            (*last).valid = 1;
+        }
+    }
 }
 
 /// Sends a pagemap-ops record (see `crate::discover`); false when the ring was full.
@@ -139,6 +173,9 @@ pub(crate) fn submit<P: crate::aggregate::Aggregated + 'static>(probe: ProbeId, 
         }
         return;
     }
+    if settings().comm_in_records != 0 {
+        name_current_task();
+    }
     to_ring(probe, record);
 }
 
@@ -151,9 +188,9 @@ pub(crate) fn dropped(probe: ProbeId) {
     }
 }
 
-/// Writes one record, or counts it as dropped for `probe` when the ring is full.
+/// Writes one record, or counts it as dropped for `probe` when the ring is full (false).
 #[inline(always)]
-fn to_ring<P: 'static>(probe: ProbeId, record: Record<P>) {
+fn to_ring<P: 'static>(probe: ProbeId, record: Record<P>) -> bool {
     match EVENTS.reserve::<Record<P>>(0) {
         Some(mut entry) => {
             entry.write(record);
@@ -166,7 +203,11 @@ fn to_ring<P: 'static>(probe: ProbeId, record: Record<P>) {
                 BPF_RB_NO_WAKEUP
             };
             entry.submit(flags as u64);
+            true
         }
-        None => dropped(probe),
+        None => {
+            dropped(probe);
+            false
+        }
     }
 }

@@ -217,7 +217,9 @@ fn ring(rate: u64, secs: f64, ring_bytes: u32) {
     // What is still in the ring was delivered late, not lost.
     session.drain(&mut count).expect("drain");
     println!(
-        "{{\"figure\":\"ring\",\"ring_bytes\":{ring_bytes},\"target_rate\":{rate},\"fired\":{fired},\"fired_per_s\":{},\"delivered\":{delivered},\"lost\":{lost}}}",
+        "{{\"figure\":\"ring\",\"ring_bytes\":{ring_bytes},\"record_bytes\":{},\"target_rate\":{rate},\"fired\":{fired},\"fired_per_s\":{},\"delivered\":{delivered},\"lost\":{lost}}}",
+        // What the stress program sends per event: a system-migration record.
+        hmmtrace_common::record_size(hmmtrace_common::EventKind::SystemMigration),
         fired as f64 / fire_secs
     );
 }

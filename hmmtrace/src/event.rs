@@ -237,7 +237,7 @@ impl Event {
     /// which a caller must count, not ignore.
     pub fn from_wire(bytes: &[u8]) -> Option<Event> {
         let header: EventHeader = read(bytes)?;
-        let kind = EventKind::from_u16(header.kind)?;
+        let kind = EventKind::from_u16(u16::from(header.kind))?;
         if bytes.len() != hmmtrace_common::record_size(kind) {
             return None;
         }
@@ -253,10 +253,11 @@ impl Event {
         Some(Event {
             ts_ns: header.ts_ns,
             duration_ns: (header.flags & FLAG_HAS_DURATION != 0).then_some(header.duration_ns),
-            cpu: header.cpu,
+            cpu: u32::from(header.cpu),
             tgid: header.tgid,
             pid: header.pid,
-            comm: Comm(header.comm),
+            // Records carry no name: the kernel session names the task (`kernel::names`).
+            comm: Comm::default(),
             unknown: header.unknown,
             body,
         })
@@ -269,16 +270,15 @@ impl Event {
             duration_ns: self.duration_ns.unwrap_or(0),
             tgid: self.tgid,
             pid: self.pid,
-            cpu: self.cpu,
-            kind: self.kind() as u16,
+            unknown: self.unknown,
+            // The kernel's cpus fit 16 bits (`EventHeader::cpu`).
+            cpu: self.cpu as u16,
+            kind: self.kind() as u8,
             flags: if self.duration_ns.is_some() {
                 FLAG_HAS_DURATION
             } else {
                 0
             },
-            unknown: self.unknown,
-            _pad: 0,
-            comm: self.comm.0,
         };
         match self.body {
             Body::Migration(p) => bytes_of(&Record { header, payload: p }),
@@ -386,7 +386,12 @@ mod tests {
             };
             let wire = e.to_wire();
             assert_eq!(wire.len(), hmmtrace_common::record_size(e.kind()));
-            assert_eq!(Event::from_wire(&wire), Some(e));
+            // Records carry no task name: the kernel session names the task.
+            let unnamed = Event {
+                comm: Comm::default(),
+                ..e
+            };
+            assert_eq!(Event::from_wire(&wire), Some(unnamed));
         }
     }
 
@@ -404,7 +409,7 @@ mod tests {
         };
         let mut wire = e.to_wire();
         assert!(Event::from_wire(&wire[..wire.len() - 1]).is_none());
-        wire[28] = 99; // EventHeader::kind
+        wire[std::mem::offset_of!(EventHeader, kind)] = 99;
         assert!(Event::from_wire(&wire).is_none());
     }
 

@@ -122,6 +122,78 @@ fn system_migration_events_from_compaction() {
     );
 }
 
+/// This thread's name, as the kernel has it.
+fn thread_comm() -> String {
+    let c = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
+    c.trim_end_matches('\n').to_string()
+}
+
+/// Compacts memory from this thread until the session has delivered an event of it; returns
+/// every event delivered meanwhile.
+fn compact_until_mine(session: &mut Session) -> Vec<Event> {
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() } as u32;
+    let mut events: Vec<Event> = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !events.iter().any(|e| e.pid == tid) {
+        assert!(
+            Instant::now() < deadline,
+            "no migrate:mm_migrate_pages event from our compactions within 60 s"
+        );
+        std::fs::write("/proc/sys/vm/compact_memory", "1").unwrap();
+        session
+            .drain(&mut |e| {
+                events.push(*e);
+                Ok(())
+            })
+            .unwrap();
+    }
+    events
+}
+
+#[test]
+#[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
+fn tasks_are_named_per_event_where_the_kernel_cannot_announce_them() {
+    // As on a kernel whose fork or rename tracepoint lacks the fields: records carry no name,
+    // so the programs name a task before its record when their cpu has not named it so.
+    let mut session = Session::start(&SessionOptions {
+        comm_per_event: true,
+        ..Default::default()
+    })
+    .unwrap();
+    let ours = our_program_ids();
+    let mut named: Vec<String> = loaded_programs()
+        .into_iter()
+        .filter(|(id, _)| ours.contains(id))
+        .map(|(_, name)| name)
+        .collect();
+    named.sort();
+    assert_eq!(
+        named,
+        ["tracepoint_mm_migrate_pages"],
+        "no fork or rename program"
+    );
+    // SAFETY: gettid has no preconditions.
+    let tid = unsafe { libc::gettid() } as u32;
+    let before = thread_comm();
+    let first = compact_until_mine(&mut session);
+    // A rename the kernel announces nowhere in this mode: seen on the next record.
+    let renamed = "hmmtrace-rn";
+    let name = std::ffi::CString::new(renamed).unwrap();
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of at most 16 bytes.
+    assert_eq!(unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) }, 0);
+    let second = compact_until_mine(&mut session);
+    assert_eq!(session.malformed, 0);
+    for (events, want) in [(&first, before.as_str()), (&second, renamed)] {
+        for e in events.iter() {
+            assert!(!e.comm.to_string().is_empty(), "every task named: {e:?}");
+            if e.pid == tid {
+                assert_eq!(e.comm.to_string(), want, "{e:?}");
+            }
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
 fn a_tgid_filter_is_applied_in_the_kernel() {
@@ -467,7 +539,8 @@ fn record_stops_cleanly_on_sigint() {
 #[test]
 #[ignore = "needs root to load eBPF programs; cargo xtask test runs it as root"]
 fn a_full_ring_becomes_lost_events_per_probe() {
-    // One page of ring holds ~30 records; a few undrained compactions overflow it.
+    // One page of ring holds ~40 records; undrained compactions overflow it (fewer events
+    // each when memory is already compact: ten between drains).
     let mut session = Session::start(&SessionOptions {
         ring_bytes: 4096,
         ..Default::default()
@@ -480,12 +553,14 @@ fn a_full_ring_becomes_lost_events_per_probe() {
             Instant::now() < deadline,
             "no drops within 60 s ({delivered} delivered)"
         );
-        for _ in 0..3 {
+        for _ in 0..10 {
             std::fs::write("/proc/sys/vm/compact_memory", "1").unwrap();
         }
         session
             .drain(&mut |e| {
                 match e.body {
+                    // Task names of the machine's forks may be dropped too, counted apart.
+                    Body::Lost(l) if l.probe == hmmtrace_common::ProbeId::Task as u32 => {}
                     Body::Lost(l) => {
                         assert_eq!(l.probe, hmmtrace_common::ProbeId::SystemMigration as u32);
                         lost += l.count;

@@ -780,10 +780,11 @@ fn ring(quick: bool) -> anyhow::Result<Figure> {
         v["lost"].as_u64().unwrap_or(0),
     );
     let fired = v["fired"].as_u64().unwrap_or(0);
+    let record_bytes = v["record_bytes"].as_u64().unwrap_or(0);
     Ok(Figure {
         name: "ring buffer end to end",
         how: format!(
-            "`figures ring`: the stress program (a full 112-byte record per `getppid`, hmmtrace-ebpf `stress`) fired by one thread at each rate for {secs} s, 4 MiB ring, drained by the session on another thread"
+            "`figures ring`: the stress program (a full {record_bytes}-byte record per `getppid`, hmmtrace-ebpf `stress`) fired by one thread at each rate for {secs} s, 4 MiB ring, drained by the session on another thread"
         ),
         measured: format!(
             "0 lost up to {:.0}k events/s, the most one thread fires here ({}); with a 64 KiB ring at full speed: {lost} lost of {fired} fired, {delivered} delivered, every one accounted for: {}",

@@ -1,8 +1,11 @@
-//! Task names (`comm`) for records that carry none. The programs skip
+//! Task names (`comm`): records carry none (16 bytes of every record saved). The programs skip
 //! `bpf_get_current_comm()` on every event; instead the kernel announces a name when a task is
 //! forked (the child's) or renamed (exec, `prctl(PR_SET_NAME)`, `/proc/PID/comm`), in the same
 //! ring and so in order with the events, and the tasks that exist when the session starts are
-//! read from `/proc` once the announcing programs are attached ([`Names::scan`]).
+//! read from `/proc` once the announcing programs are attached ([`Names::scan`]). On a kernel
+//! whose fork or rename tracepoint lacks the fields, the programs read the name per event and
+//! announce it before a task's record whenever it is not the task and name their cpu announced
+//! last (`Settings::comm_in_records`).
 //!
 //! What this cannot name exactly: a task renamed between the programs' attach and the scan
 //! has its new name on the events it had before; a task that is in none of these (the

@@ -53,6 +53,9 @@ pub struct SessionOptions {
     pub driver_table: bool,
     /// `hmmtrace census`: count calls to these functions per caller (see `crate::census`).
     pub census: Vec<String>,
+    /// Tests only: name tasks as on a kernel whose fork or rename tracepoint lacks the fields
+    /// (`Settings::comm_in_records`), so that path is checked on kernels that have them.
+    pub comm_per_event: bool,
 }
 
 impl Default for SessionOptions {
@@ -69,6 +72,7 @@ impl Default for SessionOptions {
             aggregate: false,
             driver_table: true,
             census: Vec::new(),
+            comm_per_event: false,
         }
     }
 }
@@ -90,8 +94,8 @@ pub struct Session {
     notify: Vec<(u32, u32)>,
     /// The programs' diagnostics, with `--ebpf-log`.
     logs: Option<diagnostics::Reader>,
-    /// Task names, when records carry none (see [`super::names`]).
-    names: Option<super::names::Names>,
+    /// Task names: records carry none (see [`super::names`]).
+    names: super::names::Names,
     /// With `--aggregate`: the programs' aggregate maps.
     aggregates: Option<Aggregates>,
     /// The kprobe links of each plan row attached by kprobe, by (role, function): what
@@ -247,12 +251,15 @@ impl Session {
             driver_table: opts.driver_table,
             pending_ops: Vec::new(),
             census_refused,
-            names: named_by_records.then(|| {
+            names: {
                 let mut names = super::names::Names::default();
-                // After the announcing programs are attached: nothing falls between.
-                names.scan();
+                // After the announcing programs are attached: nothing falls between. Without
+                // them the programs name each task before its first record on a cpu.
+                if named_by_records {
+                    names.scan();
+                }
                 names
-            }),
+            },
         })
     }
 
@@ -268,19 +275,13 @@ impl Session {
                 self.pending_ops.push(seen);
                 continue;
             }
-            if let Some(names) = &mut self.names {
-                if let Some(task) = task_name(&item) {
-                    names.set(task.pid, Comm(task.comm));
-                    continue;
-                }
+            if let Some(task) = task_name(&item) {
+                self.names.set(task.pid, Comm(task.comm));
+                continue;
             }
             match Event::from_wire(&item) {
                 Some(mut e) => {
-                    if let Some(names) = &mut self.names {
-                        if e.comm == Comm::default() {
-                            e.comm = names.name(e.tgid, e.pid);
-                        }
-                    }
+                    e.comm = self.names.name(e.tgid, e.pid);
                     if let Body::Invalidation(inv) = &mut e.body {
                         // Records carry the kernel's own enum value; events carry hmmtrace's.
                         match self.notify.iter().find(|(k, _)| *k == inv.event) {
@@ -345,10 +346,7 @@ impl Session {
             let Some(class) = agg_class(k.class) else {
                 continue;
             };
-            let comm = match &mut self.names {
-                Some(n) => n.name(k.tgid, k.tgid).to_string(),
-                None => String::new(),
-            };
+            let comm = self.names.name(k.tgid, k.tgid).to_string();
             let mut g = Group::new(class, k.owner, k.tgid, comm, k.direction, k.api);
             for c in &per_cpu {
                 g.add(c);
@@ -709,8 +707,7 @@ fn attach_census(ebpf: &mut Ebpf, functions: &[String]) -> anyhow::Result<Vec<St
 /// A pagemap-ops record's payload; `None` for any other record.
 fn ops_seen(item: &[u8]) -> Option<hmmtrace_common::PagemapOpsSeen> {
     use hmmtrace_common::{EventHeader, PagemapOpsSeen, Record, OPS_RECORD};
-    let at = std::mem::offset_of!(EventHeader, kind);
-    let kind = u16::from_ne_bytes(item.get(at..at + 2)?.try_into().ok()?);
+    let kind = *item.get(std::mem::offset_of!(EventHeader, kind))?;
     if kind != OPS_RECORD || item.len() != std::mem::size_of::<Record<PagemapOpsSeen>>() {
         return None;
     }
@@ -728,8 +725,7 @@ fn task_name(item: &[u8]) -> Option<hmmtrace_common::TaskName> {
     use hmmtrace_common::{EventHeader, Record, TaskName, TASK_RECORD};
     let header_size = std::mem::size_of::<EventHeader>();
 
-    let at = std::mem::offset_of!(EventHeader, kind);
-    let kind = u16::from_ne_bytes(item.get(at..at + 2)?.try_into().ok()?);
+    let kind = *item.get(std::mem::offset_of!(EventHeader, kind))?;
     if kind != TASK_RECORD || item.len() != std::mem::size_of::<Record<TaskName>>() {
         return None;
     }
@@ -933,7 +929,8 @@ fn load(
         .unwrap_or(RenameOffsets::UNKNOWN);
     // Both tracepoints with the fields the programs read: names travel as task-name records,
     // not in every record.
-    let named_by_records = fork.child_pid != UNKNOWN && rename.newcomm != UNKNOWN;
+    let named_by_records =
+        !opts.comm_per_event && fork.child_pid != UNKNOWN && rename.newcomm != UNKNOWN;
     settings.comm_in_records = u32::from(!named_by_records);
     // Without BTF nothing has offsets; the rows that need them say so.
     let (migrate_vma, mut missing) = migrate_vma_offsets(facts.btf.as_deref());
