@@ -38,6 +38,13 @@ pub(crate) fn settings() -> Settings {
     unsafe { core::ptr::read_volatile(&SETTINGS) }
 }
 
+/// Whether events go to the per-CPU aggregates (`--aggregate`) rather than the ring: then a
+/// probe need read only what a group keeps (`crate::aggregate::Facts`).
+#[inline(always)]
+pub(crate) fn aggregating() -> bool {
+    settings().aggregate != 0
+}
+
 /// Tgids to trace when `Settings::filter_tgids` is set (value unused).
 #[map]
 pub(crate) static TGIDS: HashMap<u32, u8> = HashMap::with_max_entries(65536, 0);
@@ -167,7 +174,7 @@ pub(crate) fn submit_ops(seen: PagemapOpsSeen) -> bool {
 /// Delivers one event: into the ring, or with `--aggregate` into the per-CPU aggregates.
 #[inline(always)]
 pub(crate) fn submit<P: crate::aggregate::Aggregated + 'static>(probe: ProbeId, record: Record<P>) {
-    if settings().aggregate != 0 {
+    if aggregating() {
         if !crate::aggregate::add(&record.header, record.payload.facts()) {
             dropped(probe);
         }

@@ -33,25 +33,31 @@ fn exit(slots: &Slots, path: u8) {
     let end = now();
     let off = offsets();
     let mut unknown = 0;
-    let (start, stop) = match (
-        field::<u64>(e.arg, off.range_start),
-        field::<u64>(e.arg, off.range_end),
-    ) {
-        (Some(s), Some(t)) => (s, t),
-        _ => {
-            unknown |= Invalidation::FIELD_RANGE;
-            (0, 0)
-        }
-    };
-    let event = field::<u32>(e.arg, off.range_event).unwrap_or_else(|| {
-        unknown |= Invalidation::FIELD_EVENT;
-        0
-    });
     let owner = field::<u64>(e.arg, off.range_owner).unwrap_or_else(|| {
         unknown |= Invalidation::FIELD_OWNER;
         0
     });
-    let range_flags = field::<u32>(e.arg, off.range_flags).unwrap_or(0) as u16;
+    // A group keeps the owner and the path only: four helper calls fewer with --aggregate.
+    let (start, stop, event, range_flags) = if emit::aggregating() {
+        (0, 0, 0, 0)
+    } else {
+        let (start, stop) = match (
+            field::<u64>(e.arg, off.range_start),
+            field::<u64>(e.arg, off.range_end),
+        ) {
+            (Some(s), Some(t)) => (s, t),
+            _ => {
+                unknown |= Invalidation::FIELD_RANGE;
+                (0, 0)
+            }
+        };
+        let event = field::<u32>(e.arg, off.range_event).unwrap_or_else(|| {
+            unknown |= Invalidation::FIELD_EVENT;
+            0
+        });
+        let range_flags = field::<u32>(e.arg, off.range_flags).unwrap_or(0) as u16;
+        (start, stop, event, range_flags)
+    };
     let payload = Invalidation {
         start,
         end: stop,

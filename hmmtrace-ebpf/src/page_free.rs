@@ -72,13 +72,18 @@ fn exit() {
     if ops.is_none() {
         unknown |= PageFree::FIELD_PGMAP_OPS;
     }
-    let pfn = match (vmemmap_base(), off.page_struct_size) {
-        (Some(base), size) if size != UNKNOWN && size != 0 && e.arg >= base => {
-            (e.arg - base) / size as u64
-        }
-        _ => {
-            unknown |= PageFree::FIELD_PFN;
-            0
+    // A group keeps the owner and the pages (the order) only.
+    let pfn = if emit::aggregating() {
+        0
+    } else {
+        match (vmemmap_base(), off.page_struct_size) {
+            (Some(base), size) if size != UNKNOWN && size != 0 && e.arg >= base => {
+                (e.arg - base) / size as u64
+            }
+            _ => {
+                unknown |= PageFree::FIELD_PFN;
+                0
+            }
         }
     };
     // A large folio's order is in its second page; single pages are order 0.

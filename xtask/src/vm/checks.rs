@@ -549,6 +549,33 @@ pub fn check(out: &str, engine_rows: &str) -> anyhow::Result<()> {
             },
         );
     }
+    // Each group by device too: with --aggregate the programs read only what a group keeps
+    // (the owner from setup, not finalize; the owner alone of a range or page).
+    let by_device = |r: &Report| -> BTreeMap<(String, String), (u64, u64)> {
+        r.groups
+            .iter()
+            .flat_map(|g| {
+                g.kinds
+                    .iter()
+                    .map(|k| ((g.group.clone(), k.kind.clone()), (k.count, k.pages)))
+            })
+            .collect()
+    };
+    let want = by_device(&report(section(out, "report-workload-by-device"))?);
+    let got = by_device(&report(section(
+        out,
+        "report-workload-aggregate-by-device",
+    ))?);
+    let devices: BTreeSet<&str> = want.keys().map(|(d, _)| d.as_str()).collect();
+    verdict(
+        "--aggregate groups every kind by device as the records do",
+        want == got && !want.is_empty(),
+        if want == got {
+            format!("{} groups over devices {devices:?}", got.len())
+        } else {
+            format!("records {want:?}, aggregates {got:?}")
+        },
+    );
     // Check 1, continued: the munmap's MMU_NOTIFY_UNMAP covers the workload's region.
     let kernel_rows = rows(section(out, "export-workload"))?;
     let workload = region(out, "workload");
