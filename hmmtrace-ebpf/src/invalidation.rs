@@ -12,7 +12,7 @@ use hmmtrace_common::{
 };
 
 use crate::emit;
-use crate::kread::{field, now, offsets};
+use crate::kread::{now, offsets, Base};
 use crate::pairing::{self, slots, Slots};
 
 slots!(RANGE_START_SLOTS);
@@ -25,15 +25,21 @@ fn entry(slots: &Slots, range: u64) {
     }
 }
 
+/// `typed`: the range as the fexit program's argument, read with plain loads; else the
+/// address saved at entry, read with the helper.
 #[inline(always)]
-fn exit(slots: &Slots, path: u8) {
+fn exit(slots: &Slots, path: u8, typed: Option<u64>) {
     let Some(e) = pairing::end(slots, ProbeId::Invalidation) else {
         return;
+    };
+    let range = match typed {
+        Some(r) => Base::Btf(r),
+        None => Base::Probe(e.arg),
     };
     let end = now();
     let off = offsets();
     let mut unknown = 0;
-    let owner = field::<u64>(e.arg, off.range_owner).unwrap_or_else(|| {
+    let owner = range.get::<u64>(off.range_owner).unwrap_or_else(|| {
         unknown |= Invalidation::FIELD_OWNER;
         0
     });
@@ -42,8 +48,8 @@ fn exit(slots: &Slots, path: u8) {
         (0, 0, 0, 0)
     } else {
         let (start, stop) = match (
-            field::<u64>(e.arg, off.range_start),
-            field::<u64>(e.arg, off.range_end),
+            range.get::<u64>(off.range_start),
+            range.get::<u64>(off.range_end),
         ) {
             (Some(s), Some(t)) => (s, t),
             _ => {
@@ -51,11 +57,11 @@ fn exit(slots: &Slots, path: u8) {
                 (0, 0)
             }
         };
-        let event = field::<u32>(e.arg, off.range_event).unwrap_or_else(|| {
+        let event = range.get::<u32>(off.range_event).unwrap_or_else(|| {
             unknown |= Invalidation::FIELD_EVENT;
             0
         });
-        let range_flags = field::<u32>(e.arg, off.range_flags).unwrap_or(0) as u16;
+        let range_flags = range.get::<u32>(off.range_flags).unwrap_or(0) as u16;
         (start, stop, event, range_flags)
     };
     let payload = Invalidation {
@@ -78,8 +84,12 @@ pub fn fentry_invalidate_range_start(ctx: FEntryContext) -> u32 {
 }
 
 #[fexit(function = "__mmu_notifier_invalidate_range_start")]
-pub fn fexit_invalidate_range_start(_ctx: FExitContext) -> u32 {
-    exit(&RANGE_START_SLOTS, INVALIDATE_RANGE_START);
+pub fn fexit_invalidate_range_start(ctx: FExitContext) -> u32 {
+    exit(
+        &RANGE_START_SLOTS,
+        INVALIDATE_RANGE_START,
+        Some(ctx.arg::<u64>(0)),
+    );
     0
 }
 
@@ -91,7 +101,7 @@ pub fn kprobe_invalidate_range_start(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn kretprobe_invalidate_range_start(_ctx: RetProbeContext) -> u32 {
-    exit(&RANGE_START_SLOTS, INVALIDATE_RANGE_START);
+    exit(&RANGE_START_SLOTS, INVALIDATE_RANGE_START, None);
     0
 }
 
@@ -106,7 +116,7 @@ pub fn fentry_interval_invalidate(ctx: FEntryContext) -> u32 {
 
 #[fexit(function = "dmirror_interval_invalidate")]
 pub fn fexit_interval_invalidate(_ctx: FExitContext) -> u32 {
-    exit(&CALLBACK_SLOTS, INVALIDATE_CALLBACK);
+    exit(&CALLBACK_SLOTS, INVALIDATE_CALLBACK, None);
     0
 }
 
@@ -118,6 +128,6 @@ pub fn kprobe_interval_invalidate(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn kretprobe_interval_invalidate(_ctx: RetProbeContext) -> u32 {
-    exit(&CALLBACK_SLOTS, INVALIDATE_CALLBACK);
+    exit(&CALLBACK_SLOTS, INVALIDATE_CALLBACK, None);
     0
 }

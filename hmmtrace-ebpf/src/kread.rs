@@ -43,6 +43,36 @@ pub(crate) fn field<T>(base: u64, offset: u32) -> Option<T> {
     unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T).ok() }
 }
 
+/// Where a probe reads a struct from: an address it saved (read with `bpf_probe_read_kernel`),
+/// or an fentry/fexit argument the verifier knows by its BTF type, read with plain loads (the
+/// verifier checks each against the struct's fields and makes it a load that cannot fault:
+/// no helper call per field).
+#[derive(Clone, Copy)]
+pub(crate) enum Base {
+    Probe(u64),
+    Btf(u64),
+}
+
+impl Base {
+    /// The `T` at `offset`; `None` when the offset is unknown or the base NULL.
+    #[inline(always)]
+    pub(crate) fn get<T: Copy>(self, offset: u32) -> Option<T> {
+        match self {
+            Base::Probe(base) => field(base, offset),
+            Base::Btf(base) => {
+                if offset == UNKNOWN || base == 0 {
+                    return None;
+                }
+                // SAFETY: `base` is the traced function's argument, typed by BTF in the
+                // verifier, and `offset` a field's offset from the same BTF (a constant the
+                // verifier knows): it checks the load against the struct and marks it as one
+                // whose fault reads zero.
+                Some(unsafe { core::ptr::read_volatile((base + offset as u64) as *const T) })
+            }
+        }
+    }
+}
+
 /// A device page's `dev_pagemap`: (owner, ops, type), each `None` if unreadable.
 #[inline(always)]
 pub(crate) fn pgmap_of(page: u64) -> (Option<u64>, Option<u64>, Option<u32>) {

@@ -26,7 +26,7 @@ use hmmtrace_common::{
 };
 
 use crate::emit;
-use crate::kread::{field, now, tid};
+use crate::kread::{now, tid, Base};
 
 #[unsafe(no_mangle)]
 static MIGRATE_VMA_OFFSETS: MigrateVmaOffsets = MigrateVmaOffsets::UNKNOWN;
@@ -122,8 +122,15 @@ fn begin<C: EbpfContext>(
 }
 
 /// The setup step returned `ret`; `collected` counts what it collected (the device family).
+/// `typed`: `args` as the fexit program's argument (plain loads), else the saved address.
 #[inline(always)]
-fn setup_done<C: EbpfContext>(ctx: &C, map: &InFlightMap, ret: i64, collected: bool) {
+fn setup_done<C: EbpfContext>(
+    ctx: &C,
+    map: &InFlightMap,
+    ret: i64,
+    collected: bool,
+    typed: Option<u64>,
+) {
     let key = tid();
     let Some(s) = map.get_ptr_mut(key) else {
         return;
@@ -142,17 +149,18 @@ fn setup_done<C: EbpfContext>(ctx: &C, map: &InFlightMap, ret: i64, collected: b
     if !collected {
         // migrate_vma: the arguments now, while `args` surely holds them.
         let off = offsets();
-        s.select = field::<u64>(s.arg, off.flags).unwrap_or(0) as u32;
-        match field::<u64>(s.arg, off.pgmap_owner) {
+        let args = typed.map_or(Base::Probe(s.arg), Base::Btf);
+        s.select = args.get::<u64>(off.flags).unwrap_or(0) as u32;
+        match args.get::<u64>(off.pgmap_owner) {
             Some(o) => s.owner = o,
             None => s.unknown |= Migration::FIELD_PGMAP_OWNER,
         }
         // A group keeps the owner and the direction only (`vma_finalize_exit`).
         if !emit::aggregating() {
-            s.start = field::<u64>(s.arg, off.start).unwrap_or(0);
-            s.end = field::<u64>(s.arg, off.end).unwrap_or(0);
-            s.npages = field::<u64>(s.arg, off.npages).unwrap_or(0);
-            match field::<u64>(s.arg, off.cpages) {
+            s.start = args.get::<u64>(off.start).unwrap_or(0);
+            s.end = args.get::<u64>(off.end).unwrap_or(0);
+            s.npages = args.get::<u64>(off.npages).unwrap_or(0);
+            match args.get::<u64>(off.cpages) {
                 Some(c) => s.cpages = c,
                 None => s.unknown |= Migration::FIELD_CPAGES,
             }
@@ -332,17 +340,17 @@ fn count_migrated(src: u64, npages: u64) -> Option<u64> {
 // migrate_vma_setup(struct migrate_vma *args) → migrate_vma_pages(args) →
 // migrate_vma_finalize(args): the fields are read from `args`.
 
+/// `args`' `src` and `npages`; `typed` as for `setup_done`.
 #[inline(always)]
-fn vma_src(s: &InFlight) -> Option<(u64, u64)> {
+fn vma_src(s: &InFlight, typed: Option<u64>) -> Option<(u64, u64)> {
     let off = offsets();
-    Some((
-        field::<u64>(s.arg, off.src)?,
-        field::<u64>(s.arg, off.npages)?,
-    ))
+    let args = typed.map_or(Base::Probe(s.arg), Base::Btf);
+    Some((args.get::<u64>(off.src)?, args.get::<u64>(off.npages)?))
 }
 
+/// `typed` as for `setup_done`.
 #[inline(always)]
-fn vma_finalize_exit<C: EbpfContext>(ctx: &C) {
+fn vma_finalize_exit<C: EbpfContext>(ctx: &C, typed: Option<u64>) {
     let Some((s, end)) = finish(&MIGRATE_VMA_INFLIGHT) else {
         debug!(
             ctx,
@@ -351,6 +359,7 @@ fn vma_finalize_exit<C: EbpfContext>(ctx: &C) {
         return;
     };
     let off = offsets();
+    let args = typed.map_or(Base::Probe(s.arg), Base::Btf);
     let mut unknown = s.unknown;
     let (cpages, pgmap_owner, start, stop, npages, select) = if emit::aggregating() {
         // A group keeps the owner, the pages migrated and the direction: the owner and the
@@ -358,7 +367,7 @@ fn vma_finalize_exit<C: EbpfContext>(ctx: &C) {
         (0, s.owner, 0, 0, 0, s.select)
     } else {
         let mut read = |offset: u32, bit: u32| {
-            field::<u64>(s.arg, offset).unwrap_or_else(|| {
+            args.get::<u64>(offset).unwrap_or_else(|| {
                 unknown |= bit;
                 0
             })
@@ -369,10 +378,10 @@ fn vma_finalize_exit<C: EbpfContext>(ctx: &C) {
         (
             cpages,
             pgmap_owner,
-            field::<u64>(s.arg, off.start).unwrap_or(0),
-            field::<u64>(s.arg, off.end).unwrap_or(0),
-            field::<u64>(s.arg, off.npages).unwrap_or(0),
-            field::<u64>(s.arg, off.flags).unwrap_or(0) as u32,
+            args.get::<u64>(off.start).unwrap_or(0),
+            args.get::<u64>(off.end).unwrap_or(0),
+            args.get::<u64>(off.npages).unwrap_or(0),
+            args.get::<u64>(off.flags).unwrap_or(0) as u32,
         )
     };
     let payload = Migration {
@@ -446,7 +455,13 @@ pub fn fentry_migrate_vma_setup(ctx: FEntryContext) -> u32 {
 
 #[fexit(function = "migrate_vma_setup")]
 pub fn fexit_migrate_vma_setup(ctx: FExitContext) -> u32 {
-    setup_done(&ctx, &MIGRATE_VMA_INFLIGHT, ctx.arg::<i32>(1) as i64, false);
+    setup_done(
+        &ctx,
+        &MIGRATE_VMA_INFLIGHT,
+        ctx.arg::<i32>(1) as i64,
+        false,
+        Some(ctx.arg::<u64>(0)),
+    );
     0
 }
 
@@ -464,13 +479,16 @@ pub fn fexit_migrate_vma_pages(_ctx: FExitContext) -> u32 {
 
 #[fentry(function = "migrate_vma_finalize")]
 pub fn fentry_migrate_vma_finalize(ctx: FEntryContext) -> u32 {
-    finalize_entry(&ctx, &MIGRATE_VMA_INFLIGHT, false, vma_src);
+    let args = ctx.arg::<u64>(0);
+    finalize_entry(&ctx, &MIGRATE_VMA_INFLIGHT, false, |s| {
+        vma_src(s, Some(args))
+    });
     0
 }
 
 #[fexit(function = "migrate_vma_finalize")]
 pub fn fexit_migrate_vma_finalize(ctx: FExitContext) -> u32 {
-    vma_finalize_exit(&ctx);
+    vma_finalize_exit(&ctx, Some(ctx.arg::<u64>(0)));
     0
 }
 
@@ -494,6 +512,7 @@ pub fn fexit_migrate_device_range(ctx: FExitContext) -> u32 {
         &MIGRATE_DEVICE_INFLIGHT,
         ctx.arg::<i32>(3) as i64,
         true,
+        None,
     );
     0
 }
@@ -539,7 +558,13 @@ pub fn kprobe_migrate_vma_setup(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn kretprobe_migrate_vma_setup(ctx: RetProbeContext) -> u32 {
-    setup_done(&ctx, &MIGRATE_VMA_INFLIGHT, ctx.ret::<i32>() as i64, false);
+    setup_done(
+        &ctx,
+        &MIGRATE_VMA_INFLIGHT,
+        ctx.ret::<i32>() as i64,
+        false,
+        None,
+    );
     0
 }
 
@@ -557,13 +582,13 @@ pub fn kretprobe_migrate_vma_pages(_ctx: RetProbeContext) -> u32 {
 
 #[kprobe]
 pub fn kprobe_migrate_vma_finalize(ctx: ProbeContext) -> u32 {
-    finalize_entry(&ctx, &MIGRATE_VMA_INFLIGHT, false, vma_src);
+    finalize_entry(&ctx, &MIGRATE_VMA_INFLIGHT, false, |s| vma_src(s, None));
     0
 }
 
 #[kretprobe]
 pub fn kretprobe_migrate_vma_finalize(ctx: RetProbeContext) -> u32 {
-    vma_finalize_exit(&ctx);
+    vma_finalize_exit(&ctx, None);
     0
 }
 
@@ -587,6 +612,7 @@ pub fn kretprobe_migrate_device_range(ctx: RetProbeContext) -> u32 {
         &MIGRATE_DEVICE_INFLIGHT,
         ctx.ret::<i32>() as i64,
         true,
+        None,
     );
     0
 }
