@@ -10,7 +10,7 @@ use aya_log_ebpf::{debug, warn};
 use hmmtrace_common::{DeviceFault, EventKind, ProbeId, Record};
 
 use crate::emit;
-use crate::kread::{field, now, offsets, pgmap_of, pgmap_owner_of};
+use crate::kread::{field, now, offsets, pgmap_of, pgmap_owner_of, Base};
 use crate::pairing::{self, slots};
 
 slots!(FAULT_SLOTS);
@@ -43,7 +43,7 @@ fn exit<C: EbpfContext>(ctx: &C, result: u32) {
             unknown |= DeviceFault::FIELD_ADDRESS;
             0
         });
-        let (owner, ops, _) = pgmap_of(page);
+        let (owner, ops, _) = pgmap_of(Base::Probe(page));
         (address, owner, ops)
     };
     if owner.is_none() {

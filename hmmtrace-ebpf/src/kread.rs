@@ -73,11 +73,13 @@ impl Base {
     }
 }
 
-/// A device page's `dev_pagemap`: (owner, ops, type), each `None` if unreadable.
+/// A device page's `dev_pagemap`: (owner, ops, type), each `None` if unreadable. The pgmap
+/// itself is read with the helper whatever `page` is: BTF would type the loaded pointer by
+/// the first union member at its offset (a `list_head`), not as a `dev_pagemap`.
 #[inline(always)]
-pub(crate) fn pgmap_of(page: u64) -> (Option<u64>, Option<u64>, Option<u32>) {
+pub(crate) fn pgmap_of(page: Base) -> (Option<u64>, Option<u64>, Option<u32>) {
     let off = offsets();
-    match field::<u64>(page, off.page_pgmap) {
+    match page.get::<u64>(off.page_pgmap) {
         Some(pgmap) => (
             field::<u64>(pgmap, off.pgmap_owner),
             field::<u64>(pgmap, off.pgmap_ops),

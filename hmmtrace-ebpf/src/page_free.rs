@@ -10,7 +10,7 @@ use aya_ebpf::{
 use hmmtrace_common::{offsets::UNKNOWN, EventKind, PageFree, ProbeId, Record};
 
 use crate::emit;
-use crate::kread::{field, now, offsets, pgmap_of, vmemmap_base};
+use crate::kread::{now, offsets, pgmap_of, vmemmap_base, Base};
 use crate::pairing::{self, slots};
 
 // A free in progress on a task: the `struct folio *` (or `struct page *`) in `arg`, and the
@@ -49,14 +49,17 @@ fn callback_exit() {
     }
 }
 
+/// `typed`: the page (folio) as the fexit program's argument, read with plain loads; else
+/// the address saved at entry, read with the helper.
 #[inline(always)]
-fn exit() {
+fn exit(typed: Option<u64>) {
     let Some(e) = pairing::end(&FREE_SLOTS, ProbeId::PageFree) else {
         return;
     };
+    let page = typed.map_or(Base::Probe(e.arg), Base::Btf);
     let end = now();
     let off = offsets();
-    let (owner, ops, kind) = pgmap_of(e.arg);
+    let (owner, ops, kind) = pgmap_of(page);
     // Other ZONE_DEVICE memory (fsdax, pci p2pdma) takes this path too: not HMM.
     let Some(kind) = kind else { return };
     if kind != off.memory_device_private && kind != off.memory_device_coherent {
@@ -87,7 +90,7 @@ fn exit() {
         }
     };
     // A large folio's order is in its second page; single pages are order 0.
-    let order = match field::<u64>(e.arg, off.page_flags) {
+    let order = match page.get::<u64>(off.page_flags) {
         Some(flags) if off.pg_head_bit < 64 && flags & (1 << off.pg_head_bit) == 0 => 0,
         _ => {
             unknown |= PageFree::FIELD_ORDER;
@@ -116,8 +119,8 @@ pub fn fentry_free_zone_device(ctx: FEntryContext) -> u32 {
 }
 
 #[fexit(function = "free_zone_device_folio")]
-pub fn fexit_free_zone_device(_ctx: FExitContext) -> u32 {
-    exit();
+pub fn fexit_free_zone_device(ctx: FExitContext) -> u32 {
+    exit(Some(ctx.arg::<u64>(0)));
     0
 }
 
@@ -129,7 +132,7 @@ pub fn kprobe_free_zone_device(ctx: ProbeContext) -> u32 {
 
 #[kretprobe]
 pub fn kretprobe_free_zone_device(_ctx: RetProbeContext) -> u32 {
-    exit();
+    exit(None);
     0
 }
 
