@@ -73,24 +73,7 @@ fn system_migration_events_from_compaction() {
         ],
         "bpftool sees our programs while the session lives"
     );
-    let mut events: Vec<Event> = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    // Compaction runs in the writer's context, so some events carry our pid. Keep asking until
-    // one arrives or the deadline passes (each write is a full compaction of every zone).
-    while !events.iter().any(|e| e.tgid == me) {
-        assert!(
-            Instant::now() < deadline,
-            "no migrate:mm_migrate_pages event from our compactions within 60 s"
-        );
-        std::fs::write("/proc/sys/vm/compact_memory", "1")
-            .expect("write /proc/sys/vm/compact_memory");
-        session
-            .drain(&mut |e| {
-                events.push(*e);
-                Ok(())
-            })
-            .unwrap();
-    }
+    let events = compact_until_mine(&mut session);
     assert_eq!(session.malformed, 0);
     let ours: Vec<_> = events.iter().filter(|e| e.tgid == me).collect();
     for e in &ours {
@@ -129,7 +112,8 @@ fn thread_comm() -> String {
 }
 
 /// Compacts memory from this thread until the session has delivered an event of it; returns
-/// every event delivered meanwhile.
+/// every event delivered meanwhile. Compaction runs in the writer's context, so some events
+/// carry our thread; each write is a full compaction of every zone, for up to 60 s.
 fn compact_until_mine(session: &mut Session) -> Vec<Event> {
     // SAFETY: gettid has no preconditions.
     let tid = unsafe { libc::gettid() } as u32;
