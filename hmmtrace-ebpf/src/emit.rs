@@ -137,8 +137,10 @@ fn name_current_task() {
         submit_task_name(pid, comm);
         return;
     };
-    // SAFETY: this cpu's value of a one-entry per-CPU array, valid for the program's run;
-    // no other program writes this cpu's value meanwhile.
+    // SAFETY: this cpu's value of a one-entry per-CPU array, valid for the program's run.
+    // Only a program nested in an interrupt on this cpu could write it meanwhile; the worst
+    // that does is a name sent twice (userspace keeps names per pid), never one skipped, as
+    // the slot names only what reached the ring.
     unsafe {
         if (*last).valid != 0 && (*last).pid == pid && (*last).comm == comm {
             return;

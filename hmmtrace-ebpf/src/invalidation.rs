@@ -32,10 +32,7 @@ fn exit(slots: &Slots, path: u8, typed: Option<u64>) {
     let Some(e) = pairing::end(slots, ProbeId::Invalidation) else {
         return;
     };
-    let range = match typed {
-        Some(r) => Base::Btf(r),
-        None => Base::Probe(e.arg),
-    };
+    let range = Base::of(typed, e.arg);
     let end = now();
     let off = offsets();
     let mut unknown = 0;

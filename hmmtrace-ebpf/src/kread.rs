@@ -54,6 +54,13 @@ pub(crate) enum Base {
 }
 
 impl Base {
+    /// The fexit (or fentry) program's `typed` argument when it has one, else the address
+    /// `saved` at entry.
+    #[inline(always)]
+    pub(crate) fn of(typed: Option<u64>, saved: u64) -> Base {
+        typed.map_or(Base::Probe(saved), Base::Btf)
+    }
+
     /// The `T` at `offset`; `None` when the offset is unknown or the base NULL.
     #[inline(always)]
     pub(crate) fn get<T: Copy>(self, offset: u32) -> Option<T> {

@@ -149,7 +149,7 @@ fn setup_done<C: EbpfContext>(
     if !collected {
         // migrate_vma: the arguments now, while `args` surely holds them.
         let off = offsets();
-        let args = typed.map_or(Base::Probe(s.arg), Base::Btf);
+        let args = Base::of(typed, s.arg);
         s.select = args.get::<u64>(off.flags).unwrap_or(0) as u32;
         match args.get::<u64>(off.pgmap_owner) {
             Some(o) => s.owner = o,
@@ -344,7 +344,7 @@ fn count_migrated(src: u64, npages: u64) -> Option<u64> {
 #[inline(always)]
 fn vma_src(s: &InFlight, typed: Option<u64>) -> Option<(u64, u64)> {
     let off = offsets();
-    let args = typed.map_or(Base::Probe(s.arg), Base::Btf);
+    let args = Base::of(typed, s.arg);
     Some((args.get::<u64>(off.src)?, args.get::<u64>(off.npages)?))
 }
 
@@ -359,7 +359,7 @@ fn vma_finalize_exit<C: EbpfContext>(ctx: &C, typed: Option<u64>) {
         return;
     };
     let off = offsets();
-    let args = typed.map_or(Base::Probe(s.arg), Base::Btf);
+    let args = Base::of(typed, s.arg);
     let mut unknown = s.unknown;
     let (cpages, pgmap_owner, start, stop, npages, select) = if emit::aggregating() {
         // A group keeps the owner, the pages migrated and the direction: the owner and the

@@ -56,7 +56,7 @@ fn exit(typed: Option<u64>) {
     let Some(e) = pairing::end(&FREE_SLOTS, ProbeId::PageFree) else {
         return;
     };
-    let page = typed.map_or(Base::Probe(e.arg), Base::Btf);
+    let page = Base::of(typed, e.arg);
     let end = now();
     let off = offsets();
     let (owner, ops, kind) = pgmap_of(page);
