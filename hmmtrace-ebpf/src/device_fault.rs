@@ -35,9 +35,10 @@ fn exit<C: EbpfContext>(ctx: &C, result: u32) {
     let off = offsets();
     let mut unknown = 0;
     let page = field::<u64>(e.arg, off.vmf_page).unwrap_or(0);
-    // A group keeps the owner only: three helper calls fewer with --aggregate.
+    // A group keeps the owner only: three helper calls fewer with --aggregate (the address
+    // and ops unread, so unknown; no record says so, the aggregates keep neither).
     let (address, owner, ops) = if emit::aggregating() {
-        (0, pgmap_owner_of(page), Some(0))
+        (0, pgmap_owner_of(page), None)
     } else {
         let address = field::<u64>(e.arg, off.vmf_address).unwrap_or_else(|| {
             unknown |= DeviceFault::FIELD_ADDRESS;
